@@ -1,0 +1,165 @@
+"""The append path, shared by every backend.
+
+For each model stream: fold its current state, check each draft against the
+lifecycle rules, assign the next sequence, link ``prev_hash`` to the SHA-256 of
+the previous event's stored bytes, encode, and hand the records to the backend,
+which appends them atomically or calls the plan again if another writer won.
+"""
+
+from __future__ import annotations
+
+import threading
+from collections.abc import Callable, Iterable
+from dataclasses import dataclass
+from datetime import datetime
+
+from ledger import codec, rules
+from ledger.errors import ConflictError, DecodeError, InputError, RuleViolation
+from ledger.events import Event, utcnow
+from ledger.log import EventLog, NewRecord, Position, StoredRecord, StreamView
+
+
+@dataclass(frozen=True)
+class Accepted:
+    """The synchronous answer to an accepted event."""
+
+    event: Event
+    position: Position
+    hash: str
+    duplicate: bool = False
+    """True when the event id was already in the log (an idempotent retry)."""
+
+    def as_dict(self) -> dict:
+        return {
+            "accepted": True,
+            "event_id": str(self.event.event_id),
+            "event_type": self.event.event_type,
+            "model": self.event.model,
+            "version": self.event.version,
+            "sequence": self.event.sequence,
+            "hash": self.hash,
+            "prev_hash": self.event.prev_hash,
+            "position": str(self.position),
+            "recorded_at": self.event.recorded_at.isoformat() if self.event.recorded_at else None,
+            "duplicate": self.duplicate,
+            "event": self.event.model_dump(mode="json"),
+        }
+
+
+def fold(model: str, records: Iterable[StoredRecord], state: rules.ModelState | None = None) -> rules.ModelState:
+    """Replay records of one stream into its rule state."""
+    state = state or rules.ModelState(model)
+    for record in records:
+        try:
+            event = codec.decode(record.data)
+        except DecodeError as exc:
+            raise DecodeError(
+                f"stream {model!r} holds an undecodable event at {record.position}: {exc}; "
+                "run `ledger verify` — no new event is accepted on a damaged stream"
+            ) from exc
+        state = rules.apply(state, event, record.hash)
+    return state
+
+
+def _same_action(stored: Event, draft: Event) -> bool:
+    ignore = {"sequence", "prev_hash", "recorded_at", "replaced_version"}
+    return type(stored) is type(draft) and stored.model_dump(exclude=ignore) == draft.model_dump(exclude=ignore)
+
+
+class Appender:
+    """Validates, sequences, chains and appends events to a log."""
+
+    def __init__(self, log: EventLog, clock: Callable[[], datetime] = utcnow):
+        self.log = log
+        self.clock = clock
+        self._states: dict[str, rules.ModelState] = {}
+        self._lock = threading.Lock()
+
+    def state(self, view: StreamView, model: str) -> rules.ModelState:
+        head = view.head()
+        cached = self._states.get(model)
+        if head is None:
+            return rules.ModelState(model)
+        if cached is not None and cached.sequence == head.sequence and cached.last_hash == head.hash:
+            return cached
+        if cached is not None and cached.sequence < head.sequence:
+            return fold(model, view.records_after(cached.sequence), cached)
+        return fold(model, view.records_after(0))
+
+    def append(self, events: Iterable[Event], *, expected_sequence: int | None = None) -> list[Accepted]:
+        """Append drafts of one model atomically: all are accepted or none.
+
+        ``expected_sequence`` makes the append conditional: it fails with
+        :class:`ConflictError` unless the stream's last sequence is exactly that
+        (0 for an empty stream) — optimistic concurrency for read-decide-write."""
+        drafts = list(events)
+        if not drafts:
+            raise InputError("nothing to append")
+        model = drafts[0].model
+        if any(d.model != model for d in drafts):
+            raise InputError("one append takes events of a single model")
+        for draft in drafts:
+            if not draft.is_draft:
+                raise InputError(f"event {draft.event_id} already has a sequence; send drafts")
+
+        outcome: dict = {}
+
+        def plan(view: StreamView) -> list[NewRecord]:
+            state = self.state(view, model)
+            if expected_sequence is not None and state.sequence != expected_sequence:
+                raise ConflictError(
+                    f"stream {model!r} is at sequence {state.sequence}, "
+                    f"the writer expected {expected_sequence}"
+                )
+            recorded_at = self.clock()
+            records: list[NewRecord] = []
+            duplicates: dict[int, Accepted] = {}
+            for index, draft in enumerate(drafts):
+                existing = view.find(str(draft.event_id))
+                if existing is not None:
+                    stored = codec.decode(existing.data)
+                    if not _same_action(stored, draft):
+                        raise RuleViolation(
+                            "event-id-unique",
+                            f"event id {draft.event_id} is already used by another event",
+                        )
+                    duplicates[index] = Accepted(stored, existing.position, existing.hash, True)
+                    continue
+                checked = rules.check(state, draft)
+                event = checked.model_copy(
+                    update={
+                        "sequence": state.sequence + 1,
+                        "prev_hash": state.last_hash,
+                        "recorded_at": recorded_at,
+                    }
+                )
+                encoded = codec.encode(event)
+                record = NewRecord(
+                    model=model,
+                    sequence=event.sequence,
+                    event_id=str(event.event_id),
+                    event_type=event.event_type,
+                    fingerprint=encoded.fingerprint,
+                    data=encoded.data,
+                )
+                state = rules.apply(state, event, record.hash)
+                records.append(record)
+                outcome.setdefault("events", {})[event.sequence] = event
+            outcome["state"] = state
+            outcome["duplicates"] = duplicates
+            return records
+
+        stored = self.log.append(model, plan)
+        with self._lock:
+            self._states[model] = outcome["state"]
+        by_sequence = {r.sequence: r for r in stored}
+        answers: list[Accepted] = []
+        fresh = iter(sorted(outcome.get("events", {}).items()))
+        for index in range(len(drafts)):
+            if index in outcome["duplicates"]:
+                answers.append(outcome["duplicates"][index])
+                continue
+            sequence, event = next(fresh)
+            record = by_sequence[sequence]
+            answers.append(Accepted(event, record.position, record.hash))
+        return answers

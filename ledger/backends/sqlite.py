@@ -1,0 +1,170 @@
+"""The embedded log: one SQLite file, append-only, holding the same Avro bytes
+that go to Kafka. The default when no broker is configured.
+
+Writers serialise on SQLite's write lock (``BEGIN IMMEDIATE``), so the plan of an
+append always sees the stream as it is when the append commits, across threads and
+processes; ``UNIQUE(model, sequence)`` is the backstop.
+"""
+
+from __future__ import annotations
+
+import sqlite3
+import time
+from collections.abc import Iterator
+from pathlib import Path
+
+from ledger.errors import BackendError, ConflictError
+from ledger.log import EventLog, PlanFn, Position, StoredRecord, StreamHead, StreamView
+
+SCHEMA = """
+CREATE TABLE IF NOT EXISTS events (
+    position     INTEGER PRIMARY KEY AUTOINCREMENT,
+    model        TEXT    NOT NULL,
+    sequence     INTEGER NOT NULL,
+    event_id     TEXT    NOT NULL UNIQUE,
+    event_type   TEXT    NOT NULL,
+    fingerprint  BLOB    NOT NULL,
+    data         BLOB    NOT NULL,
+    hash         TEXT    NOT NULL,
+    appended_ms  INTEGER NOT NULL,
+    UNIQUE (model, sequence)
+);
+"""
+
+_COLUMNS = "position, model, sequence, event_type, fingerprint, data, appended_ms, hash"
+
+
+def _record(row) -> StoredRecord:
+    position, model, sequence, event_type, fingerprint, data, appended_ms, hash_ = row
+    return StoredRecord(
+        position=Position(0, position),
+        model=model,
+        sequence=sequence,
+        event_type=event_type,
+        fingerprint=bytes(fingerprint),
+        data=bytes(data),
+        timestamp_ms=appended_ms,
+        recorded_hash=hash_,
+    )
+
+
+class _View(StreamView):
+    def __init__(self, conn: sqlite3.Connection, model: str):
+        self.conn = conn
+        self.model = model
+
+    def head(self) -> StreamHead | None:
+        row = self.conn.execute(
+            "SELECT sequence, hash FROM events WHERE model = ? ORDER BY sequence DESC LIMIT 1",
+            (self.model,),
+        ).fetchone()
+        return StreamHead(row[0], row[1]) if row else None
+
+    def records_after(self, sequence: int) -> Iterator[StoredRecord]:
+        cursor = self.conn.execute(
+            f"SELECT {_COLUMNS} FROM events WHERE model = ? AND sequence > ? ORDER BY sequence",
+            (self.model, sequence),
+        )
+        for row in cursor:
+            yield _record(row)
+
+    def find(self, event_id: str) -> StoredRecord | None:
+        row = self.conn.execute(
+            f"SELECT {_COLUMNS} FROM events WHERE model = ? AND event_id = ?",
+            (self.model, event_id),
+        ).fetchone()
+        return _record(row) if row else None
+
+
+class SqliteLog(EventLog):
+    def __init__(self, path: str | Path, *, timeout: float = 30.0):
+        self.path = Path(path)
+        self.url = f"sqlite:///{self.path}"
+        self.timeout = timeout
+        try:
+            self.path.parent.mkdir(parents=True, exist_ok=True)
+            self._conn = self._connect()
+            self._conn.executescript(SCHEMA)
+        except (OSError, sqlite3.Error) as exc:
+            raise BackendError(f"cannot open the embedded log at {self.path}: {exc}") from exc
+
+    def _connect(self) -> sqlite3.Connection:
+        conn = sqlite3.connect(self.path, timeout=self.timeout, isolation_level=None, check_same_thread=False)
+        conn.execute("PRAGMA journal_mode=WAL")
+        conn.execute("PRAGMA synchronous=FULL")  # accepted means durable
+        return conn
+
+    def append(self, model: str, plan: PlanFn) -> list[StoredRecord]:
+        conn = self._conn
+        try:
+            conn.execute("BEGIN IMMEDIATE")
+        except sqlite3.Error as exc:
+            raise BackendError(f"cannot lock the embedded log {self.path}: {exc}") from exc
+        try:
+            records = plan(_View(conn, model))
+            now = int(time.time() * 1000)
+            stored = []
+            for record in records:
+                cursor = conn.execute(
+                    "INSERT INTO events (model, sequence, event_id, event_type, fingerprint, data, hash, appended_ms)"
+                    " VALUES (?, ?, ?, ?, ?, ?, ?, ?)",
+                    (
+                        record.model,
+                        record.sequence,
+                        record.event_id,
+                        record.event_type,
+                        record.fingerprint,
+                        record.data,
+                        record.hash,
+                        now,
+                    ),
+                )
+                stored.append(
+                    StoredRecord(
+                        Position(0, cursor.lastrowid),
+                        record.model,
+                        record.sequence,
+                        record.event_type,
+                        record.fingerprint,
+                        record.data,
+                        now,
+                        record.hash,
+                    )
+                )
+            conn.execute("COMMIT")
+            return stored
+        except sqlite3.IntegrityError as exc:
+            conn.execute("ROLLBACK")
+            raise ConflictError(f"another writer appended to {model!r} first ({exc})") from exc
+        except sqlite3.Error as exc:
+            conn.execute("ROLLBACK")
+            raise BackendError(f"embedded log write failed: {exc}") from exc
+        except BaseException:
+            conn.execute("ROLLBACK")
+            raise
+
+    def read(self, after: dict[int, int] | None = None, *, model: str | None = None) -> Iterator[StoredRecord]:
+        start = (after or {}).get(0, 0)
+        query = f"SELECT {_COLUMNS} FROM events WHERE position > ?"
+        params: list = [start]
+        if model is not None:
+            query += " AND model = ?"
+            params.append(model)
+        query += " ORDER BY position"
+        # A separate connection so a long read never holds up writers.
+        conn = self._connect()
+        try:
+            for row in conn.execute(query, params):
+                yield _record(row)
+        finally:
+            conn.close()
+
+    def models(self) -> list[str]:
+        return [r[0] for r in self._conn.execute("SELECT DISTINCT model FROM events ORDER BY model")]
+
+    def end_offsets(self) -> dict[int, int]:
+        row = self._conn.execute("SELECT COALESCE(MAX(position), 0) FROM events").fetchone()
+        return {0: row[0] + 1}
+
+    def close(self) -> None:
+        self._conn.close()

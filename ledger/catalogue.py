@@ -1,0 +1,172 @@
+"""The schema catalogue: every published writer schema, keyed by fingerprint.
+
+``schemas/`` holds, per published version N:
+
+* ``vN/io.mlledger.Envelope.avsc`` and ``vN/io.mlledger.events.<Type>.avsc`` — the
+  source schemas, one per event type, the envelope referenced by name;
+* ``full/<Type>.vN.avsc`` — the same event's complete writer schema with the
+  envelope inlined, self-contained so any Avro library can decode with it alone;
+* ``catalogue.json`` — one entry per full schema: event type, version, file,
+  CRC-64-AVRO fingerprint and the SHA-256 of the file's text.
+
+Published files are never edited: a test recomputes every fingerprint and hash
+against ``catalogue.json``. A new version is added with :func:`publish`.
+
+Avro's parsing canonical form drops ``doc`` and ``default``, so two schemas that
+differ only there share a fingerprint; the catalogue refuses to hold two different
+texts under one fingerprint.
+"""
+
+from __future__ import annotations
+
+import hashlib
+import json
+from dataclasses import dataclass
+from functools import cache
+from importlib import resources
+from pathlib import Path
+
+from fastavro import parse_schema
+from fastavro.schema import fingerprint as _fingerprint
+from fastavro.schema import to_parsing_canonical_form
+
+from ledger.errors import SchemaError
+
+ENVELOPE = "io.mlledger.Envelope"
+EVENTS_NAMESPACE = "io.mlledger.events"
+
+
+def schema_dir() -> Path:
+    """The ``schemas/`` directory, inside the installed package."""
+    return Path(str(resources.files("ledger") / "schemas"))
+
+
+def fingerprint_of(schema: dict) -> bytes:
+    """The 8-byte CRC-64-AVRO fingerprint of the schema's parsing canonical form,
+    in the byte order Avro single-object encoding writes it."""
+    canonical = to_parsing_canonical_form(schema)
+    return bytes.fromhex(_fingerprint(canonical, "CRC-64-AVRO"))
+
+
+@dataclass(frozen=True)
+class SchemaEntry:
+    event_type: str
+    version: int
+    fingerprint: bytes
+    text: str
+    schema: dict
+    """The schema as JSON (not parsed): what an Avro library is handed."""
+
+    @property
+    def parsed(self):
+        return _parsed(self.text)
+
+
+@cache
+def _parsed(text: str):
+    return parse_schema(json.loads(text))
+
+
+class Catalogue:
+    def __init__(self, entries: list[SchemaEntry]):
+        self._by_fingerprint: dict[bytes, SchemaEntry] = {}
+        self._latest: dict[str, SchemaEntry] = {}
+        for entry in entries:
+            known = self._by_fingerprint.get(entry.fingerprint)
+            if known is not None and known.text != entry.text:
+                raise SchemaError(
+                    f"two different schemas share fingerprint {entry.fingerprint.hex()}: "
+                    f"{known.event_type} v{known.version} and "
+                    f"{entry.event_type} v{entry.version}"
+                )
+            self._by_fingerprint[entry.fingerprint] = entry
+            latest = self._latest.get(entry.event_type)
+            if latest is None or entry.version > latest.version:
+                self._latest[entry.event_type] = entry
+
+    def by_fingerprint(self, fingerprint: bytes) -> SchemaEntry | None:
+        return self._by_fingerprint.get(fingerprint)
+
+    def latest(self, event_type: str) -> SchemaEntry:
+        try:
+            return self._latest[event_type]
+        except KeyError:
+            raise SchemaError(f"no schema published for event type {event_type!r}") from None
+
+    def entries(self) -> list[SchemaEntry]:
+        return sorted(self._by_fingerprint.values(), key=lambda e: (e.event_type, e.version))
+
+    def event_types(self) -> list[str]:
+        return sorted(self._latest)
+
+
+def load(directory: Path | None = None) -> Catalogue:
+    directory = directory or schema_dir()
+    index = json.loads((directory / "catalogue.json").read_text())
+    entries = []
+    for item in index["schemas"]:
+        text = (directory / item["file"]).read_text()
+        schema = json.loads(text)
+        entries.append(
+            SchemaEntry(
+                event_type=item["event_type"],
+                version=int(item["version"]),
+                fingerprint=fingerprint_of(schema),
+                text=text,
+                schema=schema,
+            )
+        )
+    return Catalogue(entries)
+
+
+@cache
+def default() -> Catalogue:
+    return load()
+
+
+# --- publishing ---------------------------------------------------------------
+
+
+def expand(source_dir: Path, event_type: str) -> dict:
+    """The full writer schema of ``event_type``: its source with the envelope inlined."""
+    event = json.loads((source_dir / f"{EVENTS_NAMESPACE}.{event_type}.avsc").read_text())
+    envelope = json.loads((source_dir / f"{ENVELOPE}.avsc").read_text())
+    fields = []
+    for field in event["fields"]:
+        if field["type"] == ENVELOPE:
+            field = {**field, "type": envelope}
+        fields.append(field)
+    return {**event, "fields": fields}
+
+
+def publish(version: int, directory: Path | None = None) -> list[dict]:
+    """Write ``full/<Type>.v<version>.avsc`` from ``v<version>/`` and add them to
+    ``catalogue.json``. Refuses to overwrite anything already published."""
+    directory = directory or schema_dir()
+    index_path = directory / "catalogue.json"
+    index = json.loads(index_path.read_text()) if index_path.exists() else {"schemas": []}
+    published = {(s["event_type"], s["version"]) for s in index["schemas"]}
+    source = directory / f"v{version}"
+    added = []
+    for path in sorted(source.glob(f"{EVENTS_NAMESPACE}.*.avsc")):
+        event_type = path.name[len(EVENTS_NAMESPACE) + 1 : -len(".avsc")]
+        if (event_type, version) in published:
+            raise SchemaError(f"{event_type} v{version} is already published; add a new version")
+        schema = expand(source, event_type)
+        parse_schema(schema)  # refuse an invalid schema before writing anything
+        text = json.dumps(schema, indent=2) + "\n"
+        relative = f"full/{event_type}.v{version}.avsc"
+        (directory / "full").mkdir(exist_ok=True)
+        (directory / relative).write_text(text)
+        entry = {
+            "event_type": event_type,
+            "version": version,
+            "file": relative,
+            "fingerprint": fingerprint_of(schema).hex(),
+            "sha256": hashlib.sha256(text.encode()).hexdigest(),
+        }
+        index["schemas"].append(entry)
+        added.append(entry)
+    index["schemas"].sort(key=lambda s: (s["event_type"], s["version"]))
+    index_path.write_text(json.dumps(index, indent=2) + "\n")
+    return added

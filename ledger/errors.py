@@ -1,0 +1,56 @@
+"""One family of errors, named after PEP 249's, so that callers catch one thing
+whatever the backend. The CLI maps each class to a documented exit code."""
+
+from __future__ import annotations
+
+
+class LedgerError(Exception):
+    """Base of every error the ledger raises on purpose."""
+
+    exit_code = 3
+
+
+class InputError(LedgerError):
+    """The caller's input is malformed: bad JSON, unknown event type, missing field."""
+
+    exit_code = 2
+
+
+class RuleViolation(LedgerError):
+    """The event breaks a lifecycle rule; nothing was written."""
+
+    exit_code = 1
+
+    def __init__(self, rule: str, reason: str):
+        super().__init__(f"{rule}: {reason}")
+        self.rule = rule
+        self.reason = reason
+
+
+class ConflictError(RuleViolation):
+    """Another writer appended to the same model stream first."""
+
+    def __init__(self, reason: str):
+        super().__init__("concurrent-write", reason)
+
+
+class DecodeError(LedgerError):
+    """Stored bytes cannot be decoded: bad framing, unknown fingerprint, bad body."""
+
+    exit_code = 1
+
+
+class SchemaError(LedgerError):
+    """The schema catalogue is inconsistent (e.g. two schemas under one fingerprint)."""
+
+
+class BackendError(LedgerError):
+    """The log or a database is unreachable or misconfigured."""
+
+    exit_code = 3
+
+
+class NotFound(LedgerError):
+    """An unknown model, version or record was asked for."""
+
+    exit_code = 4

@@ -1,0 +1,204 @@
+"""The lifecycle rules: a pure state machine per model stream.
+
+``check(state, event)`` raises :class:`RuleViolation` naming the broken rule, or
+returns the event to record (with fields the ledger derives, such as the version a
+deployment replaces). ``apply(state, event)`` folds an accepted event into a new
+state. No I/O here: the append path and the tests drive it with plain events.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass, field, replace
+
+from ledger.errors import RuleViolation
+from ledger.events import (
+    GENESIS_HASH,
+    ApprovalRejected,
+    DataSnapshotted,
+    DriftDetected,
+    Event,
+    ModelApproved,
+    ModelDeployed,
+    ModelEvaluated,
+    ModelRetired,
+    ModelTrained,
+)
+
+# Rule names: stable identifiers a caller can match on (and the CLI prints).
+SNAPSHOT_UNIQUE = "snapshot-id-unique"
+SNAPSHOT_EXISTS = "snapshot-exists"
+VERSION_UNIQUE = "version-never-reused"
+VERSION_EXISTS = "version-exists"
+PARENT_EXISTS = "parent-version-exists"
+EVALUATED_BEFORE_APPROVAL = "evaluation-before-approval"
+FOUR_EYES = "four-eyes"
+ALREADY_DECIDED = "decision-already-recorded"
+APPROVED_BEFORE_DEPLOY = "deploy-only-approved"
+ALREADY_DEPLOYED = "already-deployed"
+DRIFT_ON_DEPLOYED = "drift-names-deployed-version"
+RETIRED = "nothing-after-retirement"
+MODEL_RETIRED = "model-retired"
+MODEL_MISMATCH = "wrong-stream"
+
+
+@dataclass(frozen=True)
+class VersionState:
+    version: int
+    trained_by: str
+    snapshot_ids: tuple[str, ...]
+    evaluations: int = 0
+    last_evaluation_passed: bool = False
+    approved_by: str | None = None
+    rejected_by: str | None = None
+    retired: bool = False
+
+    @property
+    def status(self) -> str:
+        if self.retired:
+            return "retired"
+        if self.rejected_by:
+            return "rejected"
+        if self.approved_by:
+            return "approved"
+        if self.evaluations:
+            return "evaluated"
+        return "trained"
+
+
+@dataclass(frozen=True)
+class ModelState:
+    model: str
+    sequence: int = 0
+    last_hash: str = GENESIS_HASH
+    snapshots: frozenset[str] = frozenset()
+    versions: dict[int, VersionState] = field(default_factory=dict)
+    deployed: dict[str, int] = field(default_factory=dict)
+    """Environment → version currently deployed there."""
+    retired: bool = False
+
+    def version(self, number: int | None) -> VersionState:
+        state = self.versions.get(number) if number is not None else None
+        if state is None:
+            raise RuleViolation(
+                VERSION_EXISTS, f"model {self.model!r} has no version {number}"
+            )
+        return state
+
+
+def _refuse(rule: str, reason: str):
+    raise RuleViolation(rule, reason)
+
+
+def check(state: ModelState, event: Event) -> Event:
+    """Validate ``event`` against ``state``; return it as it will be recorded."""
+    if event.model != state.model:
+        _refuse(MODEL_MISMATCH, f"event for {event.model!r} on stream {state.model!r}")
+    if state.retired:
+        _refuse(MODEL_RETIRED, f"model {state.model!r} is retired; nothing more can happen to it")
+
+    label = f"{state.model}@{event.version}"
+    if isinstance(event, DataSnapshotted):
+        if event.snapshot_id in state.snapshots:
+            _refuse(SNAPSHOT_UNIQUE, f"snapshot {event.snapshot_id!r} is already registered for {state.model!r}")
+        return event
+
+    if isinstance(event, ModelTrained):
+        if event.version in state.versions:
+            _refuse(VERSION_UNIQUE, f"version {event.version} of {state.model!r} already exists")
+        missing = [s for s in event.snapshot_ids if s not in state.snapshots]
+        if missing:
+            _refuse(SNAPSHOT_EXISTS, f"{label} is trained on unknown snapshot(s) {', '.join(missing)}")
+        if event.parent_version is not None and event.parent_version not in state.versions:
+            _refuse(PARENT_EXISTS, f"parent version {event.parent_version} of {label} does not exist")
+        return event
+
+    if isinstance(event, ModelRetired) and event.version is None:
+        return event
+
+    version = state.version(event.version)
+    if version.retired:
+        _refuse(RETIRED, f"{label} is retired; nothing more can happen to it")
+
+    if isinstance(event, ModelEvaluated):
+        if event.evaluation_snapshot_id not in state.snapshots:
+            _refuse(SNAPSHOT_EXISTS, f"{label} is evaluated on unknown snapshot {event.evaluation_snapshot_id!r}")
+        return event
+
+    if isinstance(event, ModelApproved | ApprovalRejected):
+        verb = "approve" if isinstance(event, ModelApproved) else "reject"
+        if event.actor == version.trained_by:
+            _refuse(FOUR_EYES, f"{event.actor!r} trained {label} and cannot also {verb} it")
+        if isinstance(event, ModelApproved):
+            if not version.evaluations:
+                _refuse(EVALUATED_BEFORE_APPROVAL, f"{label} has not been evaluated")
+            if not version.last_evaluation_passed:
+                _refuse(EVALUATED_BEFORE_APPROVAL, f"{label}'s latest evaluation did not pass")
+            if version.approved_by and not version.rejected_by:
+                _refuse(ALREADY_DECIDED, f"{label} is already approved by {version.approved_by!r}")
+        elif version.rejected_by:
+            _refuse(ALREADY_DECIDED, f"{label} is already rejected by {version.rejected_by!r}")
+        return event
+
+    if isinstance(event, ModelDeployed):
+        if version.status != "approved":
+            _refuse(APPROVED_BEFORE_DEPLOY, f"{label} is {version.status}, not approved")
+        current = state.deployed.get(event.environment)
+        if current == event.version:
+            _refuse(ALREADY_DEPLOYED, f"{label} is already deployed to {event.environment}")
+        return event.model_copy(update={"replaced_version": current})
+
+    if isinstance(event, DriftDetected):
+        if state.deployed.get(event.environment) != event.version:
+            where = state.deployed.get(event.environment)
+            now = f"version {where} is" if where else "nothing is"
+            _refuse(DRIFT_ON_DEPLOYED, f"{label} is not deployed to {event.environment} ({now})")
+        return event
+
+    if isinstance(event, ModelRetired):
+        return event
+
+    raise RuleViolation("unknown-event", f"no rule knows {type(event).__name__}")
+
+
+def apply(state: ModelState, event: Event, event_hash: str) -> ModelState:
+    """The state after ``event`` (already accepted, with its sequence)."""
+    versions = state.versions
+    deployed = state.deployed
+    snapshots = state.snapshots
+    retired = state.retired
+
+    def update(number: int, **changes) -> dict[int, VersionState]:
+        return {**versions, number: replace(versions[number], **changes)}
+
+    if isinstance(event, DataSnapshotted):
+        snapshots = snapshots | {event.snapshot_id}
+    elif isinstance(event, ModelTrained):
+        versions = {
+            **versions,
+            event.version: VersionState(event.version, event.actor, event.snapshot_ids),
+        }
+    elif isinstance(event, ModelEvaluated):
+        v = versions[event.version]
+        versions = update(event.version, evaluations=v.evaluations + 1, last_evaluation_passed=event.passed)
+    elif isinstance(event, ModelApproved):
+        versions = update(event.version, approved_by=event.actor, rejected_by=None)
+    elif isinstance(event, ApprovalRejected):
+        versions = update(event.version, rejected_by=event.actor)
+    elif isinstance(event, ModelDeployed):
+        deployed = {**deployed, event.environment: event.version}
+    elif isinstance(event, ModelRetired):
+        if event.version is None:
+            retired = True
+            deployed = {}
+        else:
+            versions = update(event.version, retired=True)
+            deployed = {env: v for env, v in deployed.items() if v != event.version}
+    return ModelState(
+        model=state.model,
+        sequence=event.sequence or state.sequence + 1,
+        last_hash=event_hash,
+        snapshots=snapshots,
+        versions=versions,
+        deployed=deployed,
+        retired=retired,
+    )
