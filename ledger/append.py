@@ -111,7 +111,11 @@ class Appender:
                     f"stream {model!r} is at sequence {state.sequence}, "
                     f"the writer expected {expected_sequence}"
                 )
+            # recorded_at never steps back inside a stream, so "as of T" is always a
+            # prefix of each stream even if the host clock is adjusted.
             recorded_at = self.clock()
+            if state.last_recorded_at is not None and recorded_at < state.last_recorded_at:
+                recorded_at = state.last_recorded_at
             records: list[NewRecord] = []
             duplicates: dict[int, Accepted] = {}
             for index, draft in enumerate(drafts):

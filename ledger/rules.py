@@ -9,6 +9,7 @@ state. No I/O here: the append path and the tests drive it with plain events.
 from __future__ import annotations
 
 from dataclasses import dataclass, field, replace
+from datetime import datetime
 
 from ledger.errors import RuleViolation
 from ledger.events import (
@@ -75,6 +76,7 @@ class ModelState:
     deployed: dict[str, int] = field(default_factory=dict)
     """Environment → version currently deployed there."""
     retired: bool = False
+    last_recorded_at: datetime | None = None
 
     def version(self, number: int | None) -> VersionState:
         state = self.versions.get(number) if number is not None else None
@@ -201,4 +203,5 @@ def apply(state: ModelState, event: Event, event_hash: str) -> ModelState:
         versions=versions,
         deployed=deployed,
         retired=retired,
+        last_recorded_at=event.recorded_at or state.last_recorded_at,
     )

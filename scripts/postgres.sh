@@ -44,6 +44,7 @@ find_bin() {
         d="/usr/lib/postgresql/$(cat "$DATA/PG_VERSION")/bin"
         if [[ -x "$d/pg_ctl" && -x "$d/initdb" ]]; then BIN="$d"; return 0; fi
     fi
+    # shellcheck disable=SC2012
     for d in $(ls -d /usr/lib/postgresql/*/bin 2>/dev/null | sort -t/ -k5 -V -r); do
         if [[ -x "$d/pg_ctl" && -x "$d/initdb" ]]; then BIN="$d"; return 0; fi
     done

@@ -1,0 +1,179 @@
+"""The ``ledger`` command line. Thin: every command calls the library and the
+group turns the library's errors into one clear line and a documented exit code.
+
+Exit codes:
+  0  accepted / intact / done
+  1  rejected by a lifecycle rule, a write conflict, or verification failed
+  2  bad input: malformed JSON, unknown event type, missing or invalid field,
+     bad option
+  3  the log or database is unreachable or misconfigured
+  4  unknown model, version or record
+"""
+
+from __future__ import annotations
+
+import json
+import sys
+
+import click
+from pydantic import ValidationError
+
+from ledger import config
+from ledger.errors import InputError, LedgerError
+
+EXIT_OK, EXIT_REJECTED, EXIT_BAD_INPUT, EXIT_BACKEND, EXIT_NOT_FOUND = 0, 1, 2, 3, 4
+
+
+def _validation_message(exc: ValidationError) -> str:
+    parts = []
+    for error in exc.errors():
+        where = ".".join(str(p) for p in error["loc"]) or "event"
+        parts.append(f"{where}: {error['msg']}")
+    return "; ".join(parts)
+
+
+class LedgerGroup(click.Group):
+    """Maps the ledger's error family to one line on stderr and an exit code."""
+
+    def invoke(self, ctx: click.Context):
+        try:
+            return super().invoke(ctx)
+        except LedgerError as exc:
+            click.echo(f"error: {exc}", err=True)
+            ctx.exit(exc.exit_code)
+        except ValidationError as exc:
+            click.echo(f"error: invalid event: {_validation_message(exc)}", err=True)
+            ctx.exit(EXIT_BAD_INPUT)
+
+
+@click.group(cls=LedgerGroup, context_settings={"help_option_names": ["-h", "--help"]})
+@click.option(
+    "--log",
+    "log_url",
+    envvar="LEDGER_LOG",
+    default=None,
+    metavar="URL",
+    help="The event log: sqlite:///PATH (default ./.ledger/log.db) or kafka://HOST:PORT/TOPIC.",
+)
+@click.option(
+    "--db",
+    "db_url",
+    envvar="LEDGER_DB",
+    default=None,
+    metavar="URL",
+    help="SQLAlchemy URL of the projection database (default sqlite:///.ledger/views.db).",
+)
+@click.version_option(package_name="model-lifecycle-ledger")
+@click.pass_context
+def main(ctx: click.Context, log_url: str | None, db_url: str | None) -> None:
+    """An event-sourced, tamper-evident ledger for the life of ML models.
+
+    \b
+    Exit codes: 0 ok, 1 rejected or verification failed, 2 bad input,
+    3 log/database unavailable, 4 unknown model or version.
+    """
+    ctx.obj = {"log_url": config.log_url(log_url), "db_url": config.db_url(db_url)}
+
+
+def open_ledger(ctx: click.Context):
+    from ledger.client import Ledger
+
+    ledger = Ledger.open(ctx.obj["log_url"])
+    ctx.call_on_close(ledger.close)
+    return ledger
+
+
+def _read_json(source) -> dict:
+    text = source.read()
+    try:
+        data = json.loads(text)
+    except json.JSONDecodeError as exc:
+        raise InputError(f"malformed JSON: {exc}") from exc
+    if not isinstance(data, dict):
+        raise InputError("the JSON must be an object holding the event's fields")
+    return data
+
+
+@main.command()
+@click.argument("event_type", metavar="TYPE")
+@click.option("--actor", required=True, help="Who or which service performs the action.")
+@click.option(
+    "--json",
+    "source",
+    type=click.File("r"),
+    required=True,
+    metavar="FILE|-",
+    help="The event's fields as a JSON object (- for stdin).",
+)
+@click.option("--expect-sequence", type=int, default=None, help="Fail with a conflict unless the model's stream is at this sequence.")
+@click.pass_context
+def emit(ctx: click.Context, event_type: str, actor: str, source, expect_sequence: int | None) -> None:
+    """Record one lifecycle action and print the accepted event as JSON.
+
+    TYPE is one of: snapshot, train, evaluate, approve, reject, deploy, drift, retire.
+
+    \b
+    Example:
+      echo '{"model": "churn", "version": 3, "environment": "production"}' \\
+        | ledger emit deploy --actor deployer --json -
+    """
+    from ledger.client import event_class
+
+    cls = event_class(event_type)
+    fields = _read_json(source)
+    for forbidden in ("sequence", "prev_hash", "recorded_at", "event_type"):
+        if forbidden in fields:
+            raise InputError(f"{forbidden!r} is set by the ledger, not by the emitter")
+    if "actor" in fields and fields["actor"] != actor:
+        raise InputError("the JSON's actor differs from --actor")
+    fields["actor"] = actor
+    try:
+        event = cls.model_validate(fields)
+    except ValidationError as exc:
+        raise InputError(f"invalid {event_type} event: {_validation_message(exc)}") from exc
+    accepted = open_ledger(ctx).emit(event, expected_sequence=expect_sequence)
+    click.echo(json.dumps(accepted.as_dict(), indent=2, default=str))
+
+
+@main.command()
+@click.option("--model", default=None, help="Verify one model's stream only.")
+@click.option("--json", "as_json", is_flag=True, help="Print the report as JSON.")
+@click.pass_context
+def verify(ctx: click.Context, model: str | None, as_json: bool) -> None:
+    """Re-read the raw log and check every stream's hash chain, sequence,
+    schema and lifecycle rules. Exit 1 names the first bad event of each stream.
+
+    \b
+    Example:
+      ledger verify
+      ledger verify --model churn --json
+    """
+    report = open_ledger(ctx).verify(model)
+    if as_json:
+        click.echo(json.dumps(report.as_dict(), indent=2))
+    else:
+        for problem in report.problems:
+            click.echo(f"FAIL {problem}")
+        status = "intact" if report.ok else f"{len(report.problems)} problem(s)"
+        click.echo(f"{len(report.streams)} stream(s), {report.events} event(s): {status}")
+    if not report.ok:
+        ctx.exit(EXIT_REJECTED)
+
+
+def _register_commands() -> None:
+    from consumers.cli import commands as consumer_commands
+    from projections.cli import commands as projection_commands
+
+    for command in (*projection_commands, *consumer_commands):
+        main.add_command(command)
+
+
+_register_commands()
+
+
+def run() -> None:  # pragma: no cover - console entry for `python -m ledger`
+    main(prog_name="ledger")
+
+
+if __name__ == "__main__":  # pragma: no cover
+    sys.exit(run())

@@ -1,0 +1,73 @@
+"""One way to print results, shared by every query command: a table for people,
+JSON and CSV for scripts."""
+
+from __future__ import annotations
+
+import csv
+import io
+import json
+from collections.abc import Callable, Iterable, Sequence
+from datetime import datetime
+
+import click
+
+FORMATS = ("table", "json", "csv")
+
+
+def output_options(func: Callable) -> Callable:
+    """Add ``--format table|json|csv`` and the ``--json``/``--csv`` shorthands."""
+    func = click.option("--csv", "as_csv", is_flag=True, help="Shorthand for --format csv.")(func)
+    func = click.option("--json", "as_json", is_flag=True, help="Shorthand for --format json.")(func)
+    func = click.option(
+        "--format",
+        "fmt",
+        type=click.Choice(FORMATS, case_sensitive=False),
+        default=None,
+        help="Output format (default: table).",
+    )(func)
+    return func
+
+
+def chosen_format(fmt: str | None, as_json: bool, as_csv: bool) -> str:
+    picked = [f for f, on in (("json", as_json), ("csv", as_csv)) if on]
+    if fmt:
+        picked.append(fmt.lower())
+    if len(set(picked)) > 1:
+        raise click.UsageError("choose one output format")
+    return picked[0] if picked else "table"
+
+
+def _cell(value) -> str:
+    if value is None:
+        return ""
+    if isinstance(value, datetime):
+        return value.isoformat()
+    if isinstance(value, dict | list | tuple):
+        return json.dumps(value, sort_keys=True, default=str)
+    return str(value)
+
+
+def _jsonable(value):
+    if isinstance(value, datetime):
+        return value.isoformat()
+    return value
+
+
+def render(rows: Iterable[dict], columns: Sequence[str], fmt: str) -> str:
+    rows = list(rows)
+    if fmt == "json":
+        return json.dumps([{k: _jsonable(v) for k, v in r.items()} for r in rows], indent=2, default=str)
+    if fmt == "csv":
+        buffer = io.StringIO()
+        writer = csv.writer(buffer, lineterminator="\n")
+        writer.writerow(columns)
+        for r in rows:
+            writer.writerow([_cell(r.get(c)) for c in columns])
+        return buffer.getvalue().rstrip("\n")
+    cells = [[_cell(r.get(c)) for c in columns] for r in rows]
+    widths = [max([len(c)] + [len(row[i]) for row in cells]) for i, c in enumerate(columns)]
+    lines = ["  ".join(c.upper().ljust(w) for c, w in zip(columns, widths, strict=True)).rstrip()]
+    lines += ["  ".join(v.ljust(w) for v, w in zip(row, widths, strict=True)).rstrip() for row in cells]
+    if not rows:
+        lines.append("(none)")
+    return "\n".join(lines)

@@ -1,0 +1,175 @@
+"""Independent verification of the raw log: hash chains, sequences, schemas, rules.
+
+It re-reads every record from the log itself (no projection database), decodes
+each with the writer schema its fingerprint names, and walks every model stream:
+
+* the envelope's ``sequence`` must be the previous one plus one — a gap names the
+  missing events, a repeat or step back an inserted or reordered one;
+* ``prev_hash`` must be the SHA-256 of the previous record's exact bytes — a
+  mismatch names the previous event as altered (or this one as inserted);
+* the hash the backend stored beside the bytes, where it keeps one, must match the
+  bytes (this is what catches an altered *last* event, which has no successor);
+* replaying the lifecycle rules must accept every event.
+
+The first problem of each stream is reported; later ones in that stream follow
+from it.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Iterable
+from dataclasses import asdict, dataclass, field
+
+from ledger import codec, rules
+from ledger.errors import DecodeError, RuleViolation
+from ledger.events import GENESIS_HASH
+from ledger.log import StoredRecord
+
+
+@dataclass(frozen=True)
+class Problem:
+    model: str | None
+    kind: str
+    """altered, missing, inserted, reordered, undecodable, rule, misplaced."""
+    position: str
+    sequence: int | None
+    event_id: str | None
+    detail: str
+
+    def __str__(self) -> str:
+        where = f"{self.model}#{self.sequence}" if self.sequence is not None else f"{self.model}"
+        ident = f" (event {self.event_id})" if self.event_id else ""
+        return f"{self.kind}: {where} at {self.position}{ident}: {self.detail}"
+
+
+@dataclass
+class StreamReport:
+    model: str
+    events: int = 0
+    head_sequence: int = 0
+    head_hash: str = GENESIS_HASH
+    problem: Problem | None = None
+
+
+@dataclass
+class Report:
+    streams: dict[str, StreamReport] = field(default_factory=dict)
+    unreadable: list[Problem] = field(default_factory=list)
+    """Records that belong to no readable stream (undecodable, no key)."""
+
+    @property
+    def problems(self) -> list[Problem]:
+        found = [s.problem for s in self.streams.values() if s.problem]
+        return found + self.unreadable
+
+    @property
+    def ok(self) -> bool:
+        return not self.problems
+
+    @property
+    def events(self) -> int:
+        return sum(s.events for s in self.streams.values())
+
+    def as_dict(self) -> dict:
+        return {
+            "ok": self.ok,
+            "streams": len(self.streams),
+            "events": self.events,
+            "heads": {
+                m: {"sequence": s.head_sequence, "hash": s.head_hash} for m, s in sorted(self.streams.items())
+            },
+            "problems": [asdict(p) for p in self.problems],
+        }
+
+
+class _Walker:
+    def __init__(self, model: str):
+        self.report = StreamReport(model)
+        self.state = rules.ModelState(model)
+        self.previous: StoredRecord | None = None
+
+    def fail(self, record: StoredRecord, kind: str, detail: str, sequence=None, event_id=None):
+        self.report.problem = Problem(self.report.model, kind, str(record.position), sequence, event_id, detail)
+
+    def step(self, record: StoredRecord) -> None:
+        report = self.report
+        report.events += 1
+        if report.problem:
+            return
+        if record.recorded_hash is not None and record.recorded_hash != record.hash:
+            self.fail(
+                record,
+                "altered",
+                f"its bytes hash to {record.hash[:16]}… but {record.recorded_hash[:16]}… "
+                "was stored when it was appended",
+                record.sequence,
+            )
+            return
+        try:
+            event = codec.decode(record.data)
+        except DecodeError as exc:
+            self.fail(record, "undecodable", str(exc), record.sequence)
+            return
+        ident = str(event.event_id)
+        if event.model != report.model:
+            self.fail(record, "misplaced", f"event of model {event.model!r} stored in stream {report.model!r}", event.sequence, ident)
+            return
+        expected = report.head_sequence + 1
+        if event.sequence > expected:
+            missing = f"#{expected}" if event.sequence == expected + 1 else f"#{expected}..#{event.sequence - 1}"
+            self.fail(record, "missing", f"event(s) {missing} are missing before this one", event.sequence, ident)
+            return
+        if event.sequence < expected:
+            kind = "inserted" if event.sequence == report.head_sequence else "reordered"
+            self.fail(
+                record,
+                kind,
+                f"sequence {event.sequence} appears after sequence {report.head_sequence}",
+                event.sequence,
+                ident,
+            )
+            return
+        if event.prev_hash != report.head_hash:
+            if self.previous is not None:
+                self.fail(
+                    self.previous,
+                    "altered",
+                    f"its bytes hash to {report.head_hash[:16]}…, but the next event "
+                    f"(#{event.sequence}) recorded {event.prev_hash[:16]}…: this event was "
+                    "altered, or the next one was forged",
+                    report.head_sequence,
+                    self.previous_id,
+                )
+            else:
+                self.fail(record, "inserted", "the first event of a stream must link to the genesis hash", event.sequence, ident)
+            return
+        try:
+            rules.check(self.state, event.model_copy(update={"sequence": None, "prev_hash": None}))
+        except RuleViolation as exc:
+            self.fail(record, "rule", f"replaying the lifecycle rules refuses it: {exc}", event.sequence, ident)
+            return
+        self.state = rules.apply(self.state, event, record.hash)
+        report.head_sequence = event.sequence
+        report.head_hash = record.hash
+        self.previous = record
+        self.previous_id = ident
+
+
+def verify(records: Iterable[StoredRecord], model: str | None = None) -> Report:
+    """Walk ``records`` (in log order) and report the first problem of each stream."""
+    report = Report()
+    walkers: dict[str, _Walker] = {}
+    for record in records:
+        if model is not None and record.model != model:
+            continue
+        if not record.model:
+            report.unreadable.append(
+                Problem(None, "undecodable", str(record.position), None, None, "record has no model key")
+            )
+            continue
+        walker = walkers.get(record.model)
+        if walker is None:
+            walker = walkers[record.model] = _Walker(record.model)
+            report.streams[record.model] = walker.report
+        walker.step(record)
+    return report
