@@ -15,6 +15,12 @@ against ``catalogue.json``. A new version is added with :func:`publish`.
 Avro's parsing canonical form drops ``doc`` and ``default``, so two schemas that
 differ only there share a fingerprint; the catalogue refuses to hold two different
 texts under one fingerprint.
+
+Fingerprints follow the specification's parsing canonical form, as Java's
+``SchemaNormalization`` and fastavro compute it. The Apache ``avro`` Python package
+(1.12) differs on logical types — it keeps ``{"type": "string"}`` where the spec's
+[PRIMITIVES] and [STRIP] rules give ``"string"`` — so its ``Schema.fingerprint()`` of a
+full schema file is not the one in our messages; its CRC-64 of our canonical form is.
 """
 
 from __future__ import annotations

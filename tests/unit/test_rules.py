@@ -1,0 +1,115 @@
+"""Every lifecycle rule, table-driven: a history, then an event that passes and
+one that breaks the rule. Pure: no log, no I/O."""
+
+from __future__ import annotations
+
+import pytest
+
+from ledger import rules, samples
+from ledger.errors import RuleViolation
+from ledger.events import ApprovalRejected, ModelDeployed
+
+M = "pm"
+
+
+def fold(events):
+    state = rules.ModelState(M)
+    for sequence, event in enumerate(events, start=1):
+        checked = rules.check(state, event)
+        state = rules.apply(state, checked.model_copy(update={"sequence": sequence}), f"{sequence:064x}")
+    return state
+
+
+THROUGH_APPROVAL = [samples.snapshot(M), samples.trained(M), samples.evaluated(M), samples.approved(M)]
+DEPLOYED = [*THROUGH_APPROVAL, samples.deployed(M)]
+
+CASES = [
+    # rule, history, passing event, failing event
+    (rules.SNAPSHOT_UNIQUE, [samples.snapshot(M)], samples.snapshot(M, "s2"), samples.snapshot(M, "s1")),
+    (rules.SNAPSHOT_EXISTS, [samples.snapshot(M)], samples.trained(M), samples.trained(M, snapshots=("s1", "nope"))),
+    (rules.SNAPSHOT_EXISTS, [samples.snapshot(M), samples.trained(M)], samples.evaluated(M), samples.evaluated(M, snapshot_id="nope")),
+    (rules.VERSION_UNIQUE, [samples.snapshot(M), samples.trained(M)], samples.trained(M, 2), samples.trained(M, 1)),
+    (
+        rules.VERSION_UNIQUE,
+        [samples.snapshot(M), samples.trained(M), samples.retired(M, 1)],
+        samples.trained(M, 2),
+        samples.trained(M, 1),
+    ),
+    (rules.PARENT_EXISTS, [samples.snapshot(M), samples.trained(M)], samples.trained(M, 2, parent_version=1), samples.trained(M, 2, parent_version=7)),
+    (rules.VERSION_EXISTS, [samples.snapshot(M), samples.trained(M)], samples.evaluated(M, 1), samples.evaluated(M, 2)),
+    (rules.EVALUATED_BEFORE_APPROVAL, [samples.snapshot(M), samples.trained(M), samples.evaluated(M)], samples.approved(M), None),
+    (rules.EVALUATED_BEFORE_APPROVAL, [samples.snapshot(M), samples.trained(M)], None, samples.approved(M)),
+    (
+        rules.EVALUATED_BEFORE_APPROVAL,
+        [samples.snapshot(M), samples.trained(M), samples.evaluated(M, passed=False)],
+        ApprovalRejected(model=M, version=1, actor="bob"),
+        samples.approved(M),
+    ),
+    (rules.FOUR_EYES, [samples.snapshot(M), samples.trained(M, actor="alice"), samples.evaluated(M)], samples.approved(M, actor="bob"), samples.approved(M, actor="alice")),
+    (
+        rules.FOUR_EYES,
+        [samples.snapshot(M), samples.trained(M, actor="alice"), samples.evaluated(M)],
+        ApprovalRejected(model=M, version=1, actor="bob"),
+        ApprovalRejected(model=M, version=1, actor="alice"),
+    ),
+    (rules.ALREADY_DECIDED, THROUGH_APPROVAL, samples.deployed(M), samples.approved(M, actor="carol")),
+    (rules.APPROVED_BEFORE_DEPLOY, THROUGH_APPROVAL, samples.deployed(M), None),
+    (rules.APPROVED_BEFORE_DEPLOY, [samples.snapshot(M), samples.trained(M), samples.evaluated(M)], None, samples.deployed(M)),
+    (
+        rules.APPROVED_BEFORE_DEPLOY,
+        [*THROUGH_APPROVAL, ApprovalRejected(model=M, version=1, actor="carol")],
+        None,
+        samples.deployed(M),
+    ),
+    (rules.ALREADY_DEPLOYED, DEPLOYED, samples.deployed(M, environment="staging"), samples.deployed(M)),
+    (rules.DRIFT_ON_DEPLOYED, DEPLOYED, samples.drift(M), samples.drift(M, environment="staging")),
+    (rules.DRIFT_ON_DEPLOYED, [*DEPLOYED, samples.trained(M, 2)], samples.drift(M, 1), samples.drift(M, 2)),
+    (rules.RETIRED, [*DEPLOYED, samples.retired(M, 1)], samples.trained(M, 2), samples.deployed(M, environment="staging")),
+    (rules.RETIRED, [*DEPLOYED, samples.retired(M, 1)], None, samples.evaluated(M)),
+    (rules.RETIRED, [*DEPLOYED, samples.retired(M, 1)], None, samples.retired(M, 1)),
+    (rules.MODEL_RETIRED, [*DEPLOYED, samples.retired(M, None)], None, samples.snapshot(M, "s9")),
+    (rules.MODEL_MISMATCH, [samples.snapshot(M)], samples.snapshot(M, "s2"), samples.snapshot("other", "s2")),
+]
+
+
+@pytest.mark.parametrize(("rule", "history", "good", "bad"), CASES, ids=[f"{c[0]}-{i}" for i, c in enumerate(CASES)])
+def test_rule(rule, history, good, bad):
+    state = fold(history)
+    if good is not None:
+        rules.check(state, good)
+    if bad is not None:
+        with pytest.raises(RuleViolation) as caught:
+            rules.check(state, bad)
+        assert caught.value.rule == rule
+        assert caught.value.reason  # a person can read why
+
+
+def test_deploy_records_the_version_it_replaces():
+    state = fold([*DEPLOYED, samples.trained(M, 2), samples.evaluated(M, 2), samples.approved(M, 2)])
+    checked = rules.check(state, samples.deployed(M, 2))
+    assert isinstance(checked, ModelDeployed)
+    assert checked.replaced_version == 1
+
+
+def test_roll_back_to_a_previous_version_is_allowed():
+    history = [*DEPLOYED, samples.trained(M, 2), samples.evaluated(M, 2), samples.approved(M, 2), samples.deployed(M, 2)]
+    state = fold(history)
+    assert rules.check(state, samples.deployed(M, 1)).replaced_version == 2
+
+
+def test_retiring_a_deployed_version_takes_it_out_of_every_environment():
+    state = fold([*DEPLOYED, samples.deployed(M, environment="staging"), samples.retired(M, 1)])
+    assert state.deployed == {}
+    assert state.versions[1].status == "retired"
+
+
+def test_status_follows_the_lifecycle():
+    statuses = []
+    state = rules.ModelState(M)
+    for sequence, event in enumerate(DEPLOYED, start=1):
+        state = rules.apply(state, rules.check(state, event).model_copy(update={"sequence": sequence}), "0" * 64)
+        if 1 in state.versions:
+            statuses.append(state.versions[1].status)
+    assert statuses == ["trained", "evaluated", "approved", "approved"]
+    assert state.deployed == {"production": 1}
+    assert state.sequence == len(DEPLOYED)
