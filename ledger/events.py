@@ -169,7 +169,8 @@ class ModelTrained(Event):
     @classmethod
     def _stringify(cls, value):
         # Hyper-parameters arrive as JSON numbers, booleans, lists…; the log keeps
-        # them as their JSON text so that any type round-trips unchanged.
+        # them as their JSON text (strings as they are), which makes this
+        # validator idempotent: decoding a stored event does not re-encode it.
         if isinstance(value, dict):
             import json
 

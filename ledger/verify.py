@@ -83,19 +83,38 @@ class Report:
 
 
 class _Walker:
+    """Walks one model stream, in log order, up to its first problem."""
+
     def __init__(self, model: str):
         self.report = StreamReport(model)
         self.state = rules.ModelState(model)
         self.previous: StoredRecord | None = None
+        self.previous_id: str | None = None
+        self.seen: dict[str, int] = {}
+        """hash of every stored event so far → its sequence (spots replayed copies)."""
 
     def fail(self, record: StoredRecord, kind: str, detail: str, sequence=None, event_id=None):
         self.report.problem = Problem(self.report.model, kind, str(record.position), sequence, event_id, detail)
 
-    def step(self, record: StoredRecord) -> None:
+    def walk(self, records: list[StoredRecord]) -> StreamReport:
+        decoded: list = []
+        for record in records:
+            try:
+                decoded.append(codec.decode(record.data))
+            except DecodeError:
+                decoded.append(None)
+        later = {}
+        for index, event in enumerate(decoded):
+            if event is not None:
+                later.setdefault(event.sequence, index)
+        for index, record in enumerate(records):
+            self.report.events += 1
+            if self.report.problem is None:
+                self.step(record, decoded[index], later, index)
+        return self.report
+
+    def step(self, record: StoredRecord, event, later: dict[int, int], index: int) -> None:
         report = self.report
-        report.events += 1
-        if report.problem:
-            return
         if record.recorded_hash is not None and record.recorded_hash != record.hash:
             self.fail(
                 record,
@@ -103,28 +122,41 @@ class _Walker:
                 f"its bytes hash to {record.hash[:16]}… but {record.recorded_hash[:16]}… "
                 "was stored when it was appended",
                 record.sequence,
+                str(event.event_id) if event is not None else None,
             )
             return
-        try:
-            event = codec.decode(record.data)
-        except DecodeError as exc:
-            self.fail(record, "undecodable", str(exc), record.sequence)
+        if event is None:
+            try:
+                codec.decode(record.data)
+            except DecodeError as exc:
+                self.fail(record, "undecodable", str(exc), record.sequence)
             return
         ident = str(event.event_id)
         if event.model != report.model:
             self.fail(record, "misplaced", f"event of model {event.model!r} stored in stream {report.model!r}", event.sequence, ident)
             return
+        if record.hash in self.seen:
+            self.fail(record, "inserted", f"a copy of event #{self.seen[record.hash]} stored again", event.sequence, ident)
+            return
         expected = report.head_sequence + 1
         if event.sequence > expected:
+            if later.get(expected, -1) > index:
+                self.fail(
+                    record,
+                    "reordered",
+                    f"sequence {event.sequence} is stored before sequence {expected}",
+                    event.sequence,
+                    ident,
+                )
+                return
             missing = f"#{expected}" if event.sequence == expected + 1 else f"#{expected}..#{event.sequence - 1}"
             self.fail(record, "missing", f"event(s) {missing} are missing before this one", event.sequence, ident)
             return
         if event.sequence < expected:
-            kind = "inserted" if event.sequence == report.head_sequence else "reordered"
             self.fail(
                 record,
-                kind,
-                f"sequence {event.sequence} appears after sequence {report.head_sequence}",
+                "inserted",
+                f"a second event #{event.sequence} appears after #{report.head_sequence}",
                 event.sequence,
                 ident,
             )
@@ -149,6 +181,7 @@ class _Walker:
             self.fail(record, "rule", f"replaying the lifecycle rules refuses it: {exc}", event.sequence, ident)
             return
         self.state = rules.apply(self.state, event, record.hash)
+        self.seen[record.hash] = event.sequence
         report.head_sequence = event.sequence
         report.head_hash = record.hash
         self.previous = record
@@ -156,9 +189,9 @@ class _Walker:
 
 
 def verify(records: Iterable[StoredRecord], model: str | None = None) -> Report:
-    """Walk ``records`` (in log order) and report the first problem of each stream."""
+    """Group ``records`` (in log order) by stream and report the first problem of each."""
     report = Report()
-    walkers: dict[str, _Walker] = {}
+    streams: dict[str, list[StoredRecord]] = {}
     for record in records:
         if model is not None and record.model != model:
             continue
@@ -167,9 +200,7 @@ def verify(records: Iterable[StoredRecord], model: str | None = None) -> Report:
                 Problem(None, "undecodable", str(record.position), None, None, "record has no model key")
             )
             continue
-        walker = walkers.get(record.model)
-        if walker is None:
-            walker = walkers[record.model] = _Walker(record.model)
-            report.streams[record.model] = walker.report
-        walker.step(record)
+        streams.setdefault(record.model, []).append(record)
+    for name, stream in streams.items():
+        report.streams[name] = _Walker(name).walk(stream)
     return report

@@ -1,0 +1,145 @@
+"""`ledger emit` and `ledger verify` as a person or a service uses them, on the
+embedded log and on a real Kafka broker."""
+
+from __future__ import annotations
+
+import json
+
+import pytest
+from click.testing import CliRunner
+
+from ledger.cli import main
+from ledger.config import open_log
+
+SNAPSHOT = {
+    "model": "pump",
+    "dataset": "sensors",
+    "snapshot_id": "s1",
+    "content_hash": "sha256:abc",
+    "row_count": 500,
+    "contract": {"columns": [{"name": "temp", "unit": "K"}, {"name": "failure", "dtype": "int"}], "target": "failure"},
+}
+TRAIN = {
+    "model": "pump",
+    "version": 1,
+    "snapshot_ids": ["s1"],
+    "code_ref": "git:abc123",
+    "hyperparameters": {"max_depth": 3, "criterion": "gini"},
+    "artifact_uri": "file:///artifacts/pump/1",
+    "artifact_hash": "sha256:def",
+}
+EVALUATE = {"model": "pump", "version": 1, "evaluation_snapshot_id": "s1", "metrics": {"roc_auc": 0.93}, "thresholds": {"roc_auc": 0.8}, "passed": True}
+APPROVE = {"model": "pump", "version": 1, "reason": "good enough"}
+DEPLOY = {"model": "pump", "version": 1, "environment": "production"}
+
+
+@pytest.fixture(params=["embedded", pytest.param("kafka", marks=pytest.mark.kafka)])
+def log_url(request, tmp_path):
+    if request.param == "embedded":
+        return f"sqlite:///{tmp_path / 'log.db'}"
+    return request.getfixturevalue("kafka_log_url")
+
+
+def emit(log_url, kind, actor, fields, *extra):
+    result = CliRunner().invoke(
+        main, ["--log", log_url, "emit", kind, "--actor", actor, "--json", "-", *extra], input=json.dumps(fields)
+    )
+    return result
+
+
+def raw(log_url) -> list[bytes]:
+    with open_log(log_url) as log:
+        return [r.data for r in log.read()]
+
+
+def test_full_lifecycle_is_accepted_and_verifies(log_url):
+    answers = []
+    for kind, actor, fields in [
+        ("snapshot", "etl", SNAPSHOT),
+        ("train", "alice", TRAIN),
+        ("evaluate", "ci", EVALUATE),
+        ("approve", "bob", APPROVE),
+        ("deploy", "deployer", DEPLOY),
+    ]:
+        result = emit(log_url, kind, actor, fields)
+        assert result.exit_code == 0, result.output
+        answers.append(json.loads(result.stdout))
+    assert [a["sequence"] for a in answers] == [1, 2, 3, 4, 5]
+    assert [a["event_type"] for a in answers] == [
+        "DataSnapshotted",
+        "ModelTrained",
+        "ModelEvaluated",
+        "ModelApproved",
+        "ModelDeployed",
+    ]
+    assert answers[0]["prev_hash"] == "0" * 64
+    for before, after in zip(answers, answers[1:]):
+        assert after["prev_hash"] == before["hash"]
+    assert answers[1]["event"]["hyperparameters"] == {"max_depth": "3", "criterion": "gini"}
+    assert len(raw(log_url)) == 5
+
+    verified = CliRunner().invoke(main, ["--log", log_url, "verify"])
+    assert verified.exit_code == 0, verified.output
+    assert "1 stream(s), 5 event(s): intact" in verified.output
+
+
+def test_deploy_of_an_unapproved_version_exits_1_and_writes_nothing(log_url):
+    for kind, actor, fields in [("snapshot", "etl", SNAPSHOT), ("train", "alice", TRAIN), ("evaluate", "ci", EVALUATE)]:
+        assert emit(log_url, kind, actor, fields).exit_code == 0
+    before = raw(log_url)
+    result = emit(log_url, "deploy", "deployer", DEPLOY)
+    assert result.exit_code == 1
+    assert "deploy-only-approved" in result.stderr
+    assert "Traceback" not in result.output
+    assert raw(log_url) == before
+
+
+def test_approval_by_the_trainer_exits_1(log_url):
+    for kind, actor, fields in [("snapshot", "etl", SNAPSHOT), ("train", "alice", TRAIN), ("evaluate", "ci", EVALUATE)]:
+        assert emit(log_url, kind, actor, fields).exit_code == 0
+    before = raw(log_url)
+    result = emit(log_url, "approve", "alice", APPROVE)
+    assert result.exit_code == 1
+    assert "four-eyes" in result.stderr and "alice" in result.stderr
+    assert raw(log_url) == before
+
+
+BAD_INPUT = [
+    ("malformed-json", "deploy", '{"model": "pump", "version": 1', "malformed JSON"),
+    ("not-an-object", "deploy", "[1, 2]", "JSON must be an object"),
+    ("unknown-type", "promote", json.dumps(DEPLOY), "unknown event type 'promote'"),
+    ("missing-field", "deploy", json.dumps({"model": "pump", "version": 1}), "environment"),
+    ("wrong-type", "deploy", json.dumps({**DEPLOY, "version": "one"}), "version"),
+    ("unknown-field", "deploy", json.dumps({**DEPLOY, "colour": "red"}), "colour"),
+    ("ledger-field", "deploy", json.dumps({**DEPLOY, "sequence": 9}), "set by the ledger"),
+    ("hostile-model", "deploy", json.dumps({**DEPLOY, "model": "x'; DROP TABLE events; --"}), "model"),
+    ("naive-time", "deploy", json.dumps({**DEPLOY, "occurred_at": "2026-03-03T10:00:00"}), "time zone"),
+]
+
+
+@pytest.mark.parametrize(("kind", "payload", "message"), [c[1:] for c in BAD_INPUT], ids=[c[0] for c in BAD_INPUT])
+def test_bad_input_exits_2_with_one_clear_line_and_writes_nothing(tmp_path, kind, payload, message):
+    url = f"sqlite:///{tmp_path / 'log.db'}"
+    assert emit(url, "snapshot", "etl", SNAPSHOT).exit_code == 0
+    before = raw(url)
+    result = CliRunner().invoke(main, ["--log", url, "emit", kind, "--actor", "x", "--json", "-"], input=payload)
+    assert result.exit_code == 2, result.output
+    assert message in result.stderr
+    assert result.stderr.startswith("error: ")
+    assert "Traceback" not in result.output
+    assert raw(url) == before
+
+
+def test_unreachable_log_is_exit_3(tmp_path):
+    blocker = tmp_path / "file"
+    blocker.write_text("not a directory")
+    result = emit(f"sqlite:///{blocker / 'log.db'}", "snapshot", "etl", SNAPSHOT)
+    assert result.exit_code == 3
+    assert "cannot open the embedded log" in result.stderr
+
+
+def test_every_command_has_help_with_an_example():
+    for name, command in main.commands.items():
+        result = CliRunner().invoke(main, [name, "--help"])
+        assert result.exit_code == 0, name
+        assert "Example" in result.output, f"`ledger {name} --help` has no example"

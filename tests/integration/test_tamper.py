@@ -1,0 +1,128 @@
+"""Tamper evidence on the embedded log: whoever edits the SQLite file by hand —
+changes a byte, deletes, inserts or reorders events — `ledger verify` exits 1 and
+names the first event concerned."""
+
+from __future__ import annotations
+
+import sqlite3
+
+import pytest
+from click.testing import CliRunner
+
+from ledger import samples
+from ledger.cli import main
+from ledger.client import Ledger
+
+
+@pytest.fixture
+def ledger_file(tmp_path):
+    path = tmp_path / "log.db"
+    with Ledger.open(f"sqlite:///{path}") as ledger:
+        for draft in samples.lifecycle("pump"):
+            ledger.emit(draft)
+        for draft in samples.lifecycle("fan"):
+            ledger.emit(draft)
+    return path
+
+
+def verify(path, *args):
+    return CliRunner().invoke(main, ["--log", f"sqlite:///{path}", "verify", *args])
+
+
+def tamper(path, sql, *params):
+    conn = sqlite3.connect(path)
+    conn.execute(sql, params)
+    conn.commit()
+    conn.close()
+
+
+def row(path, model, sequence):
+    conn = sqlite3.connect(path)
+    found = conn.execute(
+        "SELECT position, data, hash, event_id FROM events WHERE model = ? AND sequence = ?", (model, sequence)
+    ).fetchone()
+    conn.close()
+    return found
+
+
+def test_intact_ledger_verifies(ledger_file):
+    result = verify(ledger_file)
+    assert result.exit_code == 0
+    assert "2 stream(s), 10 event(s): intact" in result.output
+
+
+@pytest.mark.parametrize("sequence", [1, 3, 5])
+@pytest.mark.parametrize("offset", [12, -1])
+def test_one_changed_byte_names_that_event(ledger_file, sequence, offset):
+    position, data, _, _ = row(ledger_file, "pump", sequence)
+    changed = bytearray(data)
+    changed[offset] ^= 0x01
+    tamper(ledger_file, "UPDATE events SET data = ? WHERE position = ?", bytes(changed), position)
+    result = verify(ledger_file)
+    assert result.exit_code == 1
+    assert f"altered: pump#{sequence} at 0:{position}" in result.output
+    assert "fan" not in result.output.split("\n")[0]
+
+
+def test_a_forger_who_also_rewrites_the_stored_hash_is_caught_by_the_next_event(ledger_file):
+    position, data, _, event_id = row(ledger_file, "pump", 2)
+    import hashlib
+
+    changed = data.replace(b"git:0123abc", b"git:evil000")
+    assert changed != data
+    tamper(
+        ledger_file,
+        "UPDATE events SET data = ?, hash = ? WHERE position = ?",
+        changed,
+        hashlib.sha256(changed).hexdigest(),
+        position,
+    )
+    result = verify(ledger_file)
+    assert result.exit_code == 1
+    assert f"altered: pump#2 at 0:{position} (event {event_id})" in result.output
+
+
+def test_a_deleted_event_is_named_missing(ledger_file):
+    position = row(ledger_file, "pump", 3)[0]
+    tamper(ledger_file, "DELETE FROM events WHERE position = ?", position)
+    result = verify(ledger_file, "--model", "pump")
+    assert result.exit_code == 1
+    assert "missing: pump#4" in result.output
+    assert "#3 are missing" in result.output
+
+
+def test_a_replayed_copy_of_an_event_is_named_inserted(ledger_file):
+    conn = sqlite3.connect(ledger_file)
+    conn.execute(
+        "INSERT INTO events (model, sequence, event_id, event_type, fingerprint, data, hash, appended_ms)"
+        " SELECT model, 99, event_id || '-copy', event_type, fingerprint, data, hash, appended_ms"
+        " FROM events WHERE model = 'pump' AND sequence = 4"
+    )
+    conn.commit()
+    conn.close()
+    result = verify(ledger_file)
+    assert result.exit_code == 1
+    assert "inserted: pump#4" in result.output
+
+
+def test_swapped_events_are_named_reordered(ledger_file):
+    first, second = row(ledger_file, "pump", 2), row(ledger_file, "pump", 3)
+    conn = sqlite3.connect(ledger_file)
+    # Swap the stored bytes (and their hashes) of two neighbouring events.
+    conn.execute("UPDATE events SET data = ?, hash = ? WHERE position = ?", (second[1], second[2], first[0]))
+    conn.execute("UPDATE events SET data = ?, hash = ? WHERE position = ?", (first[1], first[2], second[0]))
+    conn.commit()
+    conn.close()
+    result = verify(ledger_file)
+    assert result.exit_code == 1
+    assert "reordered: pump#3" in result.output
+    assert "stored before sequence 2" in result.output
+
+
+def test_verify_json_report(ledger_file):
+    import json
+
+    result = verify(ledger_file, "--json")
+    report = json.loads(result.output)
+    assert report["ok"] is True
+    assert report["heads"]["pump"]["sequence"] == 5
