@@ -117,3 +117,14 @@ def fresh_postgres(postgres_url):
         conn.execute(text("CREATE SCHEMA public"))
     engine.dispose()
     return postgres_url
+
+
+@pytest.hookimpl(hookwrapper=True)
+def pytest_runtest_makereport(item, call):
+    """In CI a skipped Kafka or PostgreSQL test is a failure: a green run must
+    mean the real services were exercised."""
+    outcome = yield
+    report = outcome.get_result()
+    if REQUIRED and report.skipped and (item.get_closest_marker("kafka") or item.get_closest_marker("postgres")):
+        report.outcome = "failed"
+        report.longrepr = f"skipped a service test in CI: {report.longrepr}"
