@@ -2,4 +2,113 @@
 
 from __future__ import annotations
 
-commands: list = []
+import logging
+import signal
+import threading
+from contextlib import contextmanager
+from datetime import datetime, timezone
+from pathlib import Path
+
+import click
+
+from ledger.output import chosen_format, output_options, render
+
+
+@contextmanager
+def _stop_on_signals(stop: threading.Event):
+    """SIGINT/SIGTERM set ``stop``: the runner finishes the effect in hand, records
+    it, and returns, instead of dying between an effect and its record."""
+    if threading.current_thread() is not threading.main_thread():
+        yield
+        return
+
+    def handler(signum, frame):
+        stop.set()
+
+    previous = {sig: signal.signal(sig, handler) for sig in (signal.SIGINT, signal.SIGTERM)}
+    try:
+        yield
+    finally:
+        for sig, old in previous.items():
+            signal.signal(sig, old)
+
+
+@click.command()
+@click.argument("name", metavar="CONSUMER")
+@click.option("--once", "mode", flag_value="once", default=True, help="Catch up, perform due effects, exit (default).")
+@click.option("--follow", "mode", flag_value="follow", help="Keep polling the log until SIGINT/SIGTERM.")
+@click.option(
+    "--config",
+    "config_path",
+    type=click.Path(dir_okay=False, path_type=Path),
+    default=None,
+    help="The consumer's TOML configuration (see docs/notifications.md for notify).",
+)
+@click.option(
+    "--max-wait",
+    type=click.FloatRange(min=0),
+    default=60.0,
+    show_default=True,
+    help="With --once: how long to keep retrying failed effects whose backoff ends soon.",
+)
+@click.option(
+    "--poll-interval",
+    type=click.FloatRange(min=0.01),
+    default=1.0,
+    show_default=True,
+    help="With --follow: seconds between polls of the log.",
+)
+@click.option("--batch-size", type=click.IntRange(min=1), default=500, show_default=True, help="Records per database transaction.")
+@click.option(
+    "--from-beginning",
+    is_flag=True,
+    help="Re-read the whole log; effects already recorded are not performed again.",
+)
+@click.option("-v", "--verbose", is_flag=True, help="Log every attempt on stderr.")
+@click.pass_context
+def consume(ctx, name, mode, config_path, max_wait, poll_interval, batch_size, from_beginning, verbose):
+    """Run a consumer (notify, retrain, …) over the log.
+
+    Positions, effects and dead letters live in the --db database. The summary
+    goes to stderr (stdout is left to a stdout notification channel).
+
+    \b
+    Examples:
+      ledger consume notify --once --config notify.toml
+      ledger consume retrain --follow --poll-interval 5
+    """
+    from ledger import config
+    from consumers import runner
+
+    logging.basicConfig(
+        level=logging.INFO if verbose else logging.WARNING,
+        format="%(asctime)s %(levelname)s %(message)s",
+    )
+    if config_path is not None and not config_path.is_file():
+        raise click.BadParameter(f"no such file: {config_path}", param_hint="--config")
+    options = runner.ConsumerOptions(
+        log_url=ctx.obj["log_url"], db_url=ctx.obj["db_url"], config_path=config_path
+    )
+    consumer = runner.build(name, options)
+    event_log = config.open_log(options.log_url)
+    stop = threading.Event()
+    try:
+        worker = runner.Runner(consumer, event_log, options.db_url, batch_size=batch_size, stop=stop)
+        with _stop_on_signals(stop):
+            if mode == "follow":
+                report = worker.follow(poll_interval=poll_interval, from_beginning=from_beginning)
+            else:
+                report = worker.run_once(max_wait=max_wait, from_beginning=from_beginning)
+    finally:
+        consumer.close()
+        event_log.close()
+    click.echo(report.summary(name), err=True)
+
+
+def _iso(value: float | None) -> str | None:
+    if value is None:
+        return None
+    return datetime.fromtimestamp(value, tz=timezone.utc).isoformat(timespec="seconds")
+
+
+commands: list = [consume]

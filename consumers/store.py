@@ -1,0 +1,443 @@
+"""Where consumers keep their state: log positions, effects and dead letters.
+
+Everything lives in the projection database (SQLite by default, PostgreSQL in
+production), in tables prefixed ``cons_``, so a consumer's progress never depends
+on Kafka's consumer-group commit alone:
+
+* ``cons_positions`` — per consumer and partition, the last log offset handled;
+* ``cons_effects`` — one row per intended effect, ``UNIQUE(consumer, event_id,
+  channel)``: a redelivered or replayed event finds its row already there and
+  creates nothing. Its ``status`` is the delivery state machine
+  (pending → sending → delivered | retrying → … → dead);
+* ``cons_dead_letters`` — records that could not be decoded (with their position
+  and bytes) and effects that failed for good (with the reason).
+
+Times are stored as Unix seconds (a float) so that they compare the same way on
+every database; the CLI renders them as ISO 8601.
+
+All SQL of the consumers lives here.
+"""
+
+from __future__ import annotations
+
+import json
+import threading
+import uuid
+from collections.abc import Sequence
+from dataclasses import dataclass
+from pathlib import Path
+
+from sqlalchemy import (
+    Column,
+    Float,
+    Integer,
+    LargeBinary,
+    MetaData,
+    String,
+    Table,
+    Text,
+    UniqueConstraint,
+    and_,
+    create_engine,
+    func,
+    or_,
+    select,
+    update,
+)
+from sqlalchemy.engine import Connection, Engine, make_url
+from sqlalchemy.exc import ArgumentError, SQLAlchemyError
+
+from ledger.errors import BackendError, InputError, NotFound
+
+metadata = MetaData()
+
+positions = Table(
+    "cons_positions",
+    metadata,
+    Column("consumer", String(64), primary_key=True),
+    Column("partition", Integer, primary_key=True, autoincrement=False),
+    Column("offset", Integer, nullable=False),
+    Column("updated_at", Float, nullable=False),
+)
+
+effects = Table(
+    "cons_effects",
+    metadata,
+    Column("id", String(36), primary_key=True),
+    Column("consumer", String(64), nullable=False),
+    Column("event_id", String(64), nullable=False),
+    Column("channel", String(128), nullable=False),
+    Column("event_type", String(64), nullable=False),
+    Column("model", String(128), nullable=False),
+    Column("version", Integer),
+    Column("partition", Integer, nullable=False),
+    Column("offset", Integer, nullable=False),
+    Column("payload", Text, nullable=False),
+    Column("status", String(16), nullable=False, index=True),
+    Column("attempts", Integer, nullable=False, default=0),
+    Column("next_attempt_at", Float, nullable=False),
+    Column("claimed_at", Float),
+    Column("last_error", Text),
+    Column("outcome", Text),
+    Column("created_at", Float, nullable=False),
+    Column("updated_at", Float, nullable=False),
+    Column("finished_at", Float),
+    UniqueConstraint("consumer", "event_id", "channel", name="uq_cons_effects_event_channel"),
+)
+
+dead_letters = Table(
+    "cons_dead_letters",
+    metadata,
+    Column("id", Integer, primary_key=True, autoincrement=True),
+    Column("consumer", String(64), nullable=False, index=True),
+    # ``record`` (could not be decoded or handled) or ``effect`` (failed for good).
+    Column("kind", String(16), nullable=False),
+    # What a dead letter is about, so that replaying the log adds no second letter.
+    Column("subject", String(128), nullable=False),
+    Column("partition", Integer),
+    Column("offset", Integer),
+    Column("event_id", String(64)),
+    Column("effect_id", String(36)),
+    Column("channel", String(128)),
+    Column("reason", Text, nullable=False),
+    Column("data", LargeBinary),
+    Column("recorded_at", Float, nullable=False),
+    UniqueConstraint("consumer", "subject", name="uq_cons_dead_letters"),
+)
+
+PENDING, SENDING, DELIVERED, RETRYING, DEAD = "pending", "sending", "delivered", "retrying", "dead"
+STATUSES = (PENDING, SENDING, DELIVERED, RETRYING, DEAD)
+
+_DELIVERY_NAMESPACE = uuid.UUID("0b6c1c1e-6f1b-4d0a-9a43-6c6564676572")
+
+
+def effect_id(consumer: str, event_id: str, channel: str) -> str:
+    """The stable id of an effect: the same for the same event and channel on every
+    run and every database, so a receiver can de-duplicate on it even after the
+    consumer's database was rebuilt."""
+    return str(uuid.uuid5(_DELIVERY_NAMESPACE, f"{consumer}\x00{event_id}\x00{channel}"))
+
+
+@dataclass(frozen=True, slots=True)
+class Effect:
+    """An effect as stored: what :meth:`consumers.runner.Consumer.perform` gets."""
+
+    id: str
+    consumer: str
+    event_id: str
+    channel: str
+    event_type: str
+    model: str
+    version: int | None
+    payload: dict
+    status: str
+    attempts: int
+    """Attempts so far, counting the one being made."""
+    partition: int
+    offset: int
+    last_error: str | None = None
+
+
+def _effect(row) -> Effect:
+    return Effect(
+        id=row.id,
+        consumer=row.consumer,
+        event_id=row.event_id,
+        channel=row.channel,
+        event_type=row.event_type,
+        model=row.model,
+        version=row.version,
+        payload=json.loads(row.payload),
+        status=row.status,
+        attempts=row.attempts,
+        partition=row.partition,
+        offset=row.offset,
+        last_error=row.last_error,
+    )
+
+
+_ENGINES: dict[str, Engine] = {}
+_ENGINES_LOCK = threading.Lock()
+
+
+def engine_for(url: str) -> Engine:
+    """An engine for ``url`` with the consumer tables created (once per process)."""
+    with _ENGINES_LOCK:
+        engine = _ENGINES.get(url)
+        if engine is not None:
+            return engine
+        try:
+            parsed = make_url(url)
+        except ArgumentError as exc:
+            raise InputError(f"database URL {url!r} is not a SQLAlchemy URL: {exc}") from exc
+        kwargs: dict = {}
+        if parsed.get_backend_name() == "sqlite":
+            # The projections share this file: wait for their write lock rather than fail.
+            kwargs["connect_args"] = {"timeout": 30}
+            if parsed.database and parsed.database != ":memory:":
+                Path(parsed.database).parent.mkdir(parents=True, exist_ok=True)
+        try:
+            engine = create_engine(url, **kwargs)
+            metadata.create_all(engine)
+        except SQLAlchemyError as exc:
+            raise BackendError(f"cannot open the consumer database {parsed!r}: {exc}") from exc
+        except ImportError as exc:
+            raise BackendError(f"no driver for the consumer database {parsed!r}: {exc}") from exc
+        _ENGINES[url] = engine
+        return engine
+
+
+def dispose_engines() -> None:
+    with _ENGINES_LOCK:
+        for engine in _ENGINES.values():
+            engine.dispose()
+        _ENGINES.clear()
+
+
+def _insert_ignore(conn: Connection, table: Table, rows: list[dict]) -> None:
+    """INSERT rows, silently keeping the existing row on a unique conflict."""
+    if not rows:
+        return
+    dialect = conn.dialect.name
+    if dialect == "postgresql":
+        from sqlalchemy.dialects.postgresql import insert
+    elif dialect == "sqlite":
+        from sqlalchemy.dialects.sqlite import insert
+    else:  # pragma: no cover - the project supports SQLite and PostgreSQL
+        raise BackendError(f"consumers support SQLite and PostgreSQL, not {dialect}")
+    conn.execute(insert(table).on_conflict_do_nothing(), rows)
+
+
+class Store:
+    """The consumer tables of one database, seen by one consumer."""
+
+    def __init__(self, engine: Engine, consumer: str):
+        self.engine = engine
+        self.consumer = consumer
+
+    # -- positions ------------------------------------------------------------
+
+    def positions(self) -> dict[int, int]:
+        with self._connect() as conn:
+            rows = conn.execute(
+                select(positions.c.partition, positions.c.offset).where(positions.c.consumer == self.consumer)
+            )
+            return {r.partition: r.offset for r in rows}
+
+    def reset_positions(self) -> None:
+        with self._begin() as conn:
+            conn.execute(positions.delete().where(positions.c.consumer == self.consumer))
+
+    def record_batch(
+        self,
+        conn: Connection,
+        new_positions: dict[int, int],
+        new_effects: Sequence[dict],
+        new_dead_letters: Sequence[dict],
+        now: float,
+    ) -> int:
+        """Within the caller's transaction: the effects, dead letters and positions
+        of a batch of records. Returns how many effects were new."""
+        before = self._count_effects(conn)
+        _insert_ignore(conn, effects, [{**e, "consumer": self.consumer} for e in new_effects])
+        _insert_ignore(conn, dead_letters, [{**d, "consumer": self.consumer} for d in new_dead_letters])
+        for partition, offset in new_positions.items():
+            moved = conn.execute(
+                update(positions)
+                .where(
+                    positions.c.consumer == self.consumer,
+                    positions.c.partition == partition,
+                    positions.c.offset < offset,
+                )
+                .values(offset=offset, updated_at=now)
+            ).rowcount
+            if not moved:
+                # Either the first position of this partition, or another process of
+                # the same consumer is already further: never move a position back.
+                _insert_ignore(
+                    conn,
+                    positions,
+                    [{"consumer": self.consumer, "partition": partition, "offset": offset, "updated_at": now}],
+                )
+        return self._count_effects(conn) - before
+
+    def _count_effects(self, conn: Connection) -> int:
+        return conn.execute(
+            select(func.count()).select_from(effects).where(effects.c.consumer == self.consumer)
+        ).scalar_one()
+
+    # -- effects --------------------------------------------------------------
+
+    def _due(self, now: float, lease: float):
+        return and_(
+            effects.c.consumer == self.consumer,
+            or_(
+                and_(effects.c.status.in_((PENDING, RETRYING)), effects.c.next_attempt_at <= now),
+                # A 'sending' row whose lease ran out belongs to a process that died
+                # between "sending" and the outcome: try again (at-least-once).
+                and_(effects.c.status == SENDING, effects.c.claimed_at <= now - lease),
+            ),
+        )
+
+    def due(self, now: float, lease: float, limit: int) -> list[str]:
+        with self._connect() as conn:
+            rows = conn.execute(
+                select(effects.c.id)
+                .where(self._due(now, lease))
+                .order_by(effects.c.next_attempt_at, effects.c.partition, effects.c.offset, effects.c.channel)
+                .limit(limit)
+            )
+            return [r.id for r in rows]
+
+    def next_due_at(self, lease: float) -> float | None:
+        """When the earliest unfinished effect becomes due, or None if none is left."""
+        with self._connect() as conn:
+            waiting = conn.execute(
+                select(func.min(effects.c.next_attempt_at)).where(
+                    effects.c.consumer == self.consumer, effects.c.status.in_((PENDING, RETRYING))
+                )
+            ).scalar_one()
+            sending = conn.execute(
+                select(func.min(effects.c.claimed_at)).where(
+                    effects.c.consumer == self.consumer, effects.c.status == SENDING
+                )
+            ).scalar_one()
+        candidates = [t for t in (waiting, None if sending is None else sending + lease) if t is not None]
+        return min(candidates) if candidates else None
+
+    def claim(self, effect_id_: str, now: float, lease: float) -> Effect | None:
+        """Mark an effect 'sending' (one more attempt) if it is still due; None if
+        another process took it or it is no longer due."""
+        with self._begin() as conn:
+            claimed = conn.execute(
+                update(effects)
+                .where(effects.c.id == effect_id_, self._due(now, lease))
+                .values(status=SENDING, attempts=effects.c.attempts + 1, claimed_at=now, updated_at=now)
+            ).rowcount
+            if not claimed:
+                return None
+            row = conn.execute(select(effects).where(effects.c.id == effect_id_)).one()
+            return _effect(row)
+
+    def delivered(self, effect: Effect, outcome: str | None, now: float) -> None:
+        with self._begin() as conn:
+            conn.execute(
+                update(effects)
+                .where(effects.c.id == effect.id)
+                .values(status=DELIVERED, outcome=outcome, finished_at=now, updated_at=now, claimed_at=None)
+            )
+
+    def retrying(self, effect: Effect, error: str, next_attempt_at: float, now: float) -> None:
+        with self._begin() as conn:
+            conn.execute(
+                update(effects)
+                .where(effects.c.id == effect.id)
+                .values(
+                    status=RETRYING,
+                    last_error=error,
+                    next_attempt_at=next_attempt_at,
+                    updated_at=now,
+                    claimed_at=None,
+                )
+            )
+
+    def dead(self, effect: Effect, reason: str, now: float) -> None:
+        with self._begin() as conn:
+            conn.execute(
+                update(effects)
+                .where(effects.c.id == effect.id)
+                .values(status=DEAD, last_error=reason, finished_at=now, updated_at=now, claimed_at=None)
+            )
+            _insert_ignore(
+                conn,
+                dead_letters,
+                [
+                    {
+                        "consumer": self.consumer,
+                        "kind": "effect",
+                        "subject": f"effect:{effect.id}",
+                        "partition": effect.partition,
+                        "offset": effect.offset,
+                        "event_id": effect.event_id,
+                        "effect_id": effect.id,
+                        "channel": effect.channel,
+                        "reason": reason,
+                        "data": None,
+                        "recorded_at": now,
+                    }
+                ],
+            )
+
+    # -- listings -------------------------------------------------------------
+
+    def list_effects(self, status: str | None = None, model: str | None = None) -> list[dict]:
+        query = select(effects).where(effects.c.consumer == self.consumer)
+        if status is not None:
+            query = query.where(effects.c.status == status)
+        if model is not None:
+            query = query.where(effects.c.model == model)
+        query = query.order_by(effects.c.partition, effects.c.offset, effects.c.channel)
+        with self._connect() as conn:
+            return [dict(r._mapping) for r in conn.execute(query)]
+
+    def count_by_status(self) -> dict[str, int]:
+        query = (
+            select(effects.c.status, func.count())
+            .where(effects.c.consumer == self.consumer)
+            .group_by(effects.c.status)
+        )
+        with self._connect() as conn:
+            return {status: n for status, n in conn.execute(query)}
+
+    def list_dead_letters(self) -> list[dict]:
+        query = (
+            select(dead_letters)
+            .where(dead_letters.c.consumer == self.consumer)
+            .order_by(dead_letters.c.recorded_at, dead_letters.c.id)
+        )
+        with self._connect() as conn:
+            return [dict(r._mapping) for r in conn.execute(query)]
+
+    def get_effect(self, effect_id_: str) -> Effect:
+        with self._connect() as conn:
+            row = conn.execute(select(effects).where(effects.c.id == effect_id_)).one_or_none()
+        if row is None:
+            raise NotFound(f"no effect {effect_id_!r}")
+        return _effect(row)
+
+    # -- plumbing -------------------------------------------------------------
+
+    def _connect(self):
+        return _Wrapped(self.engine, begin=False)
+
+    def _begin(self):
+        return _Wrapped(self.engine, begin=True)
+
+    def begin(self):
+        """A transaction for :meth:`record_batch`."""
+        return self._begin()
+
+
+class _Wrapped:
+    """A connection or transaction whose database errors become BackendError."""
+
+    def __init__(self, engine: Engine, begin: bool):
+        self.engine = engine
+        self.begin = begin
+        self._cm = None
+
+    def __enter__(self) -> Connection:
+        try:
+            self._cm = self.engine.begin() if self.begin else self.engine.connect()
+            return self._cm.__enter__()
+        except SQLAlchemyError as exc:
+            raise BackendError(f"consumer database unavailable: {exc}") from exc
+
+    def __exit__(self, exc_type, exc, tb):
+        try:
+            result = self._cm.__exit__(exc_type, exc, tb)
+        except SQLAlchemyError as error:
+            raise BackendError(f"consumer database write failed: {error}") from error
+        if isinstance(exc, SQLAlchemyError):
+            raise BackendError(f"consumer database error: {exc}") from exc
+        return result
