@@ -67,6 +67,21 @@ def encode(event: Event, catalogue: _catalogue.Catalogue | None = None) -> Encod
     return Encoded(event.event_type, entry.fingerprint, buffer.getvalue())
 
 
+def read_record(data: bytes, catalogue: _catalogue.Catalogue | None = None) -> tuple[str, dict]:
+    """``(event_type, Avro record)`` of ``data``, resolved to the newest schema of its
+    type — for writers of other Avro containers (the evidence export)."""
+    catalogue = catalogue or _catalogue.default()
+    fingerprint, body = split(data)
+    writer = catalogue.by_fingerprint(fingerprint)
+    if writer is None:
+        raise DecodeError(f"unknown writer schema fingerprint {fingerprint.hex()}")
+    reader = catalogue.latest(writer.event_type)
+    try:
+        return writer.event_type, schemaless_reader(io.BytesIO(body), writer.parsed, reader.parsed)
+    except Exception as exc:  # noqa: BLE001 - fastavro raises many types on corrupt input
+        raise DecodeError(f"cannot decode {writer.event_type} body: {exc}") from exc
+
+
 def decode(data: bytes, catalogue: _catalogue.Catalogue | None = None) -> Event:
     """The event in ``data``, read with the newest schema of its type."""
     catalogue = catalogue or _catalogue.default()

@@ -1,0 +1,34 @@
+"""Instants given on the command line: ISO-8601 dates and datetimes.
+
+``2026-03-03`` is the start of that day in UTC; ``2026-03-03T10:00`` without a zone
+is read as UTC; ``2026-03-03T10:00:00+01:00`` and a trailing ``Z`` keep their zone.
+"""
+
+from __future__ import annotations
+
+from datetime import date, datetime, time, timezone
+
+from ledger.errors import InputError
+
+
+def parse_instant(text: str, *, end_of_day: bool = False) -> datetime:
+    """The instant ``text`` names, as an aware UTC datetime.
+
+    With ``end_of_day`` a bare date means the last microsecond of that day (for
+    ``--until 2026-03-03`` to include the whole day)."""
+    value = text.strip()
+    if not value or "\x00" in value:
+        raise InputError(f"malformed time {text!r}: use an ISO-8601 date or datetime, e.g. 2026-03-03T10:00:00Z")
+    try:
+        if len(value) == 10:
+            day = date.fromisoformat(value)
+            moment = datetime.combine(day, time.max if end_of_day else time.min)
+            return moment.replace(tzinfo=timezone.utc)
+        moment = datetime.fromisoformat(value.replace("z", "Z").replace("Z", "+00:00"))
+    except ValueError:
+        raise InputError(
+            f"malformed time {text!r}: use an ISO-8601 date or datetime, e.g. 2026-03-03T10:00:00Z"
+        ) from None
+    if moment.tzinfo is None:
+        moment = moment.replace(tzinfo=timezone.utc)
+    return moment.astimezone(timezone.utc)
