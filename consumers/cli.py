@@ -111,4 +111,59 @@ def _iso(value: float | None) -> str | None:
     return datetime.fromtimestamp(value, tz=timezone.utc).isoformat(timespec="seconds")
 
 
-commands: list = [consume]
+_DELIVERY_COLUMNS = (
+    "delivery", "event_type", "model", "version", "channel", "status",
+    "attempts", "next_attempt_at", "last_error", "outcome", "updated_at",
+)
+_LETTER_COLUMNS = ("kind", "partition", "offset", "event_id", "channel", "delivery", "reason", "recorded_at")
+
+
+@click.command()
+@click.option(
+    "--status",
+    type=click.Choice(["pending", "sending", "delivered", "retrying", "dead"]),
+    default=None,
+    help="Only deliveries in this state.",
+)
+@click.option("--model", default=None, help="Only deliveries about this model.")
+@click.option(
+    "--dead-letters",
+    is_flag=True,
+    help="List the dead-letter table instead: failed deliveries and undecodable records, with the reason.",
+)
+@output_options
+@click.pass_context
+def notifications(ctx, status, model, dead_letters, fmt, as_json, as_csv):
+    """List notification deliveries (one per event and channel) and failures.
+
+    \b
+    Examples:
+      ledger notifications
+      ledger notifications --status dead --json
+      ledger notifications --dead-letters
+    """
+    from consumers.notify import NAME
+    from consumers.store import Store, engine_for
+
+    fmt = chosen_format(fmt, as_json, as_csv)
+    store = Store(engine_for(ctx.obj["db_url"]), NAME)
+    if dead_letters:
+        rows = [
+            {**row, "delivery": row["effect_id"], "recorded_at": _iso(row["recorded_at"])}
+            for row in store.list_dead_letters()
+        ]
+        click.echo(render(rows, _LETTER_COLUMNS, fmt))
+        return
+    rows = [
+        {
+            **row,
+            "delivery": row["id"],
+            "next_attempt_at": _iso(row["next_attempt_at"]) if row["status"] in ("pending", "retrying") else None,
+            "updated_at": _iso(row["updated_at"]),
+        }
+        for row in store.list_effects(status, model)
+    ]
+    click.echo(render(rows, _DELIVERY_COLUMNS, fmt))
+
+
+commands: list = [consume, notifications]

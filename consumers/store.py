@@ -161,30 +161,36 @@ _ENGINES_LOCK = threading.Lock()
 
 
 def engine_for(url: str) -> Engine:
-    """An engine for ``url`` with the consumer tables created (once per process)."""
+    """An engine for ``url`` (one per process and URL) with the consumer tables
+    created. The tables are checked on every call, not once per process: a test or
+    an operator may have dropped them since."""
     with _ENGINES_LOCK:
         engine = _ENGINES.get(url)
-        if engine is not None:
-            return engine
-        try:
-            parsed = make_url(url)
-        except ArgumentError as exc:
-            raise InputError(f"database URL {url!r} is not a SQLAlchemy URL: {exc}") from exc
-        kwargs: dict = {}
-        if parsed.get_backend_name() == "sqlite":
-            # The projections share this file: wait for their write lock rather than fail.
-            kwargs["connect_args"] = {"timeout": 30}
-            if parsed.database and parsed.database != ":memory:":
-                Path(parsed.database).parent.mkdir(parents=True, exist_ok=True)
-        try:
-            engine = create_engine(url, **kwargs)
-            metadata.create_all(engine)
-        except SQLAlchemyError as exc:
-            raise BackendError(f"cannot open the consumer database {parsed!r}: {exc}") from exc
-        except ImportError as exc:
-            raise BackendError(f"no driver for the consumer database {parsed!r}: {exc}") from exc
-        _ENGINES[url] = engine
-        return engine
+        if engine is None:
+            engine = _new_engine(url)
+            _ENGINES[url] = engine
+    try:
+        metadata.create_all(engine)
+    except SQLAlchemyError as exc:
+        raise BackendError(f"cannot open the consumer database {engine.url!r}: {exc}") from exc
+    return engine
+
+
+def _new_engine(url: str) -> Engine:
+    try:
+        parsed = make_url(url)
+    except ArgumentError as exc:
+        raise InputError(f"database URL {url!r} is not a SQLAlchemy URL: {exc}") from exc
+    kwargs: dict = {}
+    if parsed.get_backend_name() == "sqlite":
+        # The projections share this file: wait for their write lock rather than fail.
+        kwargs["connect_args"] = {"timeout": 30}
+        if parsed.database and parsed.database != ":memory:":
+            Path(parsed.database).parent.mkdir(parents=True, exist_ok=True)
+    try:
+        return create_engine(url, **kwargs)
+    except (SQLAlchemyError, ImportError) as exc:
+        raise BackendError(f"cannot use the consumer database {parsed!r}: {exc}") from exc
 
 
 def dispose_engines() -> None:
