@@ -1,0 +1,238 @@
+"""The retraining consumer: a drift alert that crossed its threshold becomes one
+new model version, trained, evaluated and recorded — never approved or deployed.
+
+On the shared runner (:mod:`consumers.runner`):
+
+* **policy** (pure): a ``DriftDetected`` whose value reaches its threshold asks for
+  one ``train`` effect. The runner records it with the log position in one database
+  transaction, under ``UNIQUE(consumer, event_id, channel)``: the alert's event id
+  is the job's key, so a redelivered or replayed alert adds no second job;
+* **perform** (the job) runs after the runner has finished reading and closed its
+  reader, never inside a poll loop — so a training that takes minutes cannot
+  exceed a Kafka consumer's ``max_poll_interval_ms`` (positions are the database's,
+  no Kafka group membership is held while training).
+
+The job, for alert *A* on version *v* of model *m*:
+
+1. look in *m*'s stream for the two events this job would write, whose ids are
+   fixed by the alert: ``uuid5(A, "trained")`` and ``uuid5(A, "evaluated")``. Both
+   there → the job is done (a crash after recording): nothing is trained again;
+2. pick the data: the newest snapshot of the reference snapshot's dataset recorded
+   in the stream *before the alert* (normally the alert's own current snapshot),
+   so a re-run after a crash picks the same data whatever came later;
+3. fit the standard pipeline (:mod:`consumers.training`, seeded: a re-run after a
+   crash between training and recording gives the same model), write the
+   artifact, and append ``ModelTrained`` + ``ModelEvaluated`` atomically through
+   the ledger's append path (rules and hash chain apply) as the next free version,
+   ``parent_version`` *v*, ``trigger="drift"``, ``trigger_alert_id`` = causation id
+   = *A*, correlation id = the alert's (or *A*).
+
+Exactly one version per alert, whatever crashes: the log itself refuses a second
+event with a used event id in a stream, and step 1 recognises the first. Two
+processes that both run the job (a lease ran out under a slow training) may both
+train, but only one records; the other finds the events and stops.
+
+Configuration (``--config FILE.toml``, table ``[retrain]``; environment variables
+win): ``actor`` / ``LEDGER_RETRAIN_ACTOR`` (default ``retrainer``),
+``lease_seconds`` / ``LEDGER_RETRAIN_LEASE_SECONDS`` (default 1800: how long a
+started job may run before another process presumes it dead and runs it again),
+``artifacts_dir`` / ``LEDGER_ARTIFACTS_DIR``, ``thresholds`` (a table metric →
+minimum, default ``roc_auc = 0.7``).
+
+Test hook: with ``LEDGER_TEST_CRASH_AFTER_TRAIN=1`` the process exits with status
+137 (as if SIGKILLed) right after the artifact is written and before anything is
+recorded — the worst moment for a crash, which the tests use to prove exactly once.
+"""
+
+from __future__ import annotations
+
+import os
+import tomllib
+import uuid
+from collections.abc import Mapping, Sequence
+from dataclasses import dataclass, field
+from pathlib import Path
+
+from ledger import datasets
+from ledger.errors import BackendError, InputError, LedgerError, NotFound, RuleViolation
+from ledger.events import DataSnapshotted, DriftDetected, Event, ModelEvaluated, ModelTrained
+
+from consumers import training
+from consumers.runner import Consumer, ConsumerOptions, Effect, EffectFailed, Intent, RetryPolicy
+
+CHANNEL = "train"
+CRASH_HOOK = "LEDGER_TEST_CRASH_AFTER_TRAIN"
+
+
+def retraining_ids(alert_id: str | uuid.UUID) -> tuple[uuid.UUID, uuid.UUID]:
+    """The event ids of the ``ModelTrained`` and ``ModelEvaluated`` an alert causes."""
+    alert = uuid.UUID(str(alert_id))
+    return uuid.uuid5(alert, "trained"), uuid.uuid5(alert, "evaluated")
+
+
+def policy(event: Event) -> list[Intent]:
+    """One training per drift alert that reached its threshold; nothing else."""
+    if not isinstance(event, DriftDetected) or not event.crossed:
+        return []
+    return [
+        Intent(
+            CHANNEL,
+            {
+                "model": event.model,
+                "version": event.version,
+                "environment": event.environment,
+                "metric": event.metric,
+                "feature": event.feature,
+                "value": event.value,
+                "threshold": event.threshold,
+                "reference_snapshot_id": event.reference_snapshot_id,
+                "current_snapshot_id": event.current_snapshot_id,
+                "correlation_id": event.correlation_id,
+            },
+        )
+    ]
+
+
+def choose_snapshot(stream: Sequence[Event], alert_id: str, reference_snapshot_id: str) -> DataSnapshotted:
+    """The newest snapshot of the reference snapshot's dataset recorded before the alert."""
+    snapshots: dict[str, DataSnapshotted] = {}
+    newest_by_dataset: dict[str, DataSnapshotted] = {}
+    for event in stream:
+        if str(event.event_id) == alert_id:
+            break
+        if isinstance(event, DataSnapshotted):
+            snapshots[event.snapshot_id] = event
+            newest_by_dataset[event.dataset] = event
+    else:
+        raise NotFound(f"drift alert {alert_id} is not in its model's stream")
+    reference = snapshots.get(reference_snapshot_id)
+    if reference is None:
+        raise NotFound(f"the alert's reference snapshot {reference_snapshot_id!r} is not in the stream")
+    return newest_by_dataset[reference.dataset]
+
+
+@dataclass(frozen=True)
+class Settings:
+    actor: str = "retrainer"
+    lease_seconds: float = 1800.0
+    artifacts_dir: Path | None = None
+    thresholds: Mapping[str, float] = field(default_factory=lambda: dict(training.DEFAULT_THRESHOLDS))
+
+    @classmethod
+    def load(cls, config_path: Path | None, env: Mapping[str, str]) -> Settings:
+        table: dict = {}
+        if config_path is not None:
+            try:
+                table = tomllib.loads(Path(config_path).read_text(encoding="utf-8")).get("retrain", {})
+            except (OSError, tomllib.TOMLDecodeError) as exc:
+                raise InputError(f"cannot read the retrain configuration {config_path}: {exc}") from exc
+        actor = env.get("LEDGER_RETRAIN_ACTOR") or table.get("actor") or cls.actor
+        lease = env.get("LEDGER_RETRAIN_LEASE_SECONDS") or table.get("lease_seconds") or cls.lease_seconds
+        artifacts = env.get("LEDGER_ARTIFACTS_DIR") or table.get("artifacts_dir")
+        thresholds = table.get("thresholds", training.DEFAULT_THRESHOLDS)
+        try:
+            lease = float(lease)
+            thresholds = {str(k): float(v) for k, v in dict(thresholds).items()}
+        except (TypeError, ValueError) as exc:
+            raise InputError(f"bad retrain configuration: {exc}") from exc
+        if lease <= 0:
+            raise InputError("lease_seconds must be positive")
+        return cls(str(actor), lease, Path(artifacts) if artifacts else None, thresholds)
+
+
+class Retrainer(Consumer):
+    name = "retrain"
+    retry = RetryPolicy(max_attempts=3, base_delay=5.0, max_delay=300.0)
+
+    def __init__(self, log_url: str, settings: Settings | None = None, env: Mapping[str, str] | None = None):
+        self.log_url = log_url
+        self.settings = settings or Settings()
+        self.lease_seconds = self.settings.lease_seconds
+        self.env = os.environ if env is None else env
+        self._ledger = None
+
+    @property
+    def ledger(self):
+        if self._ledger is None:
+            from ledger.client import Ledger
+
+            self._ledger = Ledger.open(self.log_url)
+        return self._ledger
+
+    def policy(self, event: Event) -> list[Intent]:
+        return policy(event)
+
+    def perform(self, effect: Effect) -> str:
+        try:
+            return self.retrain(effect.event_id, effect.payload)
+        except (InputError, NotFound, RuleViolation) as exc:
+            # The data, the configuration or the rules refuse this retraining: trying
+            # again cannot help; the dead letter names why.
+            raise EffectFailed(str(exc), permanent=True) from exc
+        except BackendError:
+            raise  # the log or database is away: retried with backoff
+        except LedgerError as exc:
+            raise EffectFailed(str(exc)) from exc
+
+    def retrain(self, alert_id: str, alert: Mapping) -> str:
+        model = alert["model"]
+        trained_id, evaluated_id = retraining_ids(alert_id)
+        stream = list(self.ledger.events(model))
+        done = self._recorded(stream, trained_id, evaluated_id)
+        if done is not None:
+            return done
+        snapshot = choose_snapshot(stream, alert_id, alert["reference_snapshot_id"])
+        fitted = training.fit(datasets.load_snapshot(snapshot))
+        try:
+            result = training.record(
+                self.ledger,
+                fitted,
+                model=model,
+                actor=self.settings.actor,
+                snapshot_id=snapshot.snapshot_id,
+                thresholds=self.settings.thresholds,
+                parent_version=alert["version"],
+                trigger="drift",
+                trigger_alert_id=alert_id,
+                causation_id=alert_id,
+                correlation_id=alert.get("correlation_id") or alert_id,
+                trained_event_id=trained_id,
+                evaluated_event_id=evaluated_id,
+                artifacts_dir=self.settings.artifacts_dir,
+                after_artifact=self._crash_hook,
+            )
+        except RuleViolation:
+            # Another process of this consumer may have recorded this very job while
+            # we trained (its lease ran out under us): then the job is done.
+            done = self._recorded(list(self.ledger.events(model)), trained_id, evaluated_id)
+            if done is not None:
+                return done
+            raise
+        verdict = "passed" if result.evaluated.event.passed else "failed"
+        return f"trained {model} v{result.version} on {snapshot.snapshot_id}; evaluation {verdict}"
+
+    @staticmethod
+    def _recorded(stream: Sequence[Event], trained_id: uuid.UUID, evaluated_id: uuid.UUID) -> str | None:
+        trained = next((e for e in stream if e.event_id == trained_id and isinstance(e, ModelTrained)), None)
+        if trained is None:
+            return None
+        if not any(e.event_id == evaluated_id and isinstance(e, ModelEvaluated) for e in stream):
+            # This job appends both in one atomic append; a lone ModelTrained means
+            # someone else wrote under our id. Refuse rather than guess.
+            raise RuleViolation(
+                "event-id-unique", f"{trained.model} v{trained.version} holds the retraining's ModelTrained alone"
+            )
+        return f"already recorded as {trained.model} v{trained.version}"
+
+    def _crash_hook(self, artifact_uri: str) -> None:
+        if self.env.get(CRASH_HOOK) == "1":
+            os._exit(137)
+
+    def close(self) -> None:
+        if self._ledger is not None:
+            self._ledger.close()
+            self._ledger = None
+
+
+def build(options: ConsumerOptions) -> Retrainer:
+    return Retrainer(options.log_url, Settings.load(options.config_path, options.env), options.env)
