@@ -166,4 +166,6 @@ def notifications(ctx, status, model, dead_letters, fmt, as_json, as_csv):
     click.echo(render(rows, _DELIVERY_COLUMNS, fmt))
 
 
-commands: list = [consume, notifications]
+from consumers.drift_cli import commands as _drift_commands  # noqa: E402 - data, drift, train
+
+commands: list = [consume, notifications, *_drift_commands]
