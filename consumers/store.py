@@ -39,13 +39,15 @@ from sqlalchemy import (
     UniqueConstraint,
     and_,
     create_engine,
+    event,
     func,
     or_,
     select,
+    text,
     update,
 )
 from sqlalchemy.engine import Connection, Engine, make_url
-from sqlalchemy.exc import ArgumentError, SQLAlchemyError
+from sqlalchemy.exc import ArgumentError, IntegrityError, OperationalError, ProgrammingError, SQLAlchemyError
 
 from ledger.errors import BackendError, InputError, NotFound
 
@@ -156,6 +158,7 @@ def _effect(row) -> Effect:
     )
 
 
+_DDL_LOCK = 0x6C65646765720001  # any constant the consumers agree on ("ledger" + 1)
 _ENGINES: dict[str, Engine] = {}
 _ENGINES_LOCK = threading.Lock()
 
@@ -169,11 +172,26 @@ def engine_for(url: str) -> Engine:
         if engine is None:
             engine = _new_engine(url)
             _ENGINES[url] = engine
-    try:
-        metadata.create_all(engine)
-    except SQLAlchemyError as exc:
-        raise BackendError(f"cannot open the consumer database {engine.url!r}: {exc}") from exc
+    _create_tables(engine)
     return engine
+
+
+def _create_tables(engine: Engine) -> None:
+    # Several consumer processes may start at once: on PostgreSQL they queue on an
+    # advisory lock (DDL is transactional there); elsewhere the loser of the race
+    # finds the tables on its next look.
+    for attempt in range(3):
+        try:
+            with engine.begin() as conn:
+                if conn.dialect.name == "postgresql":
+                    conn.execute(text("SELECT pg_advisory_xact_lock(:key)"), {"key": _DDL_LOCK})
+                metadata.create_all(conn)
+            return
+        except (IntegrityError, OperationalError, ProgrammingError) as exc:
+            if attempt == 2 or "already exists" not in str(exc):
+                raise BackendError(f"cannot open the consumer database {engine.url!r}: {exc}") from exc
+        except SQLAlchemyError as exc:
+            raise BackendError(f"cannot open the consumer database {engine.url!r}: {exc}") from exc
 
 
 def _new_engine(url: str) -> Engine:
@@ -188,9 +206,26 @@ def _new_engine(url: str) -> Engine:
         if parsed.database and parsed.database != ":memory:":
             Path(parsed.database).parent.mkdir(parents=True, exist_ok=True)
     try:
-        return create_engine(url, **kwargs)
+        engine = create_engine(url, **kwargs)
     except (SQLAlchemyError, ImportError) as exc:
         raise BackendError(f"cannot use the consumer database {parsed!r}: {exc}") from exc
+    if parsed.get_backend_name() == "sqlite":
+        _begin_immediate(engine)
+    return engine
+
+
+def _begin_immediate(engine: Engine) -> None:
+    """SQLite: take the write lock when a transaction begins. With the default
+    deferred BEGIN, two writers that both read first deadlock on the upgrade and
+    one fails at once with "database is locked", whatever the busy timeout."""
+
+    @event.listens_for(engine, "connect")
+    def _no_implicit_begin(dbapi_connection, _record):
+        dbapi_connection.isolation_level = None
+
+    @event.listens_for(engine, "begin")
+    def _immediate(conn):
+        conn.exec_driver_sql("BEGIN IMMEDIATE")
 
 
 def dispose_engines() -> None:

@@ -1,0 +1,87 @@
+"""The notification policy and messages: pure functions of an event."""
+
+from __future__ import annotations
+
+from datetime import datetime, timezone
+
+import pytest
+
+from consumers.notify_policy import DEFAULT_EVENTS, Route, headline, message, policy, subject, summary
+from ledger.events import (
+    ApprovalRejected,
+    DataSnapshotted,
+    DataContract,
+    ColumnSpec,
+    DriftDetected,
+    ModelApproved,
+    ModelDeployed,
+    ModelEvaluated,
+    ModelRetired,
+)
+
+AT = datetime(2026, 3, 3, 10, 0, tzinfo=timezone.utc)
+
+DEPLOY = ModelDeployed(model="churn", version=3, actor="deployer", environment="production", replaced_version=2, occurred_at=AT)
+DRIFT = DriftDetected(
+    model="churn", version=3, actor="monitor", environment="production", metric="psi",
+    feature="tenure", value=0.3141, threshold=0.2, reference_snapshot_id="s7", occurred_at=AT,
+)
+
+
+@pytest.mark.parametrize(
+    "event, expected",
+    [
+        (DEPLOY, "[ledger] churn v3 deployed to production by deployer"),
+        (ModelApproved(model="churn", version=3, actor="alice", reason="ok"), "[ledger] churn v3 approved by alice"),
+        (ApprovalRejected(model="churn", version=4, actor="alice"), "[ledger] churn v4 rejected by alice"),
+        (DRIFT, "[ledger] churn v3 drifted in production on tenure: psi 0.3141 (threshold 0.2)"),
+        (ModelRetired(model="churn", version=2, actor="ops"), "[ledger] churn v2 retired by ops"),
+        (ModelRetired(model="churn", actor="ops"), "[ledger] churn retired (every version) by ops"),
+        (
+            ModelEvaluated(model="churn", version=3, actor="ci", evaluation_snapshot_id="s", metrics={}, passed=True),
+            "[ledger] ModelEvaluated on churn v3 by ci",
+        ),
+    ],
+)
+def test_subject_says_what_happened_to_which_version_and_who_did_it(event, expected):
+    assert subject(event) == expected
+
+
+def test_summary_adds_the_reason_and_the_replaced_version():
+    assert summary(DEPLOY) == "churn v3 deployed to production by deployer; replacing v2"
+    rejected = ApprovalRejected(model="churn", version=4, actor="alice", reason="auc below 0.8")
+    assert summary(rejected) == "churn v4 rejected by alice; reason: auc below 0.8"
+    assert "reference snapshot s7" in summary(DRIFT)
+
+
+def test_message_has_the_documented_fields_and_the_whole_event():
+    body = message(DEPLOY)
+    assert set(body) == {"event_id", "event_type", "model", "version", "actor", "occurred_at", "summary", "event"}
+    assert body["event_id"] == str(DEPLOY.event_id)
+    assert body["occurred_at"] == "2026-03-03T10:00:00+00:00"
+    assert body["event"]["replaced_version"] == 2 and body["event"]["environment"] == "production"
+
+
+def test_one_delivery_per_channel_for_the_events_people_act_on():
+    routes = [Route("ops"), Route("mail"), Route("file")]
+    intents = policy(DEPLOY, DEFAULT_EVENTS, routes)
+    assert [i.channel for i in intents] == ["ops", "mail", "file"]
+    assert all(i.payload == intents[0].payload for i in intents)
+    assert intents[0].payload["message"] == message(DEPLOY)
+    snapshot = DataSnapshotted(
+        model="churn", actor="etl", dataset="d", snapshot_id="s", content_hash="h", row_count=1,
+        contract=DataContract(columns=(ColumnSpec(name="x"),)),
+    )
+    assert policy(snapshot, DEFAULT_EVENTS, routes) == []
+
+
+def test_a_channel_can_follow_its_own_event_types():
+    routes = [Route("pager", frozenset({"DriftDetected"})), Route("everything")]
+    assert [i.channel for i in policy(DRIFT, DEFAULT_EVENTS, routes)] == ["pager", "everything"]
+    assert [i.channel for i in policy(DEPLOY, DEFAULT_EVENTS, routes)] == ["everything"]
+    assert [i.channel for i in policy(DEPLOY, ("DriftDetected",), routes)] == []
+
+
+def test_the_same_event_always_gives_the_same_deliveries():
+    routes = [Route("ops")]
+    assert policy(DRIFT, DEFAULT_EVENTS, routes) == policy(DRIFT, DEFAULT_EVENTS, routes)
