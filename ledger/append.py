@@ -105,6 +105,8 @@ class Appender:
         outcome: dict = {}
 
         def plan(view: StreamView) -> list[NewRecord]:
+            # A backend calls plan again after losing a race: only the last run counts.
+            outcome.clear()
             state = self.state(view, model)
             if expected_sequence is not None and state.sequence != expected_sequence:
                 raise ConflictError(
