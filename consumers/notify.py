@@ -13,17 +13,30 @@ import time
 import tomllib
 from collections.abc import Callable, Mapping
 from pathlib import Path
-from typing import Annotated, Literal
+from typing import Annotated
 from urllib.parse import urlsplit
 
-from pydantic import BaseModel, ConfigDict, Field, ValidationError, field_validator, model_validator
-
-from ledger.errors import InputError
-from ledger.events import BY_CLI_NAME, BY_TYPE, Event
+from pydantic import (
+    BaseModel,
+    ConfigDict,
+    Field,
+    ValidationError,
+    field_validator,
+    model_validator,
+)
 
 from consumers import notify_policy
 from consumers.channels import Channel, EmailChannel, FileChannel, WebhookChannel
-from consumers.runner import Consumer, ConsumerOptions, Effect, EffectFailed, Intent, RetryPolicy
+from consumers.runner import (
+    Consumer,
+    ConsumerOptions,
+    Effect,
+    EffectFailed,
+    Intent,
+    RetryPolicy,
+)
+from ledger.errors import InputError
+from ledger.events import BY_CLI_NAME, BY_TYPE, Event
 
 NAME = "notify"
 

@@ -9,6 +9,7 @@ from __future__ import annotations
 from collections.abc import Iterable
 from dataclasses import dataclass
 
+from consumers.runner import Intent
 from ledger.events import (
     ApprovalRejected,
     DriftDetected,
@@ -17,8 +18,6 @@ from ledger.events import (
     ModelDeployed,
     ModelRetired,
 )
-
-from consumers.runner import Intent
 
 DEFAULT_EVENTS: tuple[str, ...] = (
     ModelApproved.event_type,

@@ -57,13 +57,12 @@ from collections.abc import Callable, Iterator, Mapping, Sequence
 from dataclasses import dataclass, field
 from pathlib import Path
 
+from consumers import store as _store
+from consumers.store import Effect, Store, effect_id
 from ledger import codec
 from ledger.errors import BackendError, DecodeError, InputError, LedgerError
 from ledger.events import Event
 from ledger.log import EventLog, StoredRecord
-
-from consumers import store as _store
-from consumers.store import Effect, Store, effect_id
 
 log = logging.getLogger("ledger.consumers")
 

@@ -9,7 +9,7 @@ from collections import Counter
 import pytest
 
 from consumers import store as consumer_store
-from consumers.runner import Consumer, EffectFailed, Intent, RetryPolicy, Runner
+from consumers.runner import Consumer, Intent, RetryPolicy, Runner
 from ledger.client import Ledger
 from ledger.config import open_log
 from ledger.events import ModelRetired

@@ -6,12 +6,19 @@ from datetime import datetime, timezone
 
 import pytest
 
-from consumers.notify_policy import DEFAULT_EVENTS, Route, headline, message, policy, subject, summary
+from consumers.notify_policy import (
+    DEFAULT_EVENTS,
+    Route,
+    message,
+    policy,
+    subject,
+    summary,
+)
 from ledger.events import (
     ApprovalRejected,
-    DataSnapshotted,
-    DataContract,
     ColumnSpec,
+    DataContract,
+    DataSnapshotted,
     DriftDetected,
     ModelApproved,
     ModelDeployed,
