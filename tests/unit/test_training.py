@@ -1,0 +1,185 @@
+"""The training pipeline and the retraining consumer's pure parts: what it reacts
+to, which data it picks, the evaluation policy, and determinism."""
+
+from __future__ import annotations
+
+import uuid
+
+import numpy as np
+import pytest
+from sklearn.datasets import load_breast_cancer
+
+from consumers import retrain, training
+from ledger import datasets
+from ledger.errors import InputError
+from ledger.events import (
+    ColumnSpec,
+    DataContract,
+    DataSnapshotted,
+    DriftDetected,
+    ModelApproved,
+)
+
+
+@pytest.fixture(scope="module")
+def cancer() -> datasets.Dataset:
+    bunch = load_breast_cancer()
+    names = [n.replace(" ", "_") for n in bunch.feature_names]
+    contract = DataContract(
+        columns=(*(ColumnSpec(name=n) for n in names), ColumnSpec(name="malignant", dtype="int")),
+        target="malignant",
+    )
+    lines = [",".join([*names, "malignant"])]
+    lines += [",".join([*(repr(float(v)) for v in row), str(int(t))]) for row, t in zip(bunch.data, bunch.target, strict=True)]
+    return datasets.validate(datasets.parse_csv_text("\n".join(lines)), contract)
+
+
+def test_fit_learns_and_reports_the_standard_metrics(cancer):
+    fitted = training.fit(cancer)
+    assert set(fitted.metrics) == {"accuracy", "f1", "roc_auc"}
+    assert fitted.metrics["roc_auc"] > 0.95  # a well-known, easy dataset
+    assert training.passed(fitted.metrics, training.DEFAULT_THRESHOLDS)
+    assert fitted.hyperparameters["features"] == list(cancer.feature_names)
+    assert fitted.hyperparameters["target"] == "malignant"
+
+
+def test_training_is_deterministic_down_to_the_artifact_bytes(cancer, tmp_path):
+    first, second = training.fit(cancer), training.fit(cancer)
+    assert first.metrics == second.metrics
+    a = training.save_artifact(training.artifact_bytes(first.pipeline), "m", 1, tmp_path)
+    b = training.save_artifact(training.artifact_bytes(second.pipeline), "m", 1, tmp_path)
+    assert a == b
+    assert a[0].endswith(f"/m/v1-{a[1].removeprefix('sha256:')[:12]}.joblib")
+
+
+def test_the_artifact_is_the_fitted_pipeline(cancer, tmp_path):
+    import joblib
+
+    fitted = training.fit(cancer)
+    uri, _ = training.save_artifact(training.artifact_bytes(fitted.pipeline), "m", 3, tmp_path)
+    loaded = joblib.load(datasets.path_of(uri))
+    X = cancer.matrix(impute=False)
+    assert np.array_equal(loaded.predict(X), fitted.pipeline.predict(X))
+
+
+def test_evaluation_on_a_separate_snapshot(cancer):
+    fitted = training.fit(cancer, cancer)  # evaluated on its own training data
+    assert fitted.hyperparameters["evaluation"] == "evaluation snapshot"
+    assert fitted.metrics["accuracy"] > 0.97
+
+
+@pytest.mark.parametrize(
+    "thresholds,expected",
+    [
+        ({}, True),
+        ({"roc_auc": 0.7}, True),
+        ({"roc_auc": 0.7, "f1": 0.95}, False),
+        ({"accuracy": 0.9}, True),
+        ({"accuracy": 0.95}, False),
+    ],
+)
+def test_evaluation_policy(thresholds, expected):
+    metrics = {"accuracy": 0.9, "f1": 0.8, "roc_auc": 0.75}
+    assert training.passed(metrics, thresholds) is expected
+
+
+def test_a_threshold_on_an_unknown_metric_is_refused():
+    with pytest.raises(InputError, match="auc"):
+        training.passed({"roc_auc": 0.9}, {"auc": 0.5})
+
+
+def test_a_single_class_cannot_be_learned():
+    contract = DataContract(columns=(ColumnSpec(name="x"), ColumnSpec(name="y", dtype="int")), target="y")
+    data = datasets.validate(datasets.parse_csv_text("x,y\n1,0\n2,0\n3,0\n4,0\n"), contract)
+    with pytest.raises(InputError, match="single class"):
+        training.fit(data)
+
+
+def test_bad_hyperparameters_are_input_errors(cancer):
+    with pytest.raises(InputError, match="hyper"):
+        training.fit(cancer, hyperparameters={"no_such_knob": 1})
+
+
+def _alert(value=0.5, threshold=0.2, **fields):
+    return DriftDetected(
+        model="m", version=1, environment="production", actor="monitor", metric="psi",
+        feature="x", value=value, threshold=threshold, reference_snapshot_id="s1",
+        current_snapshot_id="s2", **fields,
+    )
+
+
+def test_policy_asks_one_training_for_a_crossed_alert():
+    alert = _alert(correlation_id="run-7")
+    intents = retrain.policy(alert)
+    assert len(intents) == 1
+    assert intents[0].channel == retrain.CHANNEL
+    assert intents[0].payload["version"] == 1
+    assert intents[0].payload["reference_snapshot_id"] == "s1"
+    assert intents[0].payload["correlation_id"] == "run-7"
+
+
+@pytest.mark.parametrize(
+    "event",
+    [
+        _alert(value=0.1, threshold=0.2),
+        ModelApproved(model="m", version=1, actor="bob"),
+    ],
+    ids=["below threshold", "not an alert"],
+)
+def test_policy_ignores_everything_else(event):
+    assert retrain.policy(event) == []
+
+
+def test_at_the_threshold_is_crossed():
+    assert len(retrain.policy(_alert(value=0.2, threshold=0.2))) == 1
+
+
+def test_retraining_ids_are_fixed_by_the_alert():
+    alert = uuid.uuid4()
+    assert retrain.retraining_ids(alert) == retrain.retraining_ids(str(alert))
+    trained, evaluated = retrain.retraining_ids(alert)
+    assert trained != evaluated
+    assert set(retrain.retraining_ids(uuid.uuid4())).isdisjoint({trained, evaluated})
+
+
+def _snap(snapshot_id, dataset="plant"):
+    return DataSnapshotted(
+        model="m", actor="a", dataset=dataset, snapshot_id=snapshot_id, content_hash="sha256:x",
+        row_count=1, contract=DataContract(columns=(ColumnSpec(name="x"),)),
+    )
+
+
+def test_the_newest_snapshot_of_the_dataset_before_the_alert_is_chosen():
+    alert = _alert()
+    stream = [_snap("s1"), _snap("other", dataset="elsewhere"), _snap("s2"), _snap("s3"), alert, _snap("later")]
+    chosen = retrain.choose_snapshot(stream, str(alert.event_id), "s1")
+    assert chosen.snapshot_id == "s3"
+
+
+def test_choosing_needs_the_alert_and_its_reference_in_the_stream():
+    from ledger.errors import NotFound
+
+    alert = _alert()
+    with pytest.raises(NotFound, match="not in its model's stream"):
+        retrain.choose_snapshot([_snap("s1")], str(alert.event_id), "s1")
+    with pytest.raises(NotFound, match="reference snapshot"):
+        retrain.choose_snapshot([_snap("s2"), alert], str(alert.event_id), "s1")
+
+
+def test_settings_from_toml_and_environment(tmp_path):
+    config = tmp_path / "retrain.toml"
+    config.write_text('[retrain]\nactor = "bot"\nlease_seconds = 60\nthresholds = { roc_auc = 0.8, f1 = 0.5 }\n')
+    settings = retrain.Settings.load(config, {})
+    assert (settings.actor, settings.lease_seconds) == ("bot", 60.0)
+    assert dict(settings.thresholds) == {"roc_auc": 0.8, "f1": 0.5}
+    overridden = retrain.Settings.load(config, {"LEDGER_RETRAIN_ACTOR": "env-bot", "LEDGER_RETRAIN_LEASE_SECONDS": "5"})
+    assert (overridden.actor, overridden.lease_seconds) == ("env-bot", 5.0)
+    assert retrain.Settings.load(None, {}).actor == "retrainer"
+
+
+@pytest.mark.parametrize("text", ["[retrain]\nlease_seconds = -1\n", "[retrain\n", "[retrain]\nthresholds = { roc_auc = 'high' }\n"])
+def test_bad_settings_are_input_errors(tmp_path, text):
+    config = tmp_path / "retrain.toml"
+    config.write_text(text)
+    with pytest.raises(InputError):
+        retrain.Settings.load(config, {})
