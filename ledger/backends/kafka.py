@@ -140,19 +140,24 @@ _UNREACHABLE = (
 )
 
 
-def _lost_writer_role(exc: BaseException) -> bool:
-    # kafka-python re-raises a fatal state as a plain KafkaError naming the cause.
+def _caused_by(exc: BaseException | None, kinds: tuple[type[BaseException], ...]) -> bool:
+    # kafka-python re-raises a transactional failure as a plain KafkaError whose
+    # message names the cause, so the names are looked for too.
     seen: set[int] = set()
     while exc is not None and id(exc) not in seen:
         seen.add(id(exc))
-        if isinstance(exc, _LOST_WRITER_ROLE):
-            return True
-        if isinstance(exc, kerrors.KafkaError) and any(
-            cls.__name__ in str(exc) for cls in _LOST_WRITER_ROLE
-        ):
+        if isinstance(exc, kinds) or any(kind.__name__ in str(exc) for kind in kinds):
             return True
         exc = exc.__cause__ or exc.__context__
     return False
+
+
+def _lost_writer_role(exc: BaseException | None) -> bool:
+    return _caused_by(exc, _LOST_WRITER_ROLE)
+
+
+def _unreachable(exc: BaseException | None) -> bool:
+    return _caused_by(exc, _UNREACHABLE)
 
 
 class _Partitions:
@@ -580,6 +585,29 @@ class KafkaLog(EventLog):
         index.next_offset = max(index.next_offset, end)
         return index
 
+    def _await_markers(self, partition: int, last_offset: int) -> None:
+        """Wait until ``read_committed`` readers see the records up to ``last_offset``.
+
+        ``commit_transaction`` returns once the coordinator has logged the commit,
+        before it writes the markers that make the records readable: without this,
+        a client could be told "accepted" and not find its event when it reads."""
+        deadline = time.monotonic() + self._timeout_ms / 1000
+        try:
+            while self._list_offsets([partition], IsolationLevel.READ_COMMITTED)[partition] <= last_offset:
+                if time.monotonic() > deadline:
+                    break
+                time.sleep(0.002)
+            else:
+                return
+        except kerrors.KafkaError as exc:
+            log.warning("could not check that the commit on %s-%d is readable: %s", self.topic, partition, exc)
+            return
+        # Committed is committed: the coordinator finishes the markers on its own.
+        log.warning(
+            "committed records up to offset %d of %s-%d are not readable yet after %d ms",
+            last_offset, self.topic, partition, self._timeout_ms,
+        )
+
     @staticmethod
     def _headers(record: NewRecord) -> list[tuple[str, bytes]]:
         return [
@@ -619,16 +647,21 @@ class KafkaLog(EventLog):
                     metadata = [f.get(timeout=self._timeout_ms / 1000) for f in futures]
                 except Exception as exc:  # noqa: BLE001 - sorted out just below
                     self._drop_producer(partition)
-                    if _lost_writer_role(exc):
-                        lost = exc
-                        continue
-                    if isinstance(exc, (kerrors.KafkaError, OSError)):
+                    if not isinstance(exc, (kerrors.KafkaError, OSError)):
+                        raise
+                    if _unreachable(exc):
                         raise BackendError(
-                            f"appending to {model!r} on {self._where} failed, outcome unknown: {exc}; "
-                            "retrying with the same event ids is safe (a committed event is "
-                            "answered as a duplicate)"
+                            f"cannot reach {self._where} while appending to {model!r}, outcome unknown: "
+                            f"{exc}; retrying with the same event ids is safe (an event already "
+                            "committed is answered as a duplicate)"
                         ) from exc
-                    raise
+                    # Fenced, or a commit refused for another reason (Kafka 4.1 answers
+                    # UNKNOWN_SERVER_ERROR to an EndTxn that races a fencing init). Either
+                    # way retrying is safe: the next init settles this transaction, and
+                    # plan runs again on the committed state, where an event that did get
+                    # in is found by its id.
+                    lost = exc
+                    continue
                 stored = [
                     StoredRecord(
                         Position(partition, meta.offset), model, r.sequence, r.event_type,
@@ -641,10 +674,16 @@ class KafkaLog(EventLog):
                 index.next_offset = max(index.next_offset, stored[-1].position.offset + 1)
                 index.own_first = stored[0].position.offset
                 index.own_last = stored[-1].position.offset
+                self._await_markers(partition, index.own_last)
                 return stored
-        raise ConflictError(
-            f"another process kept taking the writer role of partition {partition} of "
-            f"{self.topic!r} ({MAX_ATTEMPTS} attempts; last: {lost}); try again"
+        if _lost_writer_role(lost):
+            raise ConflictError(
+                f"another process kept taking the writer role of partition {partition} of "
+                f"{self.topic!r} ({MAX_ATTEMPTS} attempts; last: {lost}); try again"
+            )
+        raise BackendError(
+            f"appending to {model!r} on {self._where} failed {MAX_ATTEMPTS} times (last: {lost}); "
+            "retrying with the same event ids is safe"
         )
 
     # ------------------------------------------------------------------ lifecycle

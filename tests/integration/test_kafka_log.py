@@ -1,0 +1,91 @@
+"""What is specific to the Kafka log, on a real broker: the topic it creates, what
+each record carries for other Kafka clients, foreign records, an unreachable broker."""
+
+from __future__ import annotations
+
+import pytest
+from kafka import KafkaAdminClient, KafkaProducer
+from kafka.admin import ConfigResource, ConfigResourceType
+
+from ledger import codec, samples
+from ledger.backends.kafka import KafkaLog
+from ledger.client import Ledger
+from ledger.config import open_log
+from ledger.errors import BackendError, DecodeError
+
+pytestmark = pytest.mark.kafka
+
+
+@pytest.fixture
+def log(kafka_log_url):
+    log = open_log(kafka_log_url)
+    yield log
+    log.close()
+
+
+def test_topic_keeps_events_forever_and_is_reused(kafka_bootstrap, kafka_topic, log):
+    admin = KafkaAdminClient(bootstrap_servers=kafka_bootstrap)
+    try:
+        wanted = {"retention.ms": "-1", "retention.bytes": "-1", "cleanup.policy": "delete"}
+        found = admin.describe_configs(
+            [ConfigResource(ConfigResourceType.TOPIC, kafka_topic, configs=dict.fromkeys(wanted))],
+            config_filter="all",
+        )["topic"][kafka_topic]
+        assert {name: found[name]["value"] for name in wanted} == wanted
+        assert len(admin.describe_topics([kafka_topic])[0]["partitions"]) == 3
+    finally:
+        admin.close()
+
+    Ledger(log).emit(samples.snapshot("churn"))
+    # Opening the same topic again, even asking for another partition count, reuses it.
+    with KafkaLog([kafka_bootstrap], kafka_topic, partitions=5) as again:
+        assert again.partitions() == [0, 1, 2]
+        assert [r.model for r in again.read()] == ["churn"]
+
+
+def test_records_carry_key_headers_and_the_exact_bytes(kafka_bootstrap, kafka_topic, log):
+    accepted = Ledger(log).emit(samples.snapshot("churn"))
+
+    (record,) = list(log.read())
+
+    assert record.model == "churn"
+    assert codec.decode(record.data) == accepted.event
+    assert record.event_type == "DataSnapshotted"
+    assert record.fingerprint == record.data[2:10]
+    assert record.recorded_hash == accepted.hash == record.hash
+    assert record.sequence == 1
+    # Any Kafka client keying by model name lands in the same partition.
+    producer = KafkaProducer(bootstrap_servers=kafka_bootstrap)
+    try:
+        sent = producer.send(kafka_topic, key=b"churn", value=b"not an event").get(timeout=30)
+    finally:
+        producer.close(timeout=5)
+    assert sent.partition == record.position.partition == log.partition_for("churn")
+
+
+def test_foreign_records_are_read_raw_and_refuse_new_events_on_their_stream(kafka_bootstrap, kafka_topic, log):
+    ledger = Ledger(log)
+    ledger.emit(samples.snapshot("churn"))
+    ledger.emit(samples.snapshot("fraud"))
+    producer = KafkaProducer(bootstrap_servers=kafka_bootstrap)
+    try:
+        producer.send(kafka_topic, key=b"churn", value=b"\xc3\x01garbage!").get(timeout=30)
+        producer.send(kafka_topic, key=None, value=b"{}", partition=0).get(timeout=30)
+    finally:
+        producer.close(timeout=5)
+
+    records = list(log.read())
+
+    assert sorted(r.data for r in records if r.event_type is None) == [b"{}", b"\xc3\x01garbage!"]
+    assert [r.model for r in records if r.data == b"{}"] == [None]
+    report = ledger.verify()
+    assert not report.ok
+    assert {p.kind for p in report.problems} == {"undecodable"}
+    with pytest.raises(DecodeError):
+        ledger.emit(samples.trained("churn"))
+    assert ledger.emit(samples.trained("fraud")).event.sequence == 2
+
+
+def test_unreachable_broker_is_a_backend_error():
+    with pytest.raises(BackendError, match="cannot reach Kafka at 127.0.0.1:9"):
+        open_log("kafka://127.0.0.1:9/ledger.lifecycle?timeout_ms=2000")
