@@ -108,15 +108,21 @@ def sqlite_log_url(tmp_path):
 
 @pytest.fixture
 def fresh_postgres(postgres_url):
-    """A fresh schema-less database URL: every table of the previous test dropped."""
+    """URL of a new, empty PostgreSQL database of its own, dropped after the test
+    (so tests, and engineers running them side by side, never share tables)."""
     from sqlalchemy import create_engine, text
+    from sqlalchemy.engine import make_url
 
-    engine = create_engine(postgres_url)
-    with engine.begin() as conn:
-        conn.execute(text("DROP SCHEMA public CASCADE"))
-        conn.execute(text("CREATE SCHEMA public"))
-    engine.dispose()
-    return postgres_url
+    name = f"t_{uuid.uuid4().hex[:16]}"
+    admin = create_engine(postgres_url, isolation_level="AUTOCOMMIT")
+    with admin.connect() as conn:
+        conn.execute(text(f'CREATE DATABASE "{name}"'))
+    try:
+        yield make_url(postgres_url).set(database=name).render_as_string(hide_password=False)
+    finally:
+        with admin.connect() as conn:
+            conn.execute(text(f'DROP DATABASE IF EXISTS "{name}" WITH (FORCE)'))
+        admin.dispose()
 
 
 @pytest.hookimpl(hookwrapper=True)
