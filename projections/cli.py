@@ -2,4 +2,106 @@
 
 from __future__ import annotations
 
-commands: list = []
+import signal
+
+import click
+
+from ledger.errors import InputError
+
+
+def _as_of(time_text: str | None, position_text: str | None):
+    from projections.asof import AsOf
+
+    if time_text and position_text:
+        raise InputError("choose one of --as-of and --as-of-position")
+    if time_text:
+        return AsOf.at(time_text)
+    if position_text:
+        return AsOf.at_positions(position_text)
+    return None
+
+
+def _positions(positions: dict[int, int]) -> str:
+    return ",".join(f"{p}:{o}" for p, o in sorted(positions.items())) or "-"
+
+
+@click.command()
+@click.option("--follow", is_flag=True, help="Keep applying new events until interrupted (Ctrl-C or SIGTERM).")
+@click.option("--rebuild", is_flag=True, help="Drop the projection tables and replay the log from the start.")
+@click.option("--as-of", "as_of_time", metavar="TIME", default=None, help="Rebuild the views as they were at TIME (ISO-8601; recorded time).")
+@click.option("--as-of-position", metavar="P:O[,P:O…]", default=None, help="Rebuild the views as they were at these log positions (inclusive).")
+@click.option("--batch-size", type=click.IntRange(min=1), default=500, show_default=True, help="Events applied per database transaction.")
+@click.option("--poll-interval", type=click.FloatRange(min=0.01), default=1.0, show_default=True, help="With --follow, seconds between looks at the log when idle.")
+@click.option("-v", "--verbose", is_flag=True, help="Print a line per committed batch.")
+@click.pass_context
+def project(
+    ctx: click.Context,
+    follow: bool,
+    rebuild: bool,
+    as_of_time: str | None,
+    as_of_position: str | None,
+    batch_size: int,
+    poll_interval: float,
+    verbose: bool,
+) -> None:
+    """Fold the log into the registry, lineage and audit views (--db).
+
+    Applies every event after the stored positions, storing the rows and the
+    positions in one transaction per batch, then exits (or, with --follow, keeps
+    going). Unreadable records are quarantined, never skipped. --as-of and
+    --as-of-position rebuild the views as they were at that moment.
+
+    \b
+    Example:
+      ledger project                                  # catch up and exit
+      ledger --db postgresql+psycopg://ledger@db/ledger project --follow
+      ledger --db sqlite:///march.db project --as-of 2026-03-03T23:59:59Z
+    """
+    from ledger.cli import open_ledger
+    from projections import db
+    from projections.runner import Runner, project as run_projection
+
+    as_of = _as_of(as_of_time, as_of_position)
+    if follow and as_of is not None:
+        raise InputError("--follow cannot be combined with --as-of or --as-of-position")
+    log = open_ledger(ctx).log
+    engine = db.open_db(ctx.obj["db_url"])
+    ctx.call_on_close(engine.dispose)
+
+    def on_batch(batch) -> None:
+        if verbose:
+            extra = f", {batch.unreadable} quarantined" if batch.unreadable else ""
+            click.echo(f"batch: {batch.records} record(s){extra}, now at {_positions(batch.positions)}", err=True)
+
+    if not follow:
+        report = run_projection(log, engine, rebuild=rebuild, as_of=as_of, batch_size=batch_size, on_batch=on_batch)
+    else:
+        stopping = []
+
+        def stop(*_):
+            stopping.append(True)
+
+        previous = signal.signal(signal.SIGTERM, stop)
+        try:
+            if rebuild:
+                db.drop(engine)
+            runner = Runner(engine, batch_size=batch_size)
+            try:
+                report = runner.follow(log, poll_interval=poll_interval, on_batch=on_batch, should_stop=lambda: bool(stopping))
+            except KeyboardInterrupt:
+                report = None
+        finally:
+            signal.signal(signal.SIGTERM, previous)
+        if report is None:
+            click.echo("interrupted; the last committed batch is kept", err=True)
+            return
+    where = db.describe(engine)
+    cut = f" {as_of.describe()}" if as_of is not None else ""
+    quarantined = f", {report.unreadable} unreadable record(s) quarantined" if report.unreadable else ""
+    click.echo(
+        f"applied {report.records} record(s) in {report.batches} batch(es){quarantined}{cut}; "
+        f"at {_positions(report.positions)}; views in {where}"
+    )
+
+
+commands: list = [project]

@@ -1,0 +1,96 @@
+"""What a projection is: a name, the event types it follows, and ``process_event``.
+
+The runner hands a projection the records of a batch as :class:`Item` s, inside the
+transaction that will also store the projection's position; the projection writes
+its rows with the connection it is given and nothing else. A projection is a
+deterministic fold: everything it writes comes from the items (times from the
+events, never the clock), and rows of one model stream never depend on rows of
+another, so the order in which partitions interleave cannot change the result.
+"""
+
+from __future__ import annotations
+
+import json
+from collections.abc import Callable, Sequence
+from dataclasses import dataclass
+from typing import ClassVar
+
+from sqlalchemy.engine import Connection
+
+from ledger.events import Event
+from ledger.log import StoredRecord
+
+
+@dataclass(frozen=True, slots=True)
+class Item:
+    """One log record as a projection sees it."""
+
+    record: StoredRecord
+    event: Event | None
+    """None when the record is unreadable (see ``problem``)."""
+    problem: str | None
+    at: str | None
+    """When the ledger recorded it (:func:`projections.asof.iso`); for an unreadable
+    record, the backend's append time if it keeps one."""
+    chain: str = "ok"
+    """``ok`` when the event's ``prev_hash`` is the hash of the previous event of its
+    model this projection applied; ``broken`` otherwise; ``unverifiable`` if unreadable."""
+    stale: bool = False
+    """The event's sequence is not after the last one applied for its model: a
+    replayed or duplicated record. Registry and lineage leave it out (the audit
+    trail shows it, with a broken chain)."""
+    first: bool = False
+    """No earlier event of its model was applied by this projection."""
+
+    @property
+    def partition(self) -> int:
+        return self.record.position.partition
+
+    @property
+    def offset(self) -> int:
+        return self.record.position.offset
+
+
+def as_json(value) -> str:
+    """JSON text with sorted keys: the same value always gives the same bytes."""
+    return json.dumps(value, sort_keys=True, separators=(",", ":"), default=str)
+
+
+class Projection:
+    """Base of the folds. Subclasses set ``name`` and ``follows`` and register a
+    handler per event type in ``handlers``."""
+
+    name: ClassVar[str]
+    follows: ClassVar[frozenset[str]] = frozenset()
+    """Event types this projection applies; others only move its position."""
+    applies_stale: ClassVar[bool] = False
+    wants_unreadable: ClassVar[bool] = False
+
+    def handlers(self) -> dict[str, Callable[[Connection, Item], None]]:
+        return {}
+
+    def apply(self, conn: Connection, items: Sequence[Item]) -> None:
+        """Apply a batch, in order. Projections that can write a batch in fewer
+        statements override this."""
+        for item in items:
+            if item.event is None:
+                if self.wants_unreadable:
+                    self.process_unreadable(conn, item)
+            elif not item.stale or self.applies_stale:
+                self.process_event(conn, item)
+
+    def process_event(self, conn: Connection, item: Item) -> None:
+        """Dispatch on the event's type to the handler registered for it."""
+        handler = self._handlers.get(item.event.event_type)
+        if handler is not None:
+            handler(conn, item)
+
+    @property
+    def _handlers(self) -> dict[str, Callable[[Connection, Item], None]]:
+        cached = self.__dict__.get("_handler_table")
+        if cached is None:
+            cached = self.__dict__["_handler_table"] = self.handlers()
+        return cached
+
+    def process_unreadable(self, conn: Connection, item: Item) -> None:  # noqa: B027 - optional
+        pass

@@ -1,0 +1,522 @@
+"""Questions operators and auditors ask of the views, answered as plain dicts.
+
+Every function takes the database (an ``Engine`` or an open ``Connection``) and an
+optional ``as_of`` (:class:`projections.asof.AsOf`): the answer is then the one the
+views gave at that instant or log position, read from the validity intervals the
+folds keep — no replay needed. (For an answer independent of any projection
+database, fold the log with :func:`projections.runner.build` and ask the result.)
+
+All values reach the database as bound parameters.
+"""
+
+from __future__ import annotations
+
+import json
+from collections.abc import Iterator
+from contextlib import contextmanager
+from datetime import datetime
+
+from sqlalchemy import Integer, Text, and_, cast, false, func, literal, not_, or_, select, true
+from sqlalchemy.engine import Connection, Engine
+
+from ledger.errors import InputError, NotFound
+from ledger.times import parse_instant
+from projections import db as _db
+from projections import lineage as _lineage
+from projections.asof import AsOf, iso
+from projections.tables import (
+    audit_events,
+    lin_edges,
+    lin_nodes,
+    meta,
+    positions,
+    quarantine,
+    reg_deployments,
+    reg_evaluations,
+    reg_metrics,
+    reg_models,
+    reg_version_states,
+    reg_versions,
+)
+
+MAX_DEPTH = 1000
+"""Depth of an unbounded lineage walk: far beyond any real history, and a bound
+that ends the walk even if forged events made the graph cyclic."""
+
+DIRECTIONS = ("up", "down")
+
+
+@contextmanager
+def _connection(database: Engine | Connection) -> Iterator[Connection]:
+    if isinstance(database, Connection):
+        yield database
+        return
+    with _db.errors("querying the views", database), database.connect() as conn:
+        yield conn
+
+
+def _known(as_of: AsOf | None, at, partition, offset):
+    """The row was written by an event inside the cut."""
+    if as_of is None:
+        return true()
+    if as_of.is_time:
+        return and_(at.is_not(None), at <= as_of.time)
+    clauses = [and_(partition == p, offset <= o) for p, o in sorted(as_of.positions.items())]
+    return or_(*clauses) if clauses else false()
+
+
+def _open(as_of: AsOf | None, ended_at, partition, ended_offset):
+    """The interval the row describes had not ended at the cut."""
+    if as_of is None:
+        return ended_offset.is_(None)
+    return or_(ended_offset.is_(None), not_(_known(as_of, ended_at, partition, ended_offset)))
+
+
+def _ended(row: dict, as_of: AsOf | None, at_key: str, offset_key: str) -> bool:
+    if row.get(offset_key) is None:
+        return False
+    if as_of is None:
+        return True
+    if as_of.is_time:
+        return row[at_key] is not None and row[at_key] <= as_of.time
+    last = as_of.positions.get(row["partition"])
+    return last is not None and row[offset_key] <= last
+
+
+def _loads(text: str | None, default):
+    return json.loads(text) if text else default
+
+
+def _state_of(row) -> dict:
+    return {
+        "status": row["status"],
+        "since": row["valid_from"],
+        "evaluations": row["evaluations"],
+        "last_evaluation_passed": row["last_evaluation_passed"],
+        "approved_by": row["approved_by"],
+        "approved_at": row["approved_at"],
+        "rejected_by": row["rejected_by"],
+        "rejected_at": row["rejected_at"],
+        "decision_reason": row["decision_reason"],
+        "deployed_in": _loads(row["deployed_in"], []),
+        "retired_by": row["retired_by"],
+        "retired_at": row["retired_at"],
+        "retire_reason": row["retire_reason"],
+    }
+
+
+def _states_as_of(as_of: AsOf | None):
+    s = reg_version_states.c
+    return and_(
+        _known(as_of, s.valid_from, s.partition, s.from_offset),
+        _open(as_of, s.valid_to, s.partition, s.to_offset),
+    )
+
+
+# --- registry ------------------------------------------------------------------------
+
+
+def _model_row(conn: Connection, model: str, as_of: AsOf | None):
+    m = reg_models.c
+    row = conn.execute(
+        select(reg_models).where(m.model == model, _known(as_of, m.created_at, m.partition, m.created_offset))
+    ).mappings().first()
+    if row is None:
+        when = f" {as_of.describe()}" if as_of else ""
+        raise NotFound(f"unknown model {model!r}{when}")
+    return row
+
+
+def _retired(row, as_of: AsOf | None) -> bool:
+    return _ended(dict(row), as_of, "retired_at", "retired_offset")
+
+
+def _deployed(conn: Connection, as_of: AsOf | None, model: str | None = None) -> dict[str, dict[str, int]]:
+    d = reg_deployments.c
+    query = select(d.model, d.environment, d.version).where(
+        _known(as_of, d.deployed_at, d.partition, d.offset),
+        _open(as_of, d.ended_at, d.partition, d.ended_offset),
+    )
+    if model is not None:
+        query = query.where(d.model == model)
+    found: dict[str, dict[str, int]] = {}
+    for name, environment, version in conn.execute(query):
+        found.setdefault(name, {})[environment] = version
+    return found
+
+
+def list_models(database: Engine | Connection, *, as_of: AsOf | None = None) -> list[dict]:
+    """Every model known at the cut: status, number of versions, latest version and
+    what is deployed where."""
+    m, v = reg_models.c, reg_versions.c
+    with _connection(database) as conn:
+        counts = {
+            name: (count, latest)
+            for name, count, latest in conn.execute(
+                select(v.model, func.count(), func.max(v.version))
+                .where(_known(as_of, v.trained_at, v.partition, v.trained_offset))
+                .group_by(v.model)
+            )
+        }
+        deployed = _deployed(conn, as_of)
+        rows = conn.execute(
+            select(reg_models).where(_known(as_of, m.created_at, m.partition, m.created_offset)).order_by(m.model)
+        ).mappings()
+        result = []
+        for row in rows:
+            retired = _retired(row, as_of)
+            count, latest = counts.get(row["model"], (0, None))
+            result.append(
+                {
+                    "model": row["model"],
+                    "status": "retired" if retired else "active",
+                    "created_at": row["created_at"],
+                    "created_by": row["created_by"],
+                    "retired_at": row["retired_at"] if retired else None,
+                    "versions": count,
+                    "latest_version": latest,
+                    "deployed": dict(sorted(deployed.get(row["model"], {}).items())),
+                }
+            )
+        return result
+
+
+def model_versions(database: Engine | Connection, model: str, *, as_of: AsOf | None = None) -> list[dict]:
+    """The versions of ``model`` at the cut, each with its status then."""
+    v, s = reg_versions.c, reg_version_states.c
+    with _connection(database) as conn:
+        _model_row(conn, model, as_of)
+        rows = conn.execute(
+            select(reg_versions, reg_version_states)
+            .join(reg_version_states, and_(s.model == v.model, s.version == v.version))
+            .where(v.model == model, _known(as_of, v.trained_at, v.partition, v.trained_offset), _states_as_of(as_of))
+            .order_by(v.version)
+        ).mappings()
+        return [
+            {
+                "model": row["model"],
+                "version": row["version"],
+                **_state_of(row),
+                "trained_at": row["trained_at"],
+                "trained_by": row["trained_by"],
+                "parent_version": row["parent_version"],
+                "code_ref": row["code_ref"],
+                "snapshot_ids": _loads(row["snapshot_ids"], []),
+                "trigger": row["trigger"],
+            }
+            for row in rows
+        ]
+
+
+def version_detail(database: Engine | Connection, model: str, version: int, *, as_of: AsOf | None = None) -> dict:
+    """Everything the registry knows of one version at the cut: how it was trained,
+    its state, the history of its states, its evaluations and metrics, and its
+    deployments."""
+    v, s, ev, mt, d = reg_versions.c, reg_version_states.c, reg_evaluations.c, reg_metrics.c, reg_deployments.c
+    with _connection(database) as conn:
+        _model_row(conn, model, as_of)
+        facts = conn.execute(
+            select(reg_versions).where(
+                v.model == model, v.version == version, _known(as_of, v.trained_at, v.partition, v.trained_offset)
+            )
+        ).mappings().first()
+        if facts is None:
+            when = f" {as_of.describe()}" if as_of else ""
+            raise NotFound(f"model {model!r} has no version {version}{when}")
+        history = [
+            dict(r)
+            for r in conn.execute(
+                select(reg_version_states)
+                .where(s.model == model, s.version == version, _known(as_of, s.valid_from, s.partition, s.from_offset))
+                .order_by(s.from_offset)
+            ).mappings()
+        ]
+        current = history[-1]
+        evaluations = []
+        for row in conn.execute(
+            select(reg_evaluations)
+            .where(ev.model == model, ev.version == version, _known(as_of, ev.evaluated_at, ev.partition, ev.offset))
+            .order_by(ev.offset)
+        ).mappings():
+            metrics = conn.execute(
+                select(mt.metric, mt.value, mt.threshold)
+                .where(mt.partition == row["partition"], mt.offset == row["offset"])
+                .order_by(mt.metric)
+            ).all()
+            evaluations.append(
+                {
+                    "event_id": row["event_id"],
+                    "evaluated_at": row["evaluated_at"],
+                    "evaluated_by": row["evaluated_by"],
+                    "evaluation_snapshot_id": row["evaluation_snapshot_id"],
+                    "passed": row["passed"],
+                    "metrics": {name: value for name, value, _ in metrics},
+                    "thresholds": {name: threshold for name, _, threshold in metrics if threshold is not None},
+                }
+            )
+        deployments = [
+            _deployment(dict(r), as_of)
+            for r in conn.execute(
+                select(reg_deployments)
+                .where(d.model == model, d.version == version, _known(as_of, d.deployed_at, d.partition, d.offset))
+                .order_by(d.offset, d.environment)
+            ).mappings()
+        ]
+        return {
+            "model": model,
+            "version": version,
+            **_state_of(current),
+            "trained_at": facts["trained_at"],
+            "trained_by": facts["trained_by"],
+            "event_id": facts["event_id"],
+            "code_ref": facts["code_ref"],
+            "artifact_uri": facts["artifact_uri"],
+            "artifact_hash": facts["artifact_hash"],
+            "parent_version": facts["parent_version"],
+            "trigger": facts["trigger"],
+            "trigger_alert_id": facts["trigger_alert_id"],
+            "snapshot_ids": _loads(facts["snapshot_ids"], []),
+            "hyperparameters": _loads(facts["hyperparameters"], {}),
+            "history": [
+                {
+                    "status": r["status"],
+                    "from": r["valid_from"],
+                    "to": r["valid_to"] if _ended(r, as_of, "valid_to", "to_offset") else None,
+                    "change": r["change"],
+                    "by": r["changed_by"],
+                }
+                for r in history
+            ],
+            "evaluations": evaluations,
+            "deployments": deployments,
+        }
+
+
+def _deployment(row: dict, as_of: AsOf | None) -> dict:
+    ended = _ended(row, as_of, "ended_at", "ended_offset")
+    return {
+        "model": row["model"],
+        "environment": row["environment"],
+        "version": row["version"],
+        "since": row["deployed_at"],
+        "deployed_by": row["deployed_by"],
+        "replaced_version": row["replaced_version"],
+        "position": f"{row['partition']}:{row['offset']}",
+        "ended_at": row["ended_at"] if ended else None,
+        "ended_by": row["ended_by"] if ended else None,
+        "end_reason": row["end_reason"] if ended else None,
+    }
+
+
+def deployments(
+    database: Engine | Connection,
+    *,
+    model: str | None = None,
+    environment: str | None = None,
+    as_of: AsOf | None = None,
+    history: bool = False,
+) -> list[dict]:
+    """What is deployed where at the cut, since when, by whom; who approved it and
+    on which data and code it was trained. With ``history``, every deployment up to
+    the cut, ended or not."""
+    d, v, s = reg_deployments.c, reg_versions.c, reg_version_states.c
+    with _connection(database) as conn:
+        if model is not None:
+            _model_row(conn, model, as_of)
+        query = (
+            select(reg_deployments, v.snapshot_ids, v.code_ref, v.trained_by, s.approved_by, s.approved_at, s.status)
+            .join(reg_versions, and_(v.model == d.model, v.version == d.version))
+            .outerjoin(reg_version_states, and_(s.model == d.model, s.version == d.version, _states_as_of(as_of)))
+            .where(_known(as_of, d.deployed_at, d.partition, d.offset))
+        )
+        if not history:
+            query = query.where(_open(as_of, d.ended_at, d.partition, d.ended_offset))
+        if model is not None:
+            query = query.where(d.model == model)
+        if environment is not None:
+            query = query.where(d.environment == environment)
+        rows = conn.execute(query.order_by(d.model, d.environment, d.offset)).mappings()
+        return [
+            {
+                **_deployment(dict(r), as_of),
+                "status": r["status"],
+                "approved_by": r["approved_by"],
+                "approved_at": r["approved_at"],
+                "trained_by": r["trained_by"],
+                "code_ref": r["code_ref"],
+                "snapshot_ids": _loads(r["snapshot_ids"], []),
+            }
+            for r in rows
+        ]
+
+
+# --- lineage -------------------------------------------------------------------------
+
+
+def resolve_node(text: str) -> str:
+    """A node id from what a user types: ``churn@3`` is version 3 of churn; any
+    other form must be a node id (``snapshot:churn/2026-03``, ``dataset:customers``…)."""
+    value = text.strip()
+    prefixes = ("dataset:", "snapshot:", "run:", "version:", "evaluation:", "approval:", "deployment:", "drift:")
+    if value.startswith(prefixes):
+        return value
+    model, sep, version = value.rpartition("@")
+    if sep and model and version.isdigit():
+        return _lineage.version_node(model, int(version))
+    raise InputError(
+        f"cannot tell which lineage node {text!r} is: use MODEL@VERSION (churn@3) or a node id "
+        "such as snapshot:churn/2026-03 or dataset:customers"
+    )
+
+
+def lineage(
+    database: Engine | Connection,
+    node: str,
+    *,
+    direction: str = "up",
+    depth: int | None = None,
+    as_of: AsOf | None = None,
+) -> dict:
+    """The nodes upstream (what it came from) or downstream (what came of it) of
+    ``node``, to ``depth`` edges (any depth when None), with the edges between
+    them. The walk is one recursive SQL query."""
+    if direction not in DIRECTIONS:
+        raise InputError(f"lineage direction must be one of {', '.join(DIRECTIONS)}, not {direction!r}")
+    if depth is not None and depth < 0:
+        raise InputError(f"lineage depth must not be negative, not {depth}")
+    limit = MAX_DEPTH if depth is None else min(depth, MAX_DEPTH)
+    n, e = lin_nodes.c, lin_edges.c
+    with _connection(database) as conn:
+        root = conn.execute(
+            select(n.node_id).where(
+                n.node_id == node,
+                or_(n.recorded_at.is_(None), _known(as_of, n.recorded_at, n.partition, n.offset)),
+            )
+        ).scalar()
+        if root is None:
+            when = f" {as_of.describe()}" if as_of else ""
+            raise NotFound(f"no lineage node {node!r}{when}")
+        near, far = (e.src, e.dst) if direction == "down" else (e.dst, e.src)
+        walk = select(
+            cast(literal(node), Text).label("node_id"), cast(literal(0), Integer).label("depth")
+        ).cte("walk", recursive=True)
+        step = (
+            select(far, walk.c.depth + 1)
+            .select_from(lin_edges.join(walk, near == walk.c.node_id))
+            .where(walk.c.depth < limit, _known(as_of, e.recorded_at, e.partition, e.offset))
+        )
+        walk = walk.union(step)
+        reached = select(walk.c.node_id, func.min(walk.c.depth).label("depth")).group_by(walk.c.node_id).subquery()
+        node_rows = conn.execute(
+            select(reached.c.node_id, reached.c.depth, lin_nodes.c.kind, n.model, n.version, n.environment, n.label, n.attrs, n.recorded_at)
+            .select_from(reached.outerjoin(lin_nodes, n.node_id == reached.c.node_id))
+        ).mappings()
+        nodes = sorted(
+            (
+                {
+                    "node_id": r["node_id"],
+                    "kind": r["kind"],
+                    "depth": r["depth"],
+                    "model": r["model"],
+                    "version": r["version"],
+                    "environment": r["environment"],
+                    "label": r["label"] if r["label"] is not None else r["node_id"],
+                    "attrs": _loads(r["attrs"], {}),
+                    "recorded_at": r["recorded_at"],
+                }
+                for r in node_rows
+            ),
+            key=lambda x: (x["depth"], x["node_id"]),
+        )
+        # The edges the walk crossed: from a node reached before the depth limit
+        # to a node reached (every edge inside the reached set points that way).
+        inner = select(reached.c.node_id).where(reached.c.depth < limit)
+        edge_rows = conn.execute(
+            select(e.src, e.dst, e.kind, e.recorded_at)
+            .where(near.in_(inner), far.in_(select(reached.c.node_id)), _known(as_of, e.recorded_at, e.partition, e.offset))
+        ).mappings()
+        edges = sorted((dict(r) for r in edge_rows), key=lambda x: (x["src"], x["dst"], x["kind"]))
+        return {
+            "root": node,
+            "direction": direction,
+            "depth": depth,
+            "as_of": as_of.describe() if as_of else None,
+            "nodes": nodes,
+            "edges": edges,
+        }
+
+
+# --- audit ---------------------------------------------------------------------------
+
+
+def _instant(value: str | datetime | None, *, end_of_day: bool = False) -> str | None:
+    if value is None:
+        return None
+    if isinstance(value, datetime):
+        return iso(value)
+    return iso(parse_instant(value, end_of_day=end_of_day))
+
+
+def audit(
+    database: Engine | Connection,
+    *,
+    model: str | None = None,
+    actor: str | None = None,
+    event_type: str | None = None,
+    since: str | datetime | None = None,
+    until: str | datetime | None = None,
+    chain: str | None = None,
+    as_of: AsOf | None = None,
+    limit: int | None = None,
+) -> list[dict]:
+    """The audit trail in log order per partition, filtered. ``since``/``until``
+    bound ``recorded_at`` (inclusive; a bare date as ``until`` means the whole
+    day). Unreadable records appear with ``event_type`` ``unreadable``."""
+    a = audit_events.c
+    start, end = _instant(since), _instant(until, end_of_day=True)
+    if start and end and start > end:
+        raise InputError("since is after until")
+    if limit is not None and limit < 1:
+        raise InputError(f"limit must be at least 1, not {limit}")
+    query = select(audit_events).where(_known(as_of, a.recorded_at, a.partition, a.offset))
+    for column, value in ((a.model, model), (a.actor, actor), (a.event_type, event_type), (a.chain, chain)):
+        if value is not None:
+            query = query.where(column == value)
+    if start is not None:
+        query = query.where(a.recorded_at >= start)
+    if end is not None:
+        query = query.where(a.recorded_at <= end)
+    query = query.order_by(a.recorded_at, a.partition, a.offset)
+    if limit is not None:
+        query = query.limit(limit)
+    with _connection(database) as conn:
+        return [
+            {**{k: v for k, v in r.items() if k not in ("partition", "offset")}, "position": f"{r['partition']}:{r['offset']}"}
+            for r in conn.execute(query).mappings()
+        ]
+
+
+def quarantined(database: Engine | Connection, *, as_of: AsOf | None = None) -> list[dict]:
+    """Records the projector could not read, with their position and the reason."""
+    q = quarantine.c
+    with _connection(database) as conn:
+        rows = conn.execute(
+            select(quarantine).where(_known(as_of, q.appended_at, q.partition, q.offset)).order_by(q.partition, q.offset)
+        ).mappings()
+        return [
+            {**{k: v for k, v in r.items() if k not in ("partition", "offset")}, "position": f"{r['partition']}:{r['offset']}"}
+            for r in rows
+        ]
+
+
+def status(database: Engine | Connection) -> dict:
+    """Where each projection stands, whether the views are a time cut, and how many
+    records are quarantined."""
+    p = positions.c
+    with _connection(database) as conn:
+        found: dict[str, dict[str, int]] = {}
+        for name, partition, offset in conn.execute(select(p.projection, p.partition, p.offset).order_by(p.projection, p.partition)):
+            found.setdefault(name, {})[str(partition)] = offset
+        as_of = conn.execute(select(meta.c.value).where(meta.c.key == "as_of")).scalar()
+        count = conn.execute(select(func.count()).select_from(quarantine)).scalar()
+        return {"positions": found, "as_of": as_of, "quarantined": count}

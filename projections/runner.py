@@ -1,0 +1,349 @@
+"""The projection runner: reads the log from the stored positions, applies each
+batch to every projection, and stores the rows *and* the positions in one database
+transaction, so a crash at any point leaves either the whole batch or none of it.
+
+Positions are kept per projection and partition (``proj_positions``); a restart —
+or a second runner — reads them again inside each batch's transaction and skips
+what is already applied, so nothing is applied twice and nothing is missed. Each
+batch also keeps, per projection and model stream, the last event applied
+(``proj_streams``), from which the chain status and replays are told.
+
+A record that cannot be read as an event is not skipped: it becomes an
+*unreadable* item, which the quarantine and the audit trail record; its position
+advances with the rest of the batch.
+
+``as_of`` cuts the log (see :mod:`projections.asof`). A position cut is a prefix of
+every partition, so a database built to a position can later be brought forward. A
+time cut is not (other streams of a partition may have later records before earlier
+ones), so such a database is marked and refuses to be brought forward.
+"""
+
+from __future__ import annotations
+
+import time
+from collections.abc import Callable, Iterable, Iterator, Sequence
+from dataclasses import dataclass, field
+from itertools import islice
+
+from sqlalchemy import select
+from sqlalchemy.engine import Connection, Engine
+
+from ledger import codec
+from ledger.errors import DecodeError, InputError
+from ledger.events import GENESIS_HASH, Event
+from ledger.log import EventLog, StoredRecord
+from projections import db, tables
+from projections.asof import AsOf, iso, iso_ms
+from projections.audit import Audit
+from projections.base import Item, Projection
+from projections.lineage import Lineage
+from projections.quarantine import Quarantine
+from projections.registry import Registry
+
+DEFAULT_BATCH_SIZE = 500
+
+
+def default_projections() -> list[Projection]:
+    return [Registry(), Lineage(), Audit(), Quarantine()]
+
+
+@dataclass
+class Batch:
+    """What one committed batch applied."""
+
+    records: int
+    unreadable: int
+    positions: dict[int, int]
+
+
+@dataclass
+class RunReport:
+    records: int = 0
+    """Records applied (by at least one projection)."""
+    unreadable: int = 0
+    batches: int = 0
+    positions: dict[int, int] = field(default_factory=dict)
+    """Per partition, the last offset every projection has applied."""
+
+    def add(self, batch: Batch) -> None:
+        self.records += batch.records
+        self.unreadable += batch.unreadable
+        self.batches += 1
+        for partition, offset in batch.positions.items():
+            self.positions[partition] = max(offset, self.positions.get(partition, -1))
+
+
+def read_record(record: StoredRecord) -> tuple[Event | None, str | None, str | None]:
+    """``(event, problem, at)``: the record's event, or why it is unreadable; and
+    when the ledger recorded it (for an unreadable record, the backend's time)."""
+    appended = iso_ms(record.timestamp_ms)
+    if not record.model:
+        return None, "record has no model key", appended
+    try:
+        event = codec.decode(record.data)
+    except DecodeError as exc:
+        return None, str(exc), appended
+    if event.model != record.model:
+        return None, f"the record's key names model {record.model!r} but the event is for {event.model!r}", appended
+    if event.sequence is None or event.prev_hash is None or event.recorded_at is None:
+        return None, "not an accepted event: it has no sequence, prev_hash or recorded_at", appended
+    return event, None, iso(event.recorded_at)
+
+
+@dataclass(frozen=True, slots=True)
+class _Read:
+    record: StoredRecord
+    event: Event | None
+    problem: str | None
+    at: str | None
+
+
+def _chunks(iterable: Iterable, size: int) -> Iterator[list]:
+    iterator = iter(iterable)
+    while chunk := list(islice(iterator, size)):
+        yield chunk
+
+
+class Runner:
+    def __init__(
+        self,
+        engine: Engine,
+        projections: Sequence[Projection] | None = None,
+        *,
+        as_of: AsOf | None = None,
+        batch_size: int = DEFAULT_BATCH_SIZE,
+    ):
+        if batch_size < 1:
+            raise InputError(f"batch size must be at least 1, not {batch_size}")
+        self.engine = engine
+        self.projections = list(projections) if projections is not None else default_projections()
+        names = [p.name for p in self.projections]
+        if len(set(names)) != len(names):
+            raise InputError(f"projection names must be unique: {names}")
+        self.as_of = as_of
+        self.batch_size = batch_size
+
+    # --- positions -------------------------------------------------------------------
+
+    def _stored_positions(self, conn: Connection) -> dict[str, dict[int, int]]:
+        p = tables.positions.c
+        found: dict[str, dict[int, int]] = {proj.name: {} for proj in self.projections}
+        rows = conn.execute(select(p.projection, p.partition, p.offset).where(p.projection.in_(list(found))))
+        for name, partition, offset in rows:
+            found[name][partition] = offset
+        return found
+
+    def positions(self) -> dict[str, dict[int, int]]:
+        """Per projection, per partition, the offset of the last record applied."""
+        with db.errors("reading positions", self.engine), self.engine.connect() as conn:
+            return self._stored_positions(conn)
+
+    def _start(self, stored: dict[str, dict[int, int]]) -> dict[int, int]:
+        """Where to read from: the lowest position of any projection per partition;
+        a partition some projection has not started is read from its beginning."""
+        partitions = set().union(*(p.keys() for p in stored.values()))
+        return {
+            partition: min(p[partition] for p in stored.values())
+            for partition in partitions
+            if all(partition in p for p in stored.values())
+        }
+
+    # --- the cut ---------------------------------------------------------------------
+
+    def _check_cut(self, stored: dict[str, dict[int, int]]) -> None:
+        with db.errors("reading the projection metadata", self.engine), self.engine.connect() as conn:
+            marked = db.get_meta(conn, "as_of")
+        started = any(stored.values())
+        wanted = self.as_of.time if self.as_of is not None and self.as_of.is_time else None
+        if marked is not None and marked != wanted:
+            raise InputError(
+                f"the views in {db.describe(self.engine)} were built as of {marked}; they cannot be "
+                "brought forward: rebuild them (ledger project --rebuild)"
+            )
+        if wanted is not None and started and marked is None:
+            raise InputError(
+                f"the views in {db.describe(self.engine)} already hold events; build the views as of "
+                "an instant into a fresh database (ledger project --rebuild --as-of …)"
+            )
+        if self.as_of is not None and self.as_of.positions is not None:
+            for positions in stored.values():
+                for partition, offset in positions.items():
+                    if offset > self.as_of.positions.get(partition, -1):
+                        raise InputError(
+                            f"the views are already at {partition}:{offset}, past the cut "
+                            f"{self.as_of.describe()}: rebuild them (ledger project --rebuild)"
+                        )
+
+    def _inside(self, read: _Read) -> bool:
+        if self.as_of is None:
+            return True
+        position = read.record.position
+        return self.as_of.includes(position.partition, position.offset, read.at)
+
+    # --- applying ----------------------------------------------------------------------
+
+    def _heads(self, conn: Connection, projection: str, models: set[str]) -> dict[str, tuple[int, str]]:
+        if not models:
+            return {}
+        s = tables.streams.c
+        rows = conn.execute(
+            select(s.model, s.sequence, s.hash).where(s.projection == projection, s.model.in_(sorted(models)))
+        )
+        return {model: (sequence, hash_) for model, sequence, hash_ in rows}
+
+    def _items(self, reads: Sequence[_Read], heads: dict[str, tuple[int, str]], changed: set[str]) -> list[Item]:
+        items = []
+        for read in reads:
+            event = read.event
+            if event is None:
+                items.append(Item(read.record, None, read.problem, read.at, chain="unverifiable"))
+                continue
+            head = heads.get(event.model)
+            expected = head[1] if head else GENESIS_HASH
+            stale = head is not None and event.sequence <= head[0]
+            items.append(
+                Item(
+                    read.record,
+                    event,
+                    None,
+                    read.at,
+                    chain="ok" if event.prev_hash == expected else "broken",
+                    stale=stale,
+                    first=head is None,
+                )
+            )
+            if not stale:
+                heads[event.model] = (event.sequence, read.record.hash)
+                changed.add(event.model)
+        return items
+
+    def _apply(self, reads: Sequence[_Read]) -> Batch:
+        applied: set = set()
+        unreadable: set = set()
+        moved: dict[int, int] = {}
+        with db.errors("applying a batch", self.engine), db.writing(self.engine) as conn:
+            stored = self._stored_positions(conn)
+            for projection in self.projections:
+                done = stored[projection.name]
+                fresh = [r for r in reads if r.record.position.offset > done.get(r.record.position.partition, -1)]
+                if not fresh:
+                    continue
+                models = {r.event.model for r in fresh if r.event is not None}
+                heads = self._heads(conn, projection.name, models)
+                changed: set[str] = set()
+                items = self._items(fresh, heads, changed)
+                projection.apply(conn, items)
+                db.upsert(
+                    conn,
+                    tables.streams,
+                    [
+                        {"projection": projection.name, "model": m, "sequence": heads[m][0], "hash": heads[m][1]}
+                        for m in sorted(changed)
+                    ],
+                    keys=("projection", "model"),
+                )
+                last: dict[int, int] = {}
+                for r in fresh:
+                    position = r.record.position
+                    last[position.partition] = max(position.offset, last.get(position.partition, -1))
+                    applied.add(position)
+                    if r.event is None:
+                        unreadable.add(position)
+                db.upsert(
+                    conn,
+                    tables.positions,
+                    [{"projection": projection.name, "partition": p, "offset": o} for p, o in sorted(last.items())],
+                    keys=("projection", "partition"),
+                )
+                for partition, offset in last.items():
+                    moved[partition] = max(offset, moved.get(partition, -1))
+            if self.as_of is not None and self.as_of.is_time and applied:
+                db.set_meta(conn, "as_of", self.as_of.time)
+        return Batch(len(applied), len(unreadable), moved)
+
+    def run(
+        self,
+        log: EventLog,
+        *,
+        on_batch: Callable[[Batch], None] | None = None,
+        should_stop: Callable[[], bool] | None = None,
+    ) -> RunReport:
+        """Catch up with the log (up to its end when the call starts) and return."""
+        db.create(self.engine)
+        stored = self.positions()
+        self._check_cut(stored)
+        if self.as_of is not None and self.as_of.is_time:
+            with db.errors("marking the cut", self.engine), db.writing(self.engine) as conn:
+                db.set_meta(conn, "as_of", self.as_of.time)
+        report = RunReport()
+        for chunk in _chunks(log.read(after=self._start(stored)), self.batch_size):
+            reads = [_Read(record, *read_record(record)) for record in chunk]
+            reads = [r for r in reads if self._inside(r)]
+            if reads:
+                batch = self._apply(reads)
+                if batch.records:
+                    report.add(batch)
+                    if on_batch is not None:
+                        on_batch(batch)
+            if should_stop is not None and should_stop():
+                break
+        return report
+
+    def follow(
+        self,
+        log: EventLog,
+        *,
+        poll_interval: float = 1.0,
+        on_batch: Callable[[Batch], None] | None = None,
+        should_stop: Callable[[], bool] | None = None,
+    ) -> RunReport:
+        """Catch up, then keep applying new records until ``should_stop`` says so."""
+        if self.as_of is not None:
+            raise InputError("a projection cut as of a time or position cannot follow the log")
+        should_stop = should_stop or (lambda: False)
+        total = RunReport()
+        while not should_stop():
+            report = self.run(log, on_batch=on_batch, should_stop=should_stop)
+            for name in ("records", "unreadable", "batches"):
+                setattr(total, name, getattr(total, name) + getattr(report, name))
+            for partition, offset in report.positions.items():
+                total.positions[partition] = max(offset, total.positions.get(partition, -1))
+            if report.records == 0:
+                deadline = time.monotonic() + poll_interval
+                while not should_stop() and time.monotonic() < deadline:
+                    time.sleep(min(0.05, poll_interval))
+        return total
+
+
+def project(
+    log: EventLog,
+    engine: Engine,
+    *,
+    rebuild: bool = False,
+    as_of: AsOf | None = None,
+    batch_size: int = DEFAULT_BATCH_SIZE,
+    on_batch: Callable[[Batch], None] | None = None,
+    should_stop: Callable[[], bool] | None = None,
+) -> RunReport:
+    """Bring the views in ``engine`` up to date with ``log`` (from scratch with
+    ``rebuild``; a cut always rebuilds, since it describes the views at one moment)."""
+    if rebuild or as_of is not None:
+        db.drop(engine)
+    runner = Runner(engine, as_of=as_of, batch_size=batch_size)
+    return runner.run(log, on_batch=on_batch, should_stop=should_stop)
+
+
+def build(
+    log: EventLog,
+    db_url: str | None = None,
+    *,
+    as_of: AsOf | None = None,
+    batch_size: int = DEFAULT_BATCH_SIZE,
+) -> Engine:
+    """Fold ``log`` (cut at ``as_of``) into fresh views and return the engine to
+    query them with :mod:`projections.queries`. Without ``db_url`` the views live in
+    a private in-memory SQLite database — the way to answer an as-of question
+    independently of any projection database."""
+    engine = db.open_db(db_url or "sqlite://")
+    project(log, engine, rebuild=True, as_of=as_of, batch_size=batch_size)
+    return engine
