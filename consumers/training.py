@@ -46,7 +46,7 @@ import numpy as np
 
 from ledger import config, datasets, rules
 from ledger.append import Accepted
-from ledger.errors import InputError, NotFound, RuleViolation
+from ledger.errors import BackendError, InputError, NotFound, RuleViolation
 from ledger.events import DataSnapshotted, ModelEvaluated, ModelTrained
 
 PIPELINE_ID = "sklearn-impute-scale-gbc-v1"
@@ -191,7 +191,7 @@ def save_artifact(content: bytes, model: str, version: int, root: str | Path | N
             os.chmod(tmp.name, 0o644)  # temporary files start private; artifacts are shared
             os.replace(tmp.name, target)
         except OSError as exc:
-            raise InputError(f"cannot write the model artifact under {folder}: {exc}") from exc
+            raise BackendError(f"cannot write the model artifact under {folder}: {exc}") from exc
     return target.as_uri(), f"sha256:{digest}"
 
 

@@ -49,7 +49,7 @@ from urllib.parse import unquote, urlsplit
 import numpy as np
 
 from ledger import config, units
-from ledger.errors import InputError, NotFound
+from ledger.errors import BackendError, InputError, NotFound
 from ledger.events import ColumnSpec, DataContract, DataSnapshotted, FeatureStats
 
 MISSING_TOKENS = frozenset({"", "na", "n/a", "nan", "null", "none"})
@@ -404,7 +404,7 @@ class DataStore:
                 os.chmod(tmp.name, 0o644)  # temporary files start private; data is shared
                 os.replace(tmp.name, target)
             except OSError as exc:
-                raise InputError(f"cannot store the data in {self.root}: {exc}") from exc
+                raise BackendError(f"cannot store the data in {self.root}: {exc}") from exc
         return target.as_uri()
 
 

@@ -108,15 +108,22 @@ def register_snapshot(
 ) -> Registered:
     """Check a CSV file against ``contract``, store it and record ``DataSnapshotted``."""
     data = datasets.validate(datasets.read_csv(path), contract)
-    stream = list(ledger.events(model))
-    snapshot, new = _prepare_snapshot(
-        stream, data, model=model, dataset=dataset, actor=actor, snapshot_id=snapshot_id,
-        store=store or datasets.DataStore(),
-    )
-    if not new:
-        return Registered(snapshot, False)
-    accepted = ledger.emit(snapshot)
-    return Registered(accepted.event, True, accepted)
+    for attempt in range(2):
+        stream = list(ledger.events(model))
+        snapshot, new = _prepare_snapshot(
+            stream, data, model=model, dataset=dataset, actor=actor, snapshot_id=snapshot_id,
+            store=store or datasets.DataStore(),
+        )
+        if not new:
+            return Registered(snapshot, False)
+        try:
+            accepted = ledger.emit(snapshot)
+        except RuleViolation as exc:
+            if attempt or exc.rule != rules.SNAPSHOT_UNIQUE:
+                raise
+            continue  # someone registered it meanwhile: read again, reuse theirs
+        return Registered(accepted.event, True, accepted)
+    raise AssertionError("unreachable")  # pragma: no cover
 
 
 @dataclass(frozen=True)
@@ -158,9 +165,20 @@ def check_drift(
         metric=metric,
         thresholds=thresholds,
     )
+    store = store or datasets.DataStore()
+    try:
+        return _record_check(ledger, stream, data, report, reference, model, version, environment, metric, actor, store)
+    except RuleViolation as exc:
+        if exc.rule not in (rules.SNAPSHOT_UNIQUE, "event-id-unique"):
+            raise
+    # Another check of the same data won the race: read again and reuse what it recorded.
+    stream = list(ledger.events(model))
+    return _record_check(ledger, stream, data, report, reference, model, version, environment, metric, actor, store)
+
+
+def _record_check(ledger, stream, data, report, reference, model, version, environment, metric, actor, store) -> DriftCheck:
     snapshot, new = _prepare_snapshot(
-        stream, data, model=model, dataset=reference.dataset, actor=actor, snapshot_id=None,
-        store=store or datasets.DataStore(),
+        stream, data, model=model, dataset=reference.dataset, actor=actor, snapshot_id=None, store=store
     )
     drafts: list[Event] = [snapshot] if new else []
     alert: DriftDetected | None = None

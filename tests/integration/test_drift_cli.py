@@ -190,3 +190,35 @@ def test_train_prints_the_new_version_and_its_lineage(env):
     with Ledger.open(log_url) as ledger_:
         trained = [e for e in events_of(ledger_, MODEL, ModelTrained) if e.version == 2][0]
     assert trained.snapshot_ids == (snapshot_id,) and trained.trigger == "manual"
+
+
+def test_concurrent_checks_of_the_same_data_record_one_alert(env, tmp_path):
+    import threading
+
+    from ledger import datasets, monitoring
+
+    files, log_url, ledger = env
+    _deploy_v1(files, ledger)
+    results, errors = [], []
+    start = threading.Barrier(4)
+
+    def check():
+        try:
+            with Ledger.open(log_url) as own:
+                start.wait()
+                results.append(monitoring.check_drift(own, MODEL, 1, files.shifted, store=datasets.DataStore(tmp_path / "d")))
+        except Exception as exc:  # noqa: BLE001 - reported below
+            errors.append(exc)
+
+    threads = [threading.Thread(target=check) for _ in range(4)]
+    for t in threads:
+        t.start()
+    for t in threads:
+        t.join()
+    assert errors == []
+    assert len({r.alert.event_id for r in results}) == 1
+    assert sum(r.alert_created for r in results) == 1
+    with Ledger.open(log_url) as ledger_:
+        assert len(events_of(ledger_, MODEL, DriftDetected)) == 1
+        assert len(events_of(ledger_, MODEL, DataSnapshotted)) == 2
+        assert ledger_.verify(MODEL).ok
