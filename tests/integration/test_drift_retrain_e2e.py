@@ -108,6 +108,28 @@ def test_drift_to_retrained_approved_deployed_and_notified_once(tmp_path, kafka_
     assert evaluation.evaluation_snapshot_id == alert.current_snapshot_id
     assert evaluation.passed
 
+    # The same lineage as the operators' views show it, from PostgreSQL.
+    ledger("project")
+    from projections import db as views
+    from projections import lineage as graph
+    from projections.queries import lineage, resolve_node
+
+    engine = views.open_db(own_postgres)
+    try:
+        upstream = lineage(engine, resolve_node(f"{MODEL}@2"), direction="up")
+    finally:
+        engine.dispose()
+    reached = {n["node_id"] for n in upstream["nodes"]}
+    assert {
+        graph.drift_node(MODEL, str(alert.event_id)),
+        graph.snapshot_node(MODEL, alert.current_snapshot_id),
+        graph.snapshot_node(MODEL, alert.reference_snapshot_id),
+        graph.version_node(MODEL, 1),
+    } <= reached
+    kinds = {(e["src"].split(":")[0], e["kind"], e["dst"].split(":")[0]) for e in upstream["edges"]}
+    assert ("drift", "triggered", "run") in kinds
+    assert ("version", "parent_of", "version") in kinds
+
     # Nobody deploys what no person approved, and the retrainer cannot approve its own work.
     assert "not approved" in emit("deploy", "carol", version=2, environment="production", expect=1).output
     assert "four-eyes" in emit("approve", "retrainer", version=2, expect=1).output
