@@ -106,8 +106,9 @@ def _read_json(source) -> dict:
     help="The event's fields as a JSON object (- for stdin).",
 )
 @click.option("--expect-sequence", type=int, default=None, help="Fail with a conflict unless the model's stream is at this sequence.")
+@click.option("--brief", is_flag=True, help="Print one line (type, model@version, sequence, hash) instead of JSON.")
 @click.pass_context
-def emit(ctx: click.Context, event_type: str, actor: str, source, expect_sequence: int | None) -> None:
+def emit(ctx: click.Context, event_type: str, actor: str, source, expect_sequence: int | None, brief: bool) -> None:
     """Record one lifecycle action and print the accepted event as JSON.
 
     TYPE is one of: snapshot, train, evaluate, approve, reject, deploy, drift, retire.
@@ -132,7 +133,13 @@ def emit(ctx: click.Context, event_type: str, actor: str, source, expect_sequenc
     except ValidationError as exc:
         raise InputError(f"invalid {event_type} event: {_validation_message(exc)}") from exc
     accepted = open_ledger(ctx).emit(event, expected_sequence=expect_sequence)
-    click.echo(json.dumps(accepted.as_dict(), indent=2, default=str))
+    if brief:
+        e = accepted.event
+        target = f"{e.model}@{e.version}" if e.version is not None else e.model
+        again = " (already recorded)" if accepted.duplicate else ""
+        click.echo(f"accepted {e.event_type} {target} #{e.sequence} by {e.actor}, hash {accepted.hash[:16]}…{again}")
+    else:
+        click.echo(json.dumps(accepted.as_dict(), indent=2, default=str))
 
 
 @main.command()
@@ -210,7 +217,9 @@ def _register_commands() -> None:
     from consumers.cli import commands as consumer_commands
     from projections.cli import commands as projection_commands
 
-    for command in (*projection_commands, *consumer_commands):
+    from ledger.demo import demo
+
+    for command in (*projection_commands, *consumer_commands, demo):
         main.add_command(command)
 
 
