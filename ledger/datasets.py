@@ -42,6 +42,7 @@ import re
 import tempfile
 from collections.abc import Iterable
 from dataclasses import dataclass
+from functools import cached_property
 from datetime import datetime
 from pathlib import Path
 from urllib.parse import unquote, urlsplit
@@ -271,6 +272,10 @@ class Dataset:
         )
 
     def canonical_bytes(self) -> bytes:
+        return self._canonical
+
+    @cached_property
+    def _canonical(self) -> bytes:  # computed once: hashing, storing and the event all need it
         buffer = io.StringIO()
         writer = csv.writer(buffer, lineterminator="\n")
         specs = self.contract.columns
