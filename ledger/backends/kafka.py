@@ -30,13 +30,19 @@ state. Every process that appends to partition *p* uses the same transactional i
 4. calls ``plan`` on a view of that index — rules, sequence and hash chain are
    decided against it; whatever ``plan`` raises propagates with nothing begun;
 5. begins a transaction, sends the records to *p*, commits. Success means the
-   records are durable (``acks=all``) and visible to ``read_committed`` readers;
-   they join the index at the offsets the broker gave them.
+   records are durable (``acks=all``); they join the index at the offsets the
+   broker gave them. ``commit_transaction`` returns before the coordinator has
+   written the commit markers, so the append then waits (milliseconds) until the
+   last stable offset passes its records: an accepted event is readable at once.
 
 If the commit fails because another writer took the id (``ProducerFencedError``,
-``InvalidProducerEpochError``), this process closes its producer, re-initialises
-(fencing the other one in turn), catches up and calls ``plan`` again — a few times,
-then :class:`ConflictError`.
+``InvalidProducerEpochError``) or is refused otherwise, this process closes its
+producer, backs off (jittered), re-initialises (fencing the other one in turn and
+settling its own transaction), catches up and calls ``plan`` again — up to
+``MAX_ATTEMPTS`` times, then :class:`ConflictError`. Re-planning is always safe: an
+event whose commit did get through is found by its id and answered as a duplicate.
+An unreachable broker is a :class:`BackendError` (outcome unknown; a retry with the
+same event ids is safe) after ``timeout_ms`` (10 s by default), never a hang.
 
 Why this is correct: a commit succeeds only if nobody initialised the id after this
 producer did (the broker rejects the old epoch on produce, AddPartitionsToTxn and
@@ -409,7 +415,11 @@ class KafkaLog(EventLog):
         headers: dict[str, bytes] = {}
         for name, value in record.headers or ():
             headers[name] = value
-        text = lambda name: headers[name].decode("ascii", "replace") if headers.get(name) is not None else None  # noqa: E731
+
+        def text(name: str) -> str | None:
+            value = headers.get(name)
+            return value.decode("ascii", "replace") if value is not None else None
+
         sequence = text("sequence")
         stored = StoredRecord(
             position=Position(record.partition, record.offset),

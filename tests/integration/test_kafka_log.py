@@ -89,3 +89,43 @@ def test_foreign_records_are_read_raw_and_refuse_new_events_on_their_stream(kafk
 def test_unreachable_broker_is_a_backend_error():
     with pytest.raises(BackendError, match="cannot reach Kafka at 127.0.0.1:9"):
         open_log("kafka://127.0.0.1:9/ledger.lifecycle?timeout_ms=2000")
+
+
+def _open_transaction(bootstrap, topic, transactional_id, value):
+    """A producer that sends ``value`` inside a transaction and never finishes it."""
+    producer = KafkaProducer(bootstrap_servers=bootstrap, transactional_id=transactional_id, retry_backoff_ms=20)
+    producer.init_transactions()
+    producer.begin_transaction()
+    producer.send(topic, key=b"churn", value=value, partition=0)
+    producer.flush()
+    return producer
+
+
+def test_a_writer_that_died_mid_transaction_does_not_block_the_next(kafka_bootstrap, kafka_topic):
+    with KafkaLog([kafka_bootstrap], kafka_topic, partitions=1) as log:
+        ledger = Ledger(log)
+        ledger.emit(samples.snapshot("churn"))
+        dead = _open_transaction(kafka_bootstrap, kafka_topic, f"ledger-writer.{kafka_topic}.0", b"half-written")
+        try:
+            accepted = ledger.emit(samples.snapshot("churn", "s2"))
+        finally:
+            dead.close(timeout=0)
+
+        assert accepted.event.sequence == 2
+        assert b"half-written" not in [r.data for r in log.read()]
+        assert ledger.verify().ok
+
+
+def test_a_foreign_open_transaction_refuses_appends_instead_of_hiding_events(kafka_bootstrap, kafka_topic):
+    with KafkaLog([kafka_bootstrap], kafka_topic, partitions=1) as log:
+        ledger = Ledger(log)
+        ledger.emit(samples.snapshot("churn"))
+        foreign = _open_transaction(kafka_bootstrap, kafka_topic, f"someone-else-{kafka_topic}", b"foreign")
+        try:
+            with pytest.raises(BackendError, match="transaction open since offset"):
+                ledger.emit(samples.snapshot("churn", "s2"))
+            foreign.abort_transaction()
+        finally:
+            foreign.close(timeout=5)
+
+        assert ledger.emit(samples.snapshot("churn", "s2")).event.sequence == 2

@@ -8,6 +8,8 @@ what the log gives back when read.
 
 from __future__ import annotations
 
+import itertools
+
 import pytest
 
 from ledger import codec, samples
@@ -38,7 +40,7 @@ class LogContract:
 
         assert [a.event.sequence for a in accepted] == [1, 2, 3, 4, 5]
         assert accepted[0].event.prev_hash == GENESIS_HASH
-        for previous, current in zip(accepted, accepted[1:]):
+        for previous, current in itertools.pairwise(accepted):
             assert current.event.prev_hash == previous.hash
         assert all(not a.duplicate for a in accepted)
 
