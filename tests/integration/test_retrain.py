@@ -195,3 +195,37 @@ def test_an_alert_below_its_threshold_trains_nothing(world):
     assert _run(world).new_effects == 1  # only the crossed alert from the world
     trained, _ = _retrainings(world["log"])
     assert [t.trigger_alert_id for t in trained] == [str(world["alert"].event_id)]
+
+
+@pytest.mark.parametrize("urls", ["sqlite-log/sqlite-db"], indirect=True)
+def test_two_processes_running_one_job_record_one_version(world):
+    """A lease that ran out under a slow training lets a second process start the
+    same job: both train, one records, the other recognises the result."""
+    import threading
+
+    from consumers.retrain import policy
+
+    alert = world["alert"]
+    payload = policy(alert)[0].payload
+    outcomes, errors = [], []
+    start = threading.Barrier(2)
+
+    def job():
+        consumer = Retrainer(world["log"], Settings(artifacts_dir=world["tmp"] / "artifacts"), env={})
+        try:
+            start.wait()
+            outcomes.append(consumer.retrain(str(alert.event_id), payload))
+        except Exception as exc:  # noqa: BLE001 - reported below
+            errors.append(exc)
+        finally:
+            consumer.close()
+
+    threads = [threading.Thread(target=job) for _ in range(2)]
+    for t in threads:
+        t.start()
+    for t in threads:
+        t.join()
+    assert errors == []
+    assert sorted(o.split()[0] for o in outcomes) == ["already", "trained"]
+    trained, evaluated = _retrainings(world["log"])
+    assert len(trained) == 1 and len(evaluated) == 1
