@@ -23,6 +23,7 @@ EVENTS_PER_WORKER = 8
 TIMEOUT_S = 120
 
 spawn = multiprocessing.get_context("spawn")
+pytestmark = pytest.mark.slow  # every test starts several Python processes
 
 
 # --- workers (module level so that ``spawn`` can import them) ---------------------

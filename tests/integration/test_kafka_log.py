@@ -116,6 +116,7 @@ def test_a_writer_that_died_mid_transaction_does_not_block_the_next(kafka_bootst
         assert ledger.verify().ok
 
 
+@pytest.mark.slow  # the writer gives a foreign transaction ~5 s to complete before refusing
 def test_a_foreign_open_transaction_refuses_appends_instead_of_hiding_events(kafka_bootstrap, kafka_topic):
     with KafkaLog([kafka_bootstrap], kafka_topic, partitions=1) as log:
         ledger = Ledger(log)
