@@ -61,7 +61,13 @@ _data_dir_option = click.option(
 
 @click.group()
 def data() -> None:
-    """Register datasets (CSV files checked against a data contract)."""
+    """Register datasets (CSV files checked against a data contract).
+
+    \b
+    Example:
+      ledger data snapshot churn --dataset churn-data --contract contract.json \\
+        --data train.csv --actor alice
+    """
 
 
 @data.command("snapshot")
@@ -119,7 +125,12 @@ def snapshot(ctx, model, dataset, contract_path, data_path, actor, snapshot_id, 
 
 @click.group()
 def drift() -> None:
-    """Drift between the data a version was trained on and new data."""
+    """Drift between the data a version was trained on and new data.
+
+    \b
+    Example:
+      ledger drift check churn@3 --data last-week.csv
+    """
 
 
 @drift.command("check")
