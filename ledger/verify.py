@@ -98,17 +98,21 @@ class _Walker:
         self.previous_id: str | None = None
         self.seen: dict[str, int] = {}
         """hash of every stored event so far → its sequence (spots replayed copies)."""
+        self.unreadable: list[Problem] = []
+        """Undecodable or misplaced records after the stream's first problem."""
 
     def fail(self, record: StoredRecord, kind: str, detail: str, sequence=None, event_id=None):
         self.report.problem = Problem(self.report.model, kind, str(record.position), sequence, event_id, detail)
 
     def walk(self, records: list[StoredRecord]) -> StreamReport:
         decoded: list = []
-        for record in records:
+        failures: dict[int, str] = {}
+        for index, record in enumerate(records):
             try:
                 decoded.append(codec.decode(record.data))
-            except DecodeError:
+            except DecodeError as exc:
                 decoded.append(None)
+                failures[index] = str(exc)
         later = {}
         for index, event in enumerate(decoded):
             if event is not None:
@@ -117,7 +121,18 @@ class _Walker:
             self.report.events += 1
             if self.report.problem is None:
                 self.step(record, decoded[index], later, index)
+            elif decoded[index] is None or decoded[index].model != self.report.model:
+                # Past the first problem the chain tells nothing more, but every
+                # record no reader can take as an event of this stream (the ones
+                # projectors quarantine) is still named.
+                self.unreadable.append(self._unreadable(record, decoded[index], failures.get(index)))
         return self.report
+
+    def _unreadable(self, record: StoredRecord, event, failure: str | None) -> Problem:
+        if event is None:
+            return Problem(self.report.model, "undecodable", str(record.position), record.sequence, None, failure or "")
+        detail = f"event of model {event.model!r} stored in stream {self.report.model!r}"
+        return Problem(self.report.model, "misplaced", str(record.position), event.sequence, str(event.event_id), detail)
 
     def step(self, record: StoredRecord, event, later: dict[int, int], index: int) -> None:
         report = self.report
@@ -216,5 +231,7 @@ def verify(
             continue
         streams.setdefault(record.model, []).append(record)
     for name, stream in streams.items():
-        report.streams[name] = _Walker(name, (anchors or {}).get(name)).walk(stream)
+        walker = _Walker(name, (anchors or {}).get(name))
+        report.streams[name] = walker.walk(stream)
+        report.unreadable.extend(walker.unreadable)
     return report

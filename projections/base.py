@@ -34,7 +34,9 @@ class Item:
     record, the backend's append time if it keeps one."""
     chain: str = "ok"
     """``ok`` when the event's ``prev_hash`` is the hash of the previous event of its
-    model this projection applied; ``broken`` otherwise; ``unverifiable`` if unreadable."""
+    model this projection applied (and its bytes still hash to what the backend
+    recorded at append time, where it keeps that); ``broken`` otherwise;
+    ``unverifiable`` if unreadable."""
     stale: bool = False
     """The event's sequence is not after the last one applied for its model: a
     replayed or duplicated record. Registry and lineage leave it out (the audit

@@ -96,11 +96,12 @@ def project(
             click.echo("interrupted; the last committed batch is kept", err=True)
             return
     where = db.describe(engine)
+    at = Runner(engine).position()
     cut = f" {as_of.describe()}" if as_of is not None else ""
     quarantined = f", {report.unreadable} unreadable record(s) quarantined" if report.unreadable else ""
     click.echo(
         f"applied {report.records} record(s) in {report.batches} batch(es){quarantined}{cut}; "
-        f"at {_positions(report.positions)}; views in {where}"
+        f"at {_positions(at)}; views in {where}"
     )
 
 

@@ -138,6 +138,10 @@ class Runner:
         with db.errors("reading positions", self.engine), self.engine.connect() as conn:
             return self._stored_positions(conn)
 
+    def position(self) -> dict[int, int]:
+        """Per partition, the last offset every projection has applied."""
+        return self._start(self.positions())
+
     def _start(self, stored: dict[str, dict[int, int]]) -> dict[int, int]:
         """Where to read from: the lowest position of any projection per partition;
         a partition some projection has not started is read from its beginning."""
@@ -201,13 +205,16 @@ class Runner:
             head = heads.get(event.model)
             expected = head[1] if head else GENESIS_HASH
             stale = head is not None and event.sequence <= head[0]
+            # Where the backend kept the hash of the bytes it was given, bytes that
+            # no longer match it were altered in place: the link is broken too.
+            intact = read.record.recorded_hash is None or read.record.recorded_hash == read.record.hash
             items.append(
                 Item(
                     read.record,
                     event,
                     None,
                     read.at,
-                    chain="ok" if event.prev_hash == expected else "broken",
+                    chain="ok" if event.prev_hash == expected and intact else "broken",
                     stale=stale,
                     first=head is None,
                 )

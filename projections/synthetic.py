@@ -106,16 +106,17 @@ def populate(
     models: int,
     rounds: int,
     seed: int = 7,
+    prefix: str = "model",
     start: datetime = START,
     step: timedelta = timedelta(minutes=1),
 ) -> int:
-    """Append the lives of ``models`` models to ``log``, interleaved round by round,
-    each round one append recorded one ``step`` after the previous one (from
-    ``start``); returns the number of events appended."""
+    """Append the lives of ``models`` models (``{prefix}-0000``…) to ``log``,
+    interleaved round by round, each round one append recorded one ``step`` after
+    the previous one (from ``start``); returns the number of events appended."""
     rng = random.Random(seed)
     now = [start]
     appender = Appender(log, clock=lambda: now[0])
-    names = [f"model-{i:04d}" for i in range(models)]
+    names = [f"{prefix}-{i:04d}" for i in range(models)]
     lives = [model_rounds(name, rounds, rng, retire_model=(i % 10 == 9)) for i, name in enumerate(names)]
     appended = 0
     while lives:

@@ -270,8 +270,9 @@ audit_events = Table(
     PrimaryKeyConstraint("partition", "offset", name="pk_audit_events"),
 )
 """One row per log record, readable or not. ``chain`` is ``ok`` when the event's
-``prev_hash`` is the hash of the previous event of its model the projector saw,
-``broken`` otherwise, ``unverifiable`` for an unreadable record."""
+``prev_hash`` is the hash of the previous event of its model the projector saw (and
+its bytes match the hash the backend recorded at append time), ``broken``
+otherwise, ``unverifiable`` for an unreadable record."""
 Index("ix_audit_events_model", audit_events.c.model, audit_events.c.recorded_at)
 Index("ix_audit_events_actor", audit_events.c.actor, audit_events.c.recorded_at)
 Index("ix_audit_events_type", audit_events.c.event_type, audit_events.c.recorded_at)

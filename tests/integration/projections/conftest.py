@@ -1,8 +1,5 @@
-"""Fixtures of the projection tests: projection databases of each kind.
-
-PostgreSQL databases are created per test and dropped after it: other suites share
-the default test database and drop its schema, so these tests never use it directly.
-"""
+"""Fixtures of the projection tests: projection databases of each kind, each test
+running once on SQLite and once on a real PostgreSQL (a new database per test)."""
 
 from __future__ import annotations
 
@@ -36,18 +33,25 @@ def new_pg_database(postgres_url):
 
 
 @pytest.fixture(params=["sqlite", pytest.param("postgres", marks=pytest.mark.postgres)])
-def new_db_url(request, tmp_path):
-    """A factory of empty projection databases: SQLite files, then real PostgreSQL
-    databases (every test using it runs once with each)."""
-    if request.param == "sqlite":
+def db_kind(request):
+    """Every test using a projection database runs on SQLite, then on PostgreSQL."""
+    return request.param
+
+
+@pytest.fixture
+def new_db_url(request, db_kind, tmp_path):
+    """A factory of empty projection databases of the test's kind."""
+    if db_kind == "sqlite":
         count = iter(range(1_000_000))
         return lambda: f"sqlite:///{tmp_path / f'views-{next(count)}.db'}"
     return request.getfixturevalue("new_pg_database")
 
 
 @pytest.fixture
-def db_url(new_db_url):
-    return new_db_url()
+def db_url(request, db_kind, tmp_path):
+    if db_kind == "sqlite":
+        return f"sqlite:///{tmp_path / 'views.db'}"
+    return request.getfixturevalue("fresh_postgres")
 
 
 @pytest.fixture

@@ -1,0 +1,119 @@
+"""The projector on a real Kafka topic of three partitions: positions per
+partition, resuming, rebuild equal to incremental, and foreign or damaged messages
+produced straight to the topic."""
+
+from __future__ import annotations
+
+import pytest
+from click.testing import CliRunner
+from kafka import KafkaProducer
+from projection_scenario import play
+
+from ledger.cli import main
+from ledger.codec import MARKER
+from ledger.config import open_log
+from projections import db, queries
+from projections.runner import Runner, project
+from projections.synthetic import populate
+
+pytestmark = pytest.mark.kafka
+
+
+@pytest.fixture
+def log(kafka_log_url):
+    log = open_log(kafka_log_url)
+    yield log
+    log.close()
+
+
+def _last_offsets(log) -> dict[int, int]:
+    last: dict[int, int] = {}
+    for record in log.read():
+        last[record.position.partition] = record.position.offset
+    return last
+
+
+def _produce(bootstrap: str, topic: str, messages: list[tuple[bytes | None, bytes]]) -> None:
+    producer = KafkaProducer(bootstrap_servers=bootstrap)
+    try:
+        for key, value in messages:
+            producer.send(topic, key=key, value=value)
+        producer.flush(timeout=30)
+    finally:
+        producer.close(timeout=10)
+
+
+def test_resumes_per_partition(log, engine):
+    populate(log, models=9, rounds=2, seed=1)
+    assert len({log.partition_for(f"model-{i:04d}") for i in range(9)}) == 3
+    first = Runner(engine, batch_size=16).run(log)
+    assert first.records == len(list(log.read()))
+    expected = _last_offsets(log)
+    assert Runner(engine).position() == expected
+    assert Runner(engine).run(log).records == 0
+
+    # New events for one model: only its partition moves.
+    moved = log.partition_for("late-0000")
+    populate(log, models=1, rounds=1, seed=2, prefix="late")
+    again = Runner(engine).run(log)
+    now = _last_offsets(log)
+    assert again.records == len([r for r in log.read() if r.model == "late-0000"])
+    assert set(again.positions) == {moved}
+    assert Runner(engine).position() == now
+    assert {p: o for p, o in now.items() if p != moved} == {p: o for p, o in expected.items() if p != moved}
+    assert len(queries.audit(engine)) == len(list(log.read()))
+
+
+def test_rebuild_equals_incremental(log, engine, new_db_url, open_engine):
+    for seed, batch_size in ((1, 5), (2, 64)):
+        populate(log, models=6, rounds=2, seed=seed, prefix=f"m{seed}")
+        Runner(engine, batch_size=batch_size).run(log)
+    rebuilt = open_engine(new_db_url())
+    project(log, rebuilt, rebuild=True, batch_size=1000)
+    assert db.dump(rebuilt) == db.dump(engine)
+
+
+def test_scripted_history_on_kafka_matches_the_embedded_log(log, engine, tmp_path, open_engine):
+    play(log)
+    project(log, engine)
+    deployed = {(d["model"], d["environment"]): d["version"] for d in queries.deployments(engine)}
+    assert deployed == {("fraud", "production"): 2}
+    assert {r["chain"] for r in queries.audit(engine)} == {"ok"}
+
+
+def test_foreign_and_damaged_messages_are_quarantined(log, kafka_bootstrap, kafka_topic, engine):
+    script = play(log)
+    records = list(log.read())
+    evaluation = next(r for r in records if r.position == script.positions["fraud v2 evaluated"])
+    churn_snapshot = next(r for r in records if r.position == script.positions["churn s1"])
+    _produce(
+        kafka_bootstrap,
+        kafka_topic,
+        [
+            (None, b'{"not": "avro"}'),  # no key
+            (b"ghost", MARKER + bytes.fromhex("fedcba9876543210") + b"\x00"),  # unknown fingerprint
+            (b"ghost", churn_snapshot.data),  # a real event under another model's key
+            (b"fraud", evaluation.data),  # a replayed copy of an event of fraud
+        ],
+    )
+    report = project(log, engine)
+    quarantined = queries.quarantined(engine)
+    reasons = sorted(q["reason"] for q in quarantined)
+    assert len(reasons) == 3
+    assert any("not Avro single-object encoding" in r or "no model key" in r for r in reasons)
+    assert any("unknown writer schema fingerprint fedcba9876543210" in r for r in reasons)
+    assert any("names model 'ghost' but the event is for 'churn'" in r for r in reasons)
+    assert report.unreadable == 3
+    positions = {q["position"] for q in quarantined}
+    assert {r["position"] for r in queries.audit(engine, event_type="unreadable")} == positions
+
+    # The replayed evaluation is in the audit trail, flagged, but not counted twice.
+    copies = [r for r in queries.audit(engine, model="fraud", event_type="ModelEvaluated") if r["hash"] == evaluation.hash]
+    assert [c["chain"] for c in copies] == ["ok", "broken"]
+    [v2] = [v for v in queries.model_versions(engine, "fraud") if v["version"] == 2]
+    assert (v2["evaluations"], v2["status"]) == (1, "deployed")
+
+    verified = CliRunner().invoke(main, ["--log", log.url, "verify"])
+    assert verified.exit_code == 1
+    for position in positions:
+        assert f"at {position}" in verified.output
