@@ -23,7 +23,7 @@ from ledger.cli import main
 from ledger.client import Ledger
 from ledger.events import DataSnapshotted, DriftDetected, ModelEvaluated, ModelTrained
 
-pytestmark = [pytest.mark.kafka, pytest.mark.postgres]
+pytestmark = [pytest.mark.kafka, pytest.mark.postgres, pytest.mark.slow]  # six consumer processes
 
 ROOT = Path(__file__).resolve().parents[2]
 MODEL = "cancer"

@@ -130,6 +130,7 @@ def test_each_alert_gets_its_own_retraining_and_none_approves(world):
     ],
     indirect=True,
 )
+@pytest.mark.slow  # three consumer processes, each importing scikit-learn
 def test_killed_between_training_and_recording_then_restarted(world):
     """The consumer dies (status 137, as under SIGKILL) after the model file is
     written and before anything is recorded; the restarted consumer trains again,
