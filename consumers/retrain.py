@@ -54,7 +54,7 @@ from dataclasses import dataclass, field
 from pathlib import Path
 
 from ledger import datasets
-from ledger.errors import BackendError, InputError, LedgerError, NotFound, RuleViolation
+from ledger.errors import BackendError, ConflictError, InputError, LedgerError, NotFound, RuleViolation
 from ledger.events import DataSnapshotted, DriftDetected, Event, ModelEvaluated, ModelTrained
 
 from consumers import training
@@ -165,6 +165,8 @@ class Retrainer(Consumer):
     def perform(self, effect: Effect) -> str:
         try:
             return self.retrain(effect.event_id, effect.payload)
+        except ConflictError as exc:
+            raise EffectFailed(str(exc)) from exc  # lost a write race: try again later
         except (InputError, NotFound, RuleViolation) as exc:
             # The data, the configuration or the rules refuse this retraining: trying
             # again cannot help; the dead letter names why.

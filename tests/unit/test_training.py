@@ -11,7 +11,8 @@ from sklearn.datasets import load_breast_cancer
 
 from consumers import retrain, training
 from ledger import datasets
-from ledger.errors import InputError
+from consumers.runner import Effect, EffectFailed
+from ledger.errors import ConflictError, InputError, RuleViolation
 from ledger.events import (
     ColumnSpec,
     DataContract,
@@ -183,3 +184,27 @@ def test_bad_settings_are_input_errors(tmp_path, text):
     config.write_text(text)
     with pytest.raises(InputError):
         retrain.Settings.load(config, {})
+
+
+@pytest.mark.parametrize(
+    "error,permanent",
+    [
+        (InputError("the snapshot has no target column"), True),
+        (RuleViolation("model-retired", "model 'm' is retired"), True),
+        (ConflictError("another writer appended first"), False),
+    ],
+    ids=["bad data", "refused by a rule", "lost a write race"],
+)
+def test_failed_retrainings_are_retried_only_when_retrying_can_help(error, permanent):
+    class Failing(retrain.Retrainer):
+        def retrain(self, alert_id, alert):
+            raise error
+
+    effect = Effect(
+        id="e", consumer="retrain", event_id=str(uuid.uuid4()), channel="train", event_type="DriftDetected",
+        model="m", version=1, payload={}, status="sending", attempts=1, partition=0, offset=1,
+    )
+    with pytest.raises(EffectFailed) as caught:
+        Failing("sqlite:///unused.db").perform(effect)
+    assert caught.value.permanent is permanent
+    assert str(error) in caught.value.reason
