@@ -8,6 +8,7 @@ Exit codes:
      bad option
   3  the log or database is unreachable or misconfigured
   4  unknown model, version or record
+  5  `ledger drift check` only: drift detected (and recorded)
 """
 
 from __future__ import annotations
@@ -70,7 +71,8 @@ def main(ctx: click.Context, log_url: str | None, db_url: str | None) -> None:
 
     \b
     Exit codes: 0 ok, 1 rejected or verification failed, 2 bad input,
-    3 log/database unavailable, 4 unknown model or version.
+    3 log/database unavailable, 4 unknown model or version,
+    5 drift detected (`drift check`).
     """
     ctx.obj = {"log_url": config.log_url(log_url), "db_url": config.db_url(db_url)}
 
