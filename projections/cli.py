@@ -7,6 +7,7 @@ import signal
 import click
 
 from ledger.errors import InputError
+from projections.query_cli import commands as query_commands
 
 
 def _as_of(time_text: str | None, position_text: str | None):
@@ -87,7 +88,13 @@ def project(
                 db.drop(engine)
             runner = Runner(engine, batch_size=batch_size)
             try:
-                report = runner.follow(log, poll_interval=poll_interval, on_batch=on_batch, should_stop=lambda: bool(stopping))
+                report = runner.follow(
+                    log,
+                    poll_interval=poll_interval,
+                    on_batch=on_batch,
+                    on_error=lambda exc, delay: click.echo(f"error: {exc}; trying again in {delay:.0f} s", err=True),
+                    should_stop=lambda: bool(stopping),
+                )
             except KeyboardInterrupt:
                 report = None
         finally:
@@ -105,4 +112,4 @@ def project(
     )
 
 
-commands: list = [project]
+commands: list = [project, *query_commands]

@@ -520,3 +520,96 @@ def status(database: Engine | Connection) -> dict:
         as_of = conn.execute(select(meta.c.value).where(meta.c.key == "as_of")).scalar()
         count = conn.execute(select(func.count()).select_from(quarantine)).scalar()
         return {"positions": found, "as_of": as_of, "quarantined": count}
+
+
+# --- for the query commands ------------------------------------------------------------
+
+
+def holds_views(database: Engine | Connection) -> bool:
+    """Whether the database already holds projected records (the runner stores a
+    position in the same transaction as every row it writes)."""
+    from sqlalchemy import inspect
+
+    with _connection(database) as conn:
+        if not inspect(conn).has_table(positions.name):
+            return False
+        return conn.execute(select(func.count()).select_from(positions)).scalar() > 0
+
+
+def latest_metrics(database: Engine | Connection, model: str, *, as_of: AsOf | None = None) -> dict[int, dict[str, float]]:
+    """Per version of ``model``, the metrics of its latest evaluation at the cut."""
+    ev, mt = reg_evaluations.c, reg_metrics.c
+    query = (
+        select(ev.version, ev.partition, ev.offset, mt.metric, mt.value)
+        .select_from(reg_evaluations.join(reg_metrics, and_(mt.partition == ev.partition, mt.offset == ev.offset)))
+        .where(ev.model == model, _known(as_of, ev.evaluated_at, ev.partition, ev.offset))
+        .order_by(ev.offset, mt.metric)
+    )
+    found: dict[int, tuple[tuple[int, int], dict[str, float]]] = {}
+    with _connection(database) as conn:
+        for version, partition, offset, metric, value in conn.execute(query):
+            where, metrics = found.get(version, (None, {}))
+            if where != (partition, offset):
+                metrics = {}
+            metrics[metric] = value
+            found[version] = ((partition, offset), metrics)
+    return {version: metrics for version, (_, metrics) in sorted(found.items())}
+
+
+def version_links(database: Engine | Connection, model: str, version: int, *, as_of: AsOf | None = None) -> dict:
+    """What the lineage graph holds around one version at the cut: the snapshots it
+    was trained on (dataset, content hash, row count), its reviews (approvals and
+    rejections: who and why) and the drift alerts raised on it."""
+    n, v = lin_nodes.c, reg_versions.c
+    known = or_(n.recorded_at.is_(None), _known(as_of, n.recorded_at, n.partition, n.offset))
+    with _connection(database) as conn:
+        snapshot_ids = _loads(
+            conn.execute(select(v.snapshot_ids).where(v.model == model, v.version == version)).scalar(), []
+        )
+        wanted = [_lineage.snapshot_node(model, s) for s in snapshot_ids]
+        by_node = {
+            r["node_id"]: r
+            for r in conn.execute(select(lin_nodes).where(n.node_id.in_(wanted), known)).mappings()
+        }
+        snapshots = []
+        for snapshot_id, node in zip(snapshot_ids, wanted, strict=True):
+            row = by_node.get(node)
+            attrs = _loads(row["attrs"], {}) if row is not None else {}
+            snapshots.append(
+                {
+                    "snapshot_id": snapshot_id,
+                    "dataset": attrs.get("dataset"),
+                    "content_hash": attrs.get("content_hash"),
+                    "row_count": attrs.get("row_count"),
+                    "uri": attrs.get("uri"),
+                    "recorded_at": row["recorded_at"] if row is not None else None,
+                    "recorded_by": attrs.get("recorded_by"),
+                }
+            )
+
+        def nodes(kind: str) -> list[dict]:
+            rows = conn.execute(
+                select(lin_nodes).where(n.model == model, n.version == version, n.kind == kind, known).order_by(n.offset)
+            ).mappings()
+            return [{**dict(r), "attrs": _loads(r["attrs"], {})} for r in rows]
+
+        reviews = [
+            {
+                "decision": r["attrs"].get("decision"),
+                "by": r["attrs"].get("by"),
+                "reason": r["attrs"].get("reason"),
+                "at": r["recorded_at"],
+                "event_id": r["node_id"].rpartition("/")[2],
+            }
+            for r in nodes("approval")
+        ]
+        alerts = [
+            {
+                "event_id": r["node_id"].rpartition("/")[2],
+                "at": r["recorded_at"],
+                "environment": r["environment"],
+                **{k: r["attrs"].get(k) for k in ("metric", "feature", "value", "threshold", "reference_snapshot_id", "current_snapshot_id", "detected_by")},
+            }
+            for r in nodes("drift_alert")
+        ]
+    return {"snapshots": snapshots, "reviews": reviews, "drift_alerts": alerts}

@@ -1,0 +1,686 @@
+"""The operators' and auditors' commands: ``models``, ``show``, ``lineage``,
+``audit`` and ``replay``.
+
+Thin: each command checks its input, asks :mod:`projections.queries` (or the runner)
+and renders the answer — a table or text for people, JSON or CSV for scripts.
+
+The query commands read the projection database (``--db``). Before answering they
+catch the views up with the log, so an event emitted a moment ago is in the answer;
+``--no-refresh`` answers from the views as they are (no log needed). A database
+built as of a past instant is a frozen cut and is never brought forward.
+"""
+
+from __future__ import annotations
+
+import json
+import sys
+from collections import defaultdict
+
+import click
+
+from ledger.errors import BackendError, InputError, NotFound
+from ledger.output import chosen_format, output_options, render
+
+MAX_VERSION = 2**31 - 1
+
+
+class _Literal(click.ParamType):
+    """Text matched exactly, as a bound parameter. A NUL is refused up front:
+    PostgreSQL cannot hold one in text, and no name in the ledger contains one."""
+
+    name = "text"
+
+    def convert(self, value, param, ctx):
+        if "\x00" in value:
+            self.fail("must not contain a NUL character", param, ctx)
+        return value
+
+
+LITERAL = _Literal()
+
+
+# --- shared pieces ---------------------------------------------------------------------
+
+
+def _cut_options(func):
+    func = click.option(
+        "--as-of-position",
+        "as_of_position",
+        metavar="P:O[,P:O…]",
+        default=None,
+        help="Answer as the views stood at these log positions (inclusive).",
+    )(func)
+    func = click.option(
+        "--as-of",
+        "as_of_time",
+        metavar="TIME",
+        default=None,
+        help="Answer as the views stood at TIME: an ISO-8601 date or datetime (UTC unless a zone is given), "
+        "compared with when the ledger recorded each event.",
+    )(func)
+    return func
+
+
+def _refresh_option(func):
+    return click.option(
+        "--no-refresh",
+        is_flag=True,
+        help="Answer from the views as they are, without first catching them up with the log.",
+    )(func)
+
+
+def _cut(time_text: str | None, position_text: str | None):
+    from projections.asof import AsOf
+
+    if time_text is not None and position_text is not None:
+        raise InputError("choose one of --as-of and --as-of-position")
+    if time_text is not None:
+        return AsOf.at(time_text)
+    if position_text is not None:
+        return AsOf.at_positions(position_text)
+    return None
+
+
+def _reachable(engine) -> None:
+    """Fail with one line when the database cannot be reached."""
+    from sqlalchemy.exc import SQLAlchemyError
+
+    from projections import db
+
+    try:
+        with engine.connect():
+            pass
+    except SQLAlchemyError as exc:
+        reason = str(getattr(exc, "orig", None) or exc).strip().splitlines() or ["no reason given"]
+        raise BackendError(f"cannot reach the projection database {db.describe(engine)}: {reason[0]}") from exc
+
+
+def _open_db(ctx: click.Context, url: str | None = None):
+    from projections import db
+
+    engine = db.open_db(url or ctx.obj["db_url"])
+    ctx.call_on_close(engine.dispose)
+    _reachable(engine)
+    return engine
+
+
+def _views(ctx: click.Context, *, refresh: bool):
+    """The projection database, caught up with the log unless ``refresh`` is off."""
+    from projections import db, queries
+
+    engine = _open_db(ctx)
+    if not refresh:
+        if not queries.holds_views(engine):
+            raise BackendError(f"{db.describe(engine)} holds no views yet: run `ledger project`, or drop --no-refresh")
+        return engine
+    if queries.holds_views(engine):
+        frozen = queries.status(engine)["as_of"]
+        if frozen is not None:
+            click.echo(f"note: the views in {db.describe(engine)} are a cut as of {frozen}; not refreshed", err=True)
+            return engine
+    from ledger.cli import open_ledger
+    from projections.runner import project
+
+    project(open_ledger(ctx).log, engine)
+    return engine
+
+
+def _when(value) -> str:
+    """A stored time for people: ``2026-03-03T10:00:00Z`` (microseconds only when there are some)."""
+    if value is None:
+        return ""
+    text = str(value)
+    return text.replace(".000000Z", "Z")
+
+
+def _number(value) -> str:
+    return format(value, "g") if isinstance(value, float) else str(value)
+
+
+def _metrics(metrics: dict) -> str:
+    return " ".join(f"{k}={_number(metrics[k])}" for k in sorted(metrics))
+
+
+def _deployed(deployed: dict) -> str:
+    return " ".join(f"{env}=v{version}" for env, version in sorted(deployed.items()))
+
+
+def _target(text: str) -> tuple[str, int | None]:
+    """``churn`` → (churn, None); ``churn@3`` → (churn, 3)."""
+    if "\x00" in text:
+        raise InputError("a model name must not contain a NUL character")
+    if "@" not in text:
+        if not text.strip():
+            raise InputError("name a model: MODEL or MODEL@VERSION")
+        return text, None
+    model, _, version = text.rpartition("@")
+    if not model or not (version.isascii() and version.isdigit()):
+        raise InputError(f"malformed {text!r}: use MODEL or MODEL@VERSION, e.g. churn@3")
+    number = int(version)
+    if not 1 <= number <= MAX_VERSION:
+        raise InputError(f"version {version} is out of range: versions run from 1 to {MAX_VERSION}")
+    return model, number
+
+
+# --- models ----------------------------------------------------------------------------
+
+MODEL_COLUMNS = ("model", "status", "versions", "latest_version", "deployed", "created_at", "created_by")
+
+
+@click.command()
+@_cut_options
+@_refresh_option
+@output_options
+@click.pass_context
+def models(ctx, as_of_time, as_of_position, no_refresh, fmt, as_json, as_csv) -> None:
+    """List every model: its status, how many versions, the latest one, and which
+    version is deployed in each environment.
+
+    The views are first caught up with the log (unless --no-refresh).
+
+    \b
+    Example:
+      ledger models
+      ledger models --as-of 2026-03-03T12:00:00Z --json
+    """
+    from projections import queries
+
+    out = chosen_format(fmt, as_json, as_csv)
+    cut = _cut(as_of_time, as_of_position)
+    rows = queries.list_models(_views(ctx, refresh=not no_refresh), as_of=cut)
+    if out != "json":
+        rows = [{**r, "deployed": _deployed(r["deployed"]), "created_at": _when(r["created_at"])} for r in rows]
+    click.echo(render(rows, MODEL_COLUMNS, out))
+
+
+# --- show ------------------------------------------------------------------------------
+
+VERSION_COLUMNS = ("version", "status", "trained_by", "approved_by", "deployed_to", "metrics", "trained_at", "parent_version")
+
+
+@click.command()
+@click.argument("target", metavar="MODEL[@VERSION]")
+@_cut_options
+@_refresh_option
+@output_options
+@click.pass_context
+def show(ctx, target, as_of_time, as_of_position, no_refresh, fmt, as_json, as_csv) -> None:
+    """Show a model's versions and their states, or one version in full: the data
+    it was trained on, code, hyper-parameters, artifact, evaluations and metrics,
+    approvals and rejections, deployments and drift alerts.
+
+    The views are first caught up with the log (unless --no-refresh). Exit 4 for
+    an unknown model or version.
+
+    \b
+    Example:
+      ledger show churn
+      ledger show churn@2
+      ledger show churn@2 --as-of 2026-03-04 --json
+    """
+    from projections import queries
+
+    model, version = _target(target)
+    out = chosen_format(fmt, as_json, as_csv)
+    if version is not None and out == "csv":
+        raise click.UsageError("one version is not a table: use the text view or --json")
+    cut = _cut(as_of_time, as_of_position)
+    engine = _views(ctx, refresh=not no_refresh)
+    if version is not None:
+        detail = queries.version_detail(engine, model, version, as_of=cut)
+        detail.update(queries.version_links(engine, model, version, as_of=cut))
+        if out == "json":
+            click.echo(json.dumps(detail, indent=2, default=str))
+        else:
+            click.echo(_version_text(detail, cut))
+        return
+    versions = queries.model_versions(engine, model, as_of=cut)
+    metrics = queries.latest_metrics(engine, model, as_of=cut)
+    summary = next(m for m in queries.list_models(engine, as_of=cut) if m["model"] == model)
+    for v in versions:
+        v["metrics"] = metrics.get(v["version"], {})
+    if out == "json":
+        click.echo(json.dumps({"model": summary, "versions": versions}, indent=2, default=str))
+        return
+    rows = [
+        {
+            **v,
+            "deployed_to": " ".join(v["deployed_in"]),
+            "metrics": _metrics(v["metrics"]),
+            "trained_at": _when(v["trained_at"]),
+        }
+        for v in versions
+    ]
+    if out == "table":
+        deployed = _deployed(summary["deployed"]) or "nowhere"
+        when = f" ({cut.describe()})" if cut is not None else ""
+        click.echo(
+            f"{model}: {summary['status']}, {summary['versions']} version(s), created {_when(summary['created_at'])} "
+            f"by {summary['created_by']}; deployed: {deployed}{when}"
+        )
+    click.echo(render(rows, VERSION_COLUMNS, out))
+
+
+def _section(title: str, lines: list[str]) -> list[str]:
+    return ["", title, *(f"  {line}" for line in lines or ["(none)"])]
+
+
+def _aligned(pairs: list[tuple[str, str]]) -> list[str]:
+    width = max((len(k) for k, _ in pairs), default=0)
+    return [f"{k.ljust(width)}  {v}" for k, v in pairs]
+
+
+def _version_text(d: dict, cut) -> str:
+    name = f"{d['model']}@{d['version']}"
+    when = f"  ({cut.describe()})" if cut is not None else ""
+    lines = [f"{name}: {d['status']} since {_when(d['since'])}{when}"]
+    facts = [
+        ("trained", f"{_when(d['trained_at'])} by {d['trained_by']} (event {d['event_id']})"),
+        ("code", d["code_ref"]),
+        ("artifact", f"{d['artifact_uri']} {d['artifact_hash']}"),
+        ("parent", f"v{d['parent_version']}" if d["parent_version"] is not None else "none (first of its line)"),
+        ("trigger", d["trigger"] + (f" (drift alert {d['trigger_alert_id']})" if d["trigger_alert_id"] else "")),
+    ]
+    lines += [f"  {line}" for line in _aligned(facts)]
+    lines += _section(
+        "Data",
+        [
+            f"{s['snapshot_id']}: {s['dataset'] or '?'} {s['content_hash'] or ''}, {_number(s['row_count']) if s['row_count'] is not None else '?'} rows"
+            + (f", recorded {_when(s['recorded_at'])} by {s['recorded_by']}" if s["recorded_at"] else "")
+            for s in d["snapshots"]
+        ],
+    )
+    lines += _section("Hyper-parameters", _aligned(sorted(d["hyperparameters"].items())))
+    evaluations = []
+    for e in d["evaluations"]:
+        verdict = "passed" if e["passed"] else "FAILED"
+        metrics = " ".join(
+            f"{k}={_number(v)}" + (f" (min {_number(e['thresholds'][k])})" if k in e["thresholds"] else "")
+            for k, v in sorted(e["metrics"].items())
+        )
+        evaluations.append(f"{_when(e['evaluated_at'])} by {e['evaluated_by']} on {e['evaluation_snapshot_id']}: {verdict}  {metrics}")
+    lines += _section("Evaluations", evaluations)
+    lines += _section(
+        "Approvals",
+        [f"{_when(r['at'])} {r['decision']} by {r['by']}" + (f": {r['reason']}" if r["reason"] else "") for r in d["reviews"]],
+    )
+    deployments = []
+    for x in d["deployments"]:
+        text = f"{x['environment']}: since {_when(x['since'])} by {x['deployed_by']}"
+        if x["replaced_version"] is not None:
+            text += f", replacing v{x['replaced_version']}"
+        if x["ended_at"]:
+            text += f"; until {_when(x['ended_at'])} by {x['ended_by']}" + (f" ({x['end_reason']})" if x["end_reason"] else "")
+        deployments.append(text)
+    lines += _section("Deployments", deployments)
+    lines += _section(
+        "Drift alerts",
+        [
+            f"{_when(a['at'])} in {a['environment']}: {a['metric']}"
+            + (f" on {a['feature']}" if a["feature"] else "")
+            + f" = {_number(a['value'])} (threshold {_number(a['threshold'])}, reference {a['reference_snapshot_id']}), "
+            f"by {a['detected_by']} (alert {a['event_id']})"
+            for a in d["drift_alerts"]
+        ],
+    )
+    lines += _section(
+        "History",
+        [f"{_when(h['from'])}  {h['status']:<10} {h['change']:<16} by {h['by']}" for h in d["history"]],
+    )
+    return "\n".join(lines)
+
+
+# --- lineage ---------------------------------------------------------------------------
+
+LINEAGE_FORMATS = ("tree", "json", "dot", "mermaid")
+_ACTOR_KEYS = ("by", "trained_by", "evaluated_by", "detected_by", "recorded_by")
+
+
+def _actor(node: dict) -> str | None:
+    attrs = node.get("attrs") or {}
+    return next((attrs[k] for k in _ACTOR_KEYS if attrs.get(k)), None)
+
+
+def _node_text(node: dict) -> str:
+    kind = node.get("kind") or "unknown"
+    parts = [f"{node['label']} ({kind})"]
+    actor = _actor(node)
+    if actor:
+        parts.append(actor)
+    if node.get("recorded_at"):
+        parts.append(_when(node["recorded_at"]))
+    return " · ".join(parts)
+
+
+def _children(result: dict) -> dict[str, list[tuple[str, str]]]:
+    """Per node, the (edge kind, node) pairs one step further in the walk's direction."""
+    up = result["direction"] == "up"
+    order = {n["node_id"]: (n["depth"], n["label"], n["node_id"]) for n in result["nodes"]}
+    children: dict[str, list[tuple[str, str]]] = defaultdict(list)
+    for edge in result["edges"]:
+        near, far = (edge["dst"], edge["src"]) if up else (edge["src"], edge["dst"])
+        children[near].append((edge["kind"], far))
+    for kids in children.values():
+        kids.sort(key=lambda kid: (order.get(kid[1], (0, "", kid[1])), kid[0]))
+    return children
+
+
+def lineage_tree(result: dict) -> str:
+    """The walk as an indented tree. A node reached again is printed once more
+    with "(see above)" and not expanded twice."""
+    nodes = {n["node_id"]: n for n in result["nodes"]}
+    children = _children(result)
+    arrow = "←" if result["direction"] == "up" else "→"
+    root = result["root"]
+    lines = [_node_text(nodes[root])]
+    expanded = {root}
+    # An explicit stack rather than recursion: histories can be long.
+    stack = [(root, "", iter(children.get(root, [])), len(children.get(root, [])), 0)]
+    while stack:
+        node_id, prefix, kids, total, done = stack.pop()
+        kid = next(kids, None)
+        if kid is None:
+            continue
+        stack.append((node_id, prefix, kids, total, done + 1))
+        kind, child = kid
+        last = done + 1 == total
+        again = child in expanded and children.get(child)
+        text = f"{kind} {arrow} {_node_text(nodes[child])}" + (" (see above)" if again else "")
+        lines.append(prefix + ("└── " if last else "├── ") + text)
+        if child not in expanded:
+            expanded.add(child)
+            grandkids = children.get(child, [])
+            stack.append((child, prefix + ("    " if last else "│   "), iter(grandkids), len(grandkids), 0))
+    return "\n".join(lines)
+
+
+_DOT_SHAPES = {
+    "dataset": "cylinder",
+    "snapshot": "folder",
+    "training_run": "ellipse",
+    "model_version": "box3d",
+    "evaluation": "note",
+    "approval": "hexagon",
+    "deployment": "component",
+    "drift_alert": "octagon",
+}
+
+
+def _dot_string(text: str) -> str:
+    """A DOT quoted string: backslashes and quotes escaped, newlines as \\n."""
+    body = text.replace("\\", "\\\\").replace('"', '\\"').replace("\r", "").replace("\n", "\\n")
+    return f'"{body}"'
+
+
+def lineage_dot(result: dict) -> str:
+    """The walk as a Graphviz digraph; edges point downstream (data → model → deployment)."""
+    lines = ["digraph lineage {", "  rankdir=LR;", '  node [shape=box, fontname="Helvetica"];']
+    for node in result["nodes"]:
+        label = f"{node['label']}\n{node.get('kind') or 'unknown'}"
+        attrs = [f"label={_dot_string(label)}", f"shape={_DOT_SHAPES.get(node.get('kind'), 'box')}"]
+        if node["node_id"] == result["root"]:
+            attrs.append("penwidth=2")
+        lines.append(f"  {_dot_string(node['node_id'])} [{', '.join(attrs)}];")
+    for edge in result["edges"]:
+        lines.append(f"  {_dot_string(edge['src'])} -> {_dot_string(edge['dst'])} [label={_dot_string(edge['kind'])}];")
+    lines.append("}")
+    return "\n".join(lines)
+
+
+def _mermaid_text(text: str) -> str:
+    """Mermaid label text: characters its parser reads as syntax become entity codes."""
+    out = []
+    for ch in text.replace("\r", ""):
+        if ch in '"#<>&|[](){}`\\':
+            out.append(f"#{ord(ch)};")
+        elif ch == "\n":
+            out.append("<br/>")
+        else:
+            out.append(ch)
+    return "".join(out)
+
+
+def lineage_mermaid(result: dict) -> str:
+    """The walk as a Mermaid flowchart; node ids are n0, n1… (labels carry the names)."""
+    ids = {n["node_id"]: f"n{i}" for i, n in enumerate(result["nodes"])}
+    lines = ["flowchart LR"]
+    for node in result["nodes"]:
+        label = _mermaid_text(f"{node['label']}\n{node.get('kind') or 'unknown'}")
+        lines.append(f'  {ids[node["node_id"]]}["{label}"]')
+    for edge in result["edges"]:
+        lines.append(f'  {ids[edge["src"]]} -->|"{_mermaid_text(edge["kind"])}"| {ids[edge["dst"]]}')
+    lines.append(f"  style {ids[result['root']]} stroke-width:3px")
+    return "\n".join(lines)
+
+
+@click.command()
+@click.argument("node", metavar="MODEL@VERSION|NODE")
+@click.option("--upstream", "direction", flag_value="up", default=True, help="What it came from: data, training, parents (default).")
+@click.option("--downstream", "direction", flag_value="down", help="What came of it: evaluations, approvals, deployments, alerts, retrainings.")
+@click.option("--depth", type=click.IntRange(min=0), default=None, metavar="N", help="Follow at most N edges (default: all).")
+@_cut_options
+@_refresh_option
+@click.option(
+    "--format",
+    "fmt",
+    type=click.Choice(LINEAGE_FORMATS, case_sensitive=False),
+    default=None,
+    help="tree (default, for people), json (nodes and edges), dot (Graphviz) or mermaid.",
+)
+@click.option("--json", "as_json", is_flag=True, help="Shorthand for --format json.")
+@click.pass_context
+def lineage(ctx, node, direction, depth, as_of_time, as_of_position, no_refresh, fmt, as_json) -> None:
+    """Walk the lineage graph from a model version (or any node id, such as
+    snapshot:churn/s1 or dataset:sensors): upstream to the data, code, training
+    and drift alerts it came from; downstream to what came of it.
+
+    The views are first caught up with the log (unless --no-refresh). Exit 4 when
+    the node is unknown (at the cut).
+
+    \b
+    Example:
+      ledger lineage churn@2
+      ledger lineage churn@1 --downstream --depth 3
+      ledger lineage churn@2 --as-of 2026-03-04 --format dot | dot -Tsvg > churn.svg
+      ledger lineage churn@2 --format mermaid
+    """
+    from projections import queries
+
+    if as_json and fmt and fmt.lower() != "json":
+        raise click.UsageError("choose one output format")
+    out = "json" if as_json else (fmt or "tree").lower()
+    if "\x00" in node:
+        raise InputError("a lineage node must not contain a NUL character")
+    node_id = queries.resolve_node(node)
+    cut = _cut(as_of_time, as_of_position)
+    engine = _views(ctx, refresh=not no_refresh)
+    try:
+        result = queries.lineage(engine, node_id, direction=direction, depth=depth, as_of=cut)
+    except NotFound as exc:
+        raise NotFound(f"{exc} (asked for {node!r})") from exc
+    if out == "json":
+        click.echo(json.dumps(result, indent=2, default=str))
+    elif out == "dot":
+        click.echo(lineage_dot(result))
+    elif out == "mermaid":
+        click.echo(lineage_mermaid(result))
+    else:
+        click.echo(lineage_tree(result))
+
+
+# --- audit -----------------------------------------------------------------------------
+
+AUDIT_COLUMNS = ("recorded_at", "position", "model", "version", "sequence", "event_type", "actor", "chain", "summary")
+
+
+def _event_type(text: str) -> str:
+    from ledger.events import BY_CLI_NAME, BY_TYPE
+    from projections.audit import UNREADABLE
+
+    if text in BY_TYPE or text == UNREADABLE:
+        return text
+    if text.lower() in BY_CLI_NAME:
+        return BY_CLI_NAME[text.lower()].event_type
+    known = ", ".join([*BY_CLI_NAME, *BY_TYPE, UNREADABLE])
+    raise InputError(f"unknown event type {text!r} for --type; use one of: {known}")
+
+
+@click.command()
+@click.option("--model", type=LITERAL, default=None, help="Only this model's records (matched exactly).")
+@click.option("--actor", type=LITERAL, default=None, help="Only what this actor did (matched exactly).")
+@click.option(
+    "--type",
+    "event_type",
+    type=LITERAL,
+    default=None,
+    help="Only this kind of event: a CLI name (deploy) or an event type (ModelDeployed); "
+    "'unreadable' for records that could not be read.",
+)
+@click.option("--since", metavar="TIME", default=None, help="Only records recorded at or after TIME (ISO-8601).")
+@click.option("--until", metavar="TIME", default=None, help="Only records recorded at or before TIME (a bare date: the whole day).")
+@click.option("--limit", type=click.IntRange(min=1), default=None, help="At most this many rows (oldest first).")
+@_refresh_option
+@output_options
+@click.pass_context
+def audit(ctx, model, actor, event_type, since, until, limit, no_refresh, fmt, as_json, as_csv) -> None:
+    """The audit trail: every record of the log — who did what, when, to which
+    model — with its position and whether it links to its model's hash chain.
+
+    Filters are matched exactly (no wildcards). The views are first caught up
+    with the log (unless --no-refresh). Exit 4 for an unknown --model.
+
+    \b
+    Example:
+      ledger audit --model churn --since 2026-03-01 --until 2026-03-31
+      ledger audit --actor carol --type approve --format csv > approvals.csv
+    """
+    from ledger.times import parse_instant
+    from projections import queries
+
+    out = chosen_format(fmt, as_json, as_csv)
+    wanted_type = _event_type(event_type) if event_type is not None else None
+    start = parse_instant(since) if since is not None else None
+    end = parse_instant(until, end_of_day=True) if until is not None else None
+    if start and end and start > end:
+        raise InputError("--since is after --until")
+    engine = _views(ctx, refresh=not no_refresh)
+    rows = queries.audit(engine, model=model, actor=actor, event_type=wanted_type, since=start, until=end, limit=limit)
+    if not rows and model is not None and model not in {m["model"] for m in queries.list_models(engine)}:
+        raise NotFound(f"unknown model {model!r}")
+    if out != "json":
+        rows = [{**r, "recorded_at": _when(r["recorded_at"])} for r in rows]
+    click.echo(render(rows, AUDIT_COLUMNS, out))
+
+
+# --- replay ----------------------------------------------------------------------------
+
+
+def _interactive() -> bool:
+    """Whether a person watches stderr (the progress bar is only for them)."""
+    return sys.stderr.isatty()
+
+
+@click.command()
+@click.option(
+    "--db",
+    "replay_db",
+    metavar="URL",
+    default=None,
+    help="The database to rebuild the views into (usually a fresh one; default: the group's --db / LEDGER_DB).",
+)
+@_cut_options
+@click.option("--force", is_flag=True, help="Replace the views the database already holds.")
+@click.option("--no-verify", is_flag=True, help="Skip checking the raw log's hash chains after the replay.")
+@click.option("--json", "as_json", is_flag=True, help="Print the summary as JSON.")
+@click.pass_context
+def replay(ctx, replay_db, as_of_time, as_of_position, force, no_verify, as_json) -> None:
+    """Rebuild every view (registry, lineage, audit, quarantine) from the raw log
+    into a database of your own, then verify every hash chain of the raw log — an
+    auditor's answer that trusts no one else's database.
+
+    Refuses (exit 2) a database that already holds views, unless --force. With
+    --as-of the views are those of that moment (the verification still covers the
+    whole log); a later query never brings such a cut forward. A cut at
+    --as-of-position is a prefix of the log that a refreshing query would bring
+    up to date: query it with --no-refresh. Exit 1 when the verification finds a problem (the views are built
+    all the same); exit 3 when the database cannot be reached.
+
+    \b
+    Example:
+      ledger replay --db sqlite:///audit.db
+      ledger replay --db sqlite:///march.db --as-of 2026-03-31
+      ledger --db sqlite:///audit.db show churn@2 --no-refresh
+    """
+    from ledger.cli import EXIT_REJECTED, open_ledger
+    from projections import db, queries
+    from projections.runner import project
+
+    cut = _cut(as_of_time, as_of_position)
+    engine = _open_db(ctx, replay_db)
+    where = db.describe(engine)
+    if queries.holds_views(engine) and not force:
+        raise InputError(f"{where} already holds views: replay into a fresh database, or pass --force to replace them")
+    ledger = open_ledger(ctx)
+    log = ledger.log
+
+    def run(on_batch=None):
+        return project(log, engine, rebuild=True, as_of=cut, on_batch=on_batch)
+
+    if _interactive():
+        try:
+            total = sum(log.end_offsets().values())
+        except NotImplementedError:
+            total = None
+        with click.progressbar(length=total, label="replaying the log", file=sys.stderr) as bar:
+            reached: dict[int, int] = {}
+
+            def advance(batch) -> None:
+                before = sum(o + 1 for o in reached.values())
+                for partition, offset in batch.positions.items():
+                    reached[partition] = max(offset, reached.get(partition, -1))
+                bar.update(sum(o + 1 for o in reached.values()) - before)
+
+            report = run(advance)
+            if total is not None:
+                bar.update(max(0, total - bar.pos))
+    else:
+        report = run()
+    listed = queries.list_models(engine)
+    summary = {
+        "log": ctx.obj["log_url"],
+        "database": where,
+        "as_of": cut.describe() if cut is not None else None,
+        "records": report.records,
+        "events": report.records - report.unreadable,
+        "quarantined": report.unreadable,
+        "models": len(listed),
+        "versions": sum(m["versions"] for m in listed),
+        "deployed": {m["model"]: m["deployed"] for m in listed if m["deployed"]},
+        "verified": None,
+    }
+    verification = None
+    if not no_verify:
+        verification = ledger.verify()
+        summary["verified"] = verification.as_dict()
+    if as_json:
+        click.echo(json.dumps(summary, indent=2, default=str))
+    else:
+        when = f" {summary['as_of']}" if cut is not None else ""
+        click.echo(
+            f"replayed {summary['events']} event(s) into {where}{when}: {summary['models']} model(s), "
+            f"{summary['versions']} version(s), {summary['quarantined']} unreadable record(s) quarantined"
+        )
+        for name, deployed in summary["deployed"].items():
+            click.echo(f"  {name}: {_deployed(deployed)}")
+        if verification is None:
+            click.echo("verify: skipped (--no-verify)")
+        else:
+            for problem in verification.problems:
+                click.echo(f"FAIL {problem}")
+            state = "intact" if verification.ok else f"{len(verification.problems)} problem(s)"
+            click.echo(f"verify: {len(verification.streams)} stream(s), {verification.events} event(s) in the raw log: {state}")
+    if verification is not None and not verification.ok:
+        ctx.exit(EXIT_REJECTED)
+
+
+commands: list = [models, show, lineage, audit, replay]
