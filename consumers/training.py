@@ -35,7 +35,6 @@ from __future__ import annotations
 import hashlib
 import io
 import os
-import tempfile
 import uuid
 from collections.abc import Callable, Mapping
 from dataclasses import dataclass
@@ -46,8 +45,9 @@ import numpy as np
 
 from ledger import config, datasets, rules
 from ledger.append import Accepted
-from ledger.errors import BackendError, InputError, NotFound, RuleViolation
+from ledger.errors import InputError, NotFound, RuleViolation
 from ledger.events import DataSnapshotted, ModelEvaluated, ModelTrained
+from ledger.files import write_once
 
 PIPELINE_ID = "sklearn-impute-scale-gbc-v1"
 DEFAULT_THRESHOLDS: dict[str, float] = {"roc_auc": 0.7}
@@ -181,17 +181,7 @@ def save_artifact(content: bytes, model: str, version: int, root: str | Path | N
     digest = hashlib.sha256(content).hexdigest()
     folder = (Path(root) if root is not None else default_artifacts_dir()) / model
     target = (folder / f"v{version}-{digest[:12]}.joblib").resolve()
-    if not target.exists():
-        try:
-            target.parent.mkdir(parents=True, exist_ok=True)
-            with tempfile.NamedTemporaryFile(dir=target.parent, prefix=".tmp-", delete=False) as tmp:
-                tmp.write(content)
-                tmp.flush()
-                os.fsync(tmp.fileno())
-            os.chmod(tmp.name, 0o644)  # temporary files start private; artifacts are shared
-            os.replace(tmp.name, target)
-        except OSError as exc:
-            raise BackendError(f"cannot write the model artifact under {folder}: {exc}") from exc
+    write_once(target, content, "the model artifact")
     return target.as_uri(), f"sha256:{digest}"
 
 

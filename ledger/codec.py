@@ -67,24 +67,7 @@ def encode(event: Event, catalogue: _catalogue.Catalogue | None = None) -> Encod
     return Encoded(event.event_type, entry.fingerprint, buffer.getvalue())
 
 
-def read_record(data: bytes, catalogue: _catalogue.Catalogue | None = None) -> tuple[str, dict]:
-    """``(event_type, Avro record)`` of ``data``, resolved to the newest schema of its
-    type — for writers of other Avro containers (the evidence export)."""
-    catalogue = catalogue or _catalogue.default()
-    fingerprint, body = split(data)
-    writer = catalogue.by_fingerprint(fingerprint)
-    if writer is None:
-        raise DecodeError(f"unknown writer schema fingerprint {fingerprint.hex()}")
-    reader = catalogue.latest(writer.event_type)
-    try:
-        return writer.event_type, schemaless_reader(io.BytesIO(body), writer.parsed, reader.parsed)
-    except Exception as exc:  # noqa: BLE001 - fastavro raises many types on corrupt input
-        raise DecodeError(f"cannot decode {writer.event_type} body: {exc}") from exc
-
-
-def decode(data: bytes, catalogue: _catalogue.Catalogue | None = None) -> Event:
-    """The event in ``data``, read with the newest schema of its type."""
-    catalogue = catalogue or _catalogue.default()
+def _read(data: bytes, catalogue: _catalogue.Catalogue) -> tuple[_catalogue.SchemaEntry, dict]:
     fingerprint, body = split(data)
     writer = catalogue.by_fingerprint(fingerprint)
     if writer is None:
@@ -93,12 +76,23 @@ def decode(data: bytes, catalogue: _catalogue.Catalogue | None = None) -> Event:
     stream = io.BytesIO(body)
     try:
         record = schemaless_reader(stream, writer.parsed, reader.parsed)
-    except Exception as exc:  # fastavro raises many types on corrupt input
+    except Exception as exc:  # noqa: BLE001 - fastavro raises many types on corrupt input
         raise DecodeError(f"cannot decode {writer.event_type} body: {exc}") from exc
     if stream.tell() != len(body):
-        raise DecodeError(
-            f"{writer.event_type} body has {len(body) - stream.tell()} trailing bytes"
-        )
+        raise DecodeError(f"{writer.event_type} body has {len(body) - stream.tell()} trailing bytes")
+    return writer, record
+
+
+def read_record(data: bytes, catalogue: _catalogue.Catalogue | None = None) -> tuple[str, dict]:
+    """``(event_type, Avro record)`` of ``data``, resolved to the newest schema of its
+    type — for writers of other Avro containers (the evidence export)."""
+    writer, record = _read(data, catalogue or _catalogue.default())
+    return writer.event_type, record
+
+
+def decode(data: bytes, catalogue: _catalogue.Catalogue | None = None) -> Event:
+    """The event in ``data``, read with the newest schema of its type."""
+    writer, record = _read(data, catalogue or _catalogue.default())
     envelope = record.pop("envelope")
     event_type = envelope.pop("event_type")
     if event_type != writer.event_type:

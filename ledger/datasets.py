@@ -39,7 +39,6 @@ import io
 import math
 import os
 import re
-import tempfile
 from collections.abc import Iterable
 from dataclasses import dataclass
 from functools import cached_property
@@ -50,8 +49,9 @@ from urllib.parse import unquote, urlsplit
 import numpy as np
 
 from ledger import config, units
-from ledger.errors import BackendError, InputError, NotFound
+from ledger.errors import InputError, NotFound
 from ledger.events import ColumnSpec, DataContract, DataSnapshotted, FeatureStats
+from ledger.files import write_once
 
 MISSING_TOKENS = frozenset({"", "na", "n/a", "nan", "null", "none"})
 QUANTILE_COUNT = 101
@@ -399,17 +399,7 @@ class DataStore:
         content = data.canonical_bytes()
         digest = hashlib.sha256(content).hexdigest()
         target = (self.root / f"{digest}.csv").resolve()
-        if not target.exists():
-            try:
-                target.parent.mkdir(parents=True, exist_ok=True)
-                with tempfile.NamedTemporaryFile(dir=target.parent, prefix=".tmp-", delete=False) as tmp:
-                    tmp.write(content)
-                    tmp.flush()
-                    os.fsync(tmp.fileno())
-                os.chmod(tmp.name, 0o644)  # temporary files start private; data is shared
-                os.replace(tmp.name, target)
-            except OSError as exc:
-                raise BackendError(f"cannot store the data in {self.root}: {exc}") from exc
+        write_once(target, content, "the data")
         return target.as_uri()
 
 
