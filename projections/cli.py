@@ -88,7 +88,13 @@ def project(
                 db.drop(engine)
             runner = Runner(engine, batch_size=batch_size)
             try:
-                report = runner.follow(log, poll_interval=poll_interval, on_batch=on_batch, should_stop=lambda: bool(stopping))
+                report = runner.follow(
+                    log,
+                    poll_interval=poll_interval,
+                    on_batch=on_batch,
+                    on_error=lambda exc, delay: click.echo(f"error: {exc}; trying again in {delay:.0f} s", err=True),
+                    should_stop=lambda: bool(stopping),
+                )
             except KeyboardInterrupt:
                 report = None
         finally:

@@ -29,7 +29,7 @@ from sqlalchemy import select
 from sqlalchemy.engine import Connection, Engine
 
 from ledger import codec
-from ledger.errors import DecodeError, InputError
+from ledger.errors import BackendError, DecodeError, InputError, LedgerError
 from ledger.events import GENESIS_HASH, Event
 from ledger.log import EventLog, StoredRecord
 from projections import db, tables
@@ -122,6 +122,7 @@ class Runner:
             raise InputError(f"projection names must be unique: {names}")
         self.as_of = as_of
         self.batch_size = batch_size
+        self._created = False
 
     # --- positions -------------------------------------------------------------------
 
@@ -133,8 +134,14 @@ class Runner:
             found[name][partition] = offset
         return found
 
+    def _ensure_tables(self) -> None:
+        if not self._created:
+            db.create(self.engine)
+            self._created = True
+
     def positions(self) -> dict[str, dict[int, int]]:
         """Per projection, per partition, the offset of the last record applied."""
+        self._ensure_tables()
         with db.errors("reading positions", self.engine), self.engine.connect() as conn:
             return self._stored_positions(conn)
 
@@ -177,6 +184,26 @@ class Runner:
                             f"the views are already at {partition}:{offset}, past the cut "
                             f"{self.as_of.describe()}: rebuild them (ledger project --rebuild)"
                         )
+
+    def _records(self, log: EventLog, after: dict[int, int]) -> Iterator[StoredRecord]:
+        """The log after ``after``; a position cut is applied here, before decoding,
+        and the read ends once every partition is past it."""
+        cut = self.as_of.positions if self.as_of is not None else None
+        if cut is None:
+            yield from log.read(after=after)
+            return
+        if not cut:
+            return
+        partitions = set(log.partitions())
+        done: set[int] = {p for p in partitions if after.get(p, -1) >= cut.get(p, -1)}
+        for record in log.read(after=after):
+            position = record.position
+            if position.offset <= cut.get(position.partition, -1):
+                yield record
+            else:
+                done.add(position.partition)
+                if done >= partitions:
+                    return
 
     def _inside(self, read: _Read) -> bool:
         if self.as_of is None:
@@ -265,6 +292,8 @@ class Runner:
                 for partition, offset in last.items():
                     moved[partition] = max(offset, moved.get(partition, -1))
             if self.as_of is not None and self.as_of.is_time and applied:
+                # In the first batch's transaction: views holding anything of a
+                # time cut are always marked as such.
                 db.set_meta(conn, "as_of", self.as_of.time)
         return Batch(len(applied), len(unreadable), moved)
 
@@ -276,14 +305,10 @@ class Runner:
         should_stop: Callable[[], bool] | None = None,
     ) -> RunReport:
         """Catch up with the log (up to its end when the call starts) and return."""
-        db.create(self.engine)
         stored = self.positions()
         self._check_cut(stored)
-        if self.as_of is not None and self.as_of.is_time:
-            with db.errors("marking the cut", self.engine), db.writing(self.engine) as conn:
-                db.set_meta(conn, "as_of", self.as_of.time)
         report = RunReport()
-        for chunk in _chunks(log.read(after=self._start(stored)), self.batch_size):
+        for chunk in _chunks(self._records(log, self._start(stored)), self.batch_size):
             reads = [_Read(record, *read_record(record)) for record in chunk]
             reads = [r for r in reads if self._inside(r)]
             if reads:
@@ -302,24 +327,55 @@ class Runner:
         *,
         poll_interval: float = 1.0,
         on_batch: Callable[[Batch], None] | None = None,
+        on_error: Callable[[LedgerError, float], None] | None = None,
         should_stop: Callable[[], bool] | None = None,
     ) -> RunReport:
-        """Catch up, then keep applying new records until ``should_stop`` says so."""
+        """Catch up, then keep applying new records until ``should_stop`` says so.
+
+        An unreachable log or database does not end the loop: ``on_error`` is told,
+        and the runner tries again later (backing off up to a minute), resuming
+        from the stored positions as after any restart."""
         if self.as_of is not None:
             raise InputError("a projection cut as of a time or position cannot follow the log")
         should_stop = should_stop or (lambda: False)
         total = RunReport()
+        ends: dict[int, int] | None = None
+        failures = 0
         while not should_stop():
-            report = self.run(log, on_batch=on_batch, should_stop=should_stop)
+            try:
+                # Reading the log's end is cheap; reading the log (a new consumer on
+                # Kafka) is not: skip the read while the end has not moved.
+                now = self._ends(log)
+                idle = now is not None and now == ends
+                report = RunReport() if idle else self.run(log, on_batch=on_batch, should_stop=should_stop)
+                ends, failures = now, 0
+            except BackendError as exc:
+                failures += 1
+                delay = min(60.0, poll_interval * 2**failures)
+                if on_error is not None:
+                    on_error(exc, delay)
+                self._sleep(delay, should_stop)
+                continue
             for name in ("records", "unreadable", "batches"):
                 setattr(total, name, getattr(total, name) + getattr(report, name))
             for partition, offset in report.positions.items():
                 total.positions[partition] = max(offset, total.positions.get(partition, -1))
             if report.records == 0:
-                deadline = time.monotonic() + poll_interval
-                while not should_stop() and time.monotonic() < deadline:
-                    time.sleep(min(0.05, poll_interval))
+                self._sleep(poll_interval, should_stop)
         return total
+
+    @staticmethod
+    def _ends(log: EventLog) -> dict[int, int] | None:
+        try:
+            return log.end_offsets()
+        except NotImplementedError:
+            return None
+
+    @staticmethod
+    def _sleep(seconds: float, should_stop: Callable[[], bool]) -> None:
+        deadline = time.monotonic() + seconds
+        while not should_stop() and time.monotonic() < deadline:
+            time.sleep(min(0.05, seconds))
 
 
 def project(

@@ -4,6 +4,9 @@ produced straight to the topic."""
 
 from __future__ import annotations
 
+import threading
+import time
+
 import pytest
 from click.testing import CliRunner
 from kafka import KafkaProducer
@@ -117,3 +120,30 @@ def test_foreign_and_damaged_messages_are_quarantined(log, kafka_bootstrap, kafk
     assert verified.exit_code == 1
     for position in positions:
         assert f"at {position}" in verified.output
+
+
+def test_follow_applies_events_as_they_arrive(log, engine):
+    play(log)
+    stop = threading.Event()
+    batches = []
+    follower = threading.Thread(
+        target=lambda: Runner(engine).follow(log, poll_interval=0.05, on_batch=batches.append, should_stop=stop.is_set)
+    )
+    follower.start()
+    try:
+        _until(lambda: Runner(engine).position() == _last_offsets(log))
+        populate(log, models=3, rounds=1, seed=4, prefix="later")
+        _until(lambda: Runner(engine).position() == _last_offsets(log))
+    finally:
+        stop.set()
+        follower.join(timeout=60)
+    assert not follower.is_alive()
+    assert {m["model"] for m in queries.list_models(engine)} >= {"later-0000", "later-0001", "later-0002"}
+    assert sum(b.records for b in batches) == len(list(log.read()))
+
+
+def _until(condition, timeout=60.0):
+    deadline = time.monotonic() + timeout
+    while not condition():
+        assert time.monotonic() < deadline, "the follower did not catch up"
+        time.sleep(0.1)

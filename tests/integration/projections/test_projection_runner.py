@@ -17,6 +17,7 @@ from projection_scenario import play
 
 from ledger.backends.sqlite import SqliteLog
 from ledger.cli import main
+from ledger.errors import BackendError
 from projections import db, queries
 from projections.audit import Audit
 from projections.runner import Runner, build, project
@@ -180,3 +181,35 @@ def test_build_answers_without_a_projection_database(log):
         assert engine.url.get_backend_name() == "sqlite" and engine.url.database in (None, "")
     finally:
         engine.dispose()
+
+
+class _Flaky:
+    """A log whose first reads fail as an unreachable broker would."""
+
+    def __init__(self, log, failures: int):
+        self.log = log
+        self.failures = failures
+
+    def end_offsets(self):
+        return self.log.end_offsets()
+
+    def read(self, after=None, **kwargs):
+        if self.failures:
+            self.failures -= 1
+            raise BackendError("the broker is unreachable")
+        return self.log.read(after=after, **kwargs)
+
+
+def test_follow_outlives_an_unreachable_log(log, engine):
+    play(log)
+    errors = []
+    runner = Runner(engine)
+    report = runner.follow(
+        _Flaky(log, failures=2),
+        poll_interval=0.01,
+        on_error=lambda exc, delay: errors.append((str(exc), delay)),
+        should_stop=lambda: runner.position() == {0: _last_offset(log)},
+    )
+    assert [e for e, _ in errors] == ["the broker is unreachable"] * 2
+    assert errors[1][1] > errors[0][1]  # backing off
+    assert report.records == len(list(log.read()))
