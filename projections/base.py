@@ -94,5 +94,5 @@ class Projection:
             cached = self.__dict__["_handler_table"] = self.handlers()
         return cached
 
-    def process_unreadable(self, conn: Connection, item: Item) -> None:  # noqa: B027 - optional
+    def process_unreadable(self, conn: Connection, item: Item) -> None:
         pass

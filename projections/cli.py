@@ -60,7 +60,8 @@ def project(
     """
     from ledger.cli import open_ledger
     from projections import db
-    from projections.runner import Runner, project as run_projection
+    from projections.runner import Runner
+    from projections.runner import project as run_projection
 
     as_of = _as_of(as_of_time, as_of_position)
     if follow and as_of is not None:

@@ -486,7 +486,8 @@ def audit(
         query = query.where(a.recorded_at >= start)
     if end is not None:
         query = query.where(a.recorded_at <= end)
-    query = query.order_by(a.recorded_at, a.partition, a.offset)
+    # NULLS FIRST spelled out: SQLite and PostgreSQL disagree on the default.
+    query = query.order_by(a.recorded_at.asc().nulls_first(), a.partition, a.offset)
     if limit is not None:
         query = query.limit(limit)
     with _connection(database) as conn:

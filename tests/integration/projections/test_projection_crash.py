@@ -66,7 +66,7 @@ def test_sigkill_at_random_points_leaves_neither_duplicates_nor_gaps(tmp_path, d
             if first.startswith("batch:"):
                 time.sleep(rng.uniform(0.0, 0.12))
                 process.send_signal(signal.SIGKILL)
-        out, err = process.communicate(timeout=120)
+        _, err = process.communicate(timeout=120)
         if process.returncode == -signal.SIGKILL:
             kills += 1
         else:
