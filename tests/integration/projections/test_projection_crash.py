@@ -1,7 +1,8 @@
 """Crash safety: a projector process is killed with SIGKILL at random moments, many
-times, over a ledger of a few thousand events. After every kill the views must be
-exactly the fold of the log up to the position they store — no duplicate, no
-missing row — and after the last restart, exactly a clean rebuild."""
+times, over a ledger of a few thousand events (and, fewer times, over a Kafka topic
+of three partitions). After every kill the views must be exactly the fold of the
+log up to the positions they store — no duplicate, no missing row — and after the
+last restart, exactly a clean rebuild."""
 
 from __future__ import annotations
 
@@ -15,12 +16,14 @@ import time
 import pytest
 
 from ledger.backends.sqlite import SqliteLog
+from ledger.config import open_log
 from projections import db
 from projections.asof import AsOf
 from projections.runner import Runner, build
 from projections.synthetic import populate
 
 KILLS = 20
+KAFKA_KILLS = 8
 
 
 def _projector(log_url: str, db_url: str, batch_size: int) -> subprocess.Popen:
@@ -40,26 +43,15 @@ def _stored_position(engine) -> dict[int, int]:
     return next(iter(positions.values()))
 
 
-@pytest.mark.slow
-def test_sigkill_at_random_points_leaves_neither_duplicates_nor_gaps(tmp_path, db_url, open_engine):
-    rng = random.Random(20260303)
-    log = SqliteLog(tmp_path / "log.db")
-    populate(log, models=20, rounds=12, seed=1, prefix="a")
-    with sqlite3.connect(log.path) as conn:  # an unreadable record in the middle
-        conn.execute(
-            "INSERT INTO events (model, sequence, event_id, event_type, fingerprint, data, hash, appended_ms)"
-            " VALUES ('ghost', 1, 'junk', 'Junk', x'00', x'c301ffffffffffffffff00', 'x', 0)"
-        )
-    populate(log, models=15, rounds=12, seed=2, prefix="b")
-    total = len(list(log.read()))
-    assert total >= 2500
-
+def _crash_repeatedly(log, db_url: str, open_engine, *, kills_wanted: int, top_up, rng: random.Random) -> int:
+    """Run the projector again and again, killing it at a random moment of its
+    batches, until ``kills_wanted`` kills; check the views after every one."""
     target = open_engine(db_url)
     reference = open_engine("sqlite://")  # the log folded up to each stored position
-    kills = finished = topped_up = 0
-    while kills < KILLS or not finished:
+    kills = finished = 0
+    while kills < kills_wanted or not finished:
         process = _projector(log.url, db_url, batch_size=rng.randint(5, 60))
-        if kills < KILLS:
+        if kills < kills_wanted:
             # Wait for a first committed batch (the interpreter's start is not
             # worth killing), then kill at a random moment of the batches after it.
             first = process.stderr.readline()
@@ -72,19 +64,61 @@ def test_sigkill_at_random_points_leaves_neither_duplicates_nor_gaps(tmp_path, d
         else:
             assert process.returncode == 0, err
             finished += 1
-            if kills < KILLS:
-                # The projector caught up before enough kills: the ledger grows.
-                topped_up += 1
-                populate(log, models=3, rounds=3, seed=100 + topped_up, prefix=f"late{topped_up}")
+            if kills < kills_wanted:
+                top_up(finished)  # the projector caught up before enough kills: the ledger grows
         position = _stored_position(target)
         Runner(reference, as_of=AsOf.at_positions(position)).run(log)
         assert db.dump(target) == db.dump(reference), f"after {kills} kill(s), at {position}"
 
-    assert _stored_position(target) == {0: max(r.position.offset for r in log.read())}
+    last: dict[int, int] = {}
+    for record in log.read():
+        last[record.position.partition] = record.position.offset
+    assert _stored_position(target) == last
     clean = build(log)
     try:
         assert db.dump(target) == db.dump(clean)
     finally:
         clean.dispose()
+    return kills
+
+
+@pytest.mark.slow
+def test_sigkill_at_random_points_leaves_neither_duplicates_nor_gaps(tmp_path, db_url, open_engine):
+    log = SqliteLog(tmp_path / "log.db")
+    populate(log, models=20, rounds=12, seed=1, prefix="a")
+    with sqlite3.connect(log.path) as conn:  # an unreadable record in the middle
+        conn.execute(
+            "INSERT INTO events (model, sequence, event_id, event_type, fingerprint, data, hash, appended_ms)"
+            " VALUES ('ghost', 1, 'junk', 'Junk', x'00', x'c301ffffffffffffffff00', 'x', 0)"
+        )
+    populate(log, models=15, rounds=12, seed=2, prefix="b")
+    assert sum(1 for _ in log.read()) >= 2500
+
+    def top_up(n: int) -> None:
+        populate(log, models=3, rounds=3, seed=100 + n, prefix=f"late{n}")
+
+    kills = _crash_repeatedly(log, db_url, open_engine, kills_wanted=KILLS, top_up=top_up, rng=random.Random(20260303))
     assert kills == KILLS
+    log.close()
+
+
+@pytest.mark.slow
+@pytest.mark.kafka
+def test_sigkill_on_kafka_positions_per_partition(kafka_log_url, kafka_bootstrap, kafka_topic, db_url, open_engine):
+    from kafka import KafkaProducer
+
+    log = open_log(kafka_log_url)
+    populate(log, models=9, rounds=6, seed=3, prefix="k")
+    producer = KafkaProducer(bootstrap_servers=kafka_bootstrap)
+    producer.send(kafka_topic, key=None, value=b"not an event")  # quarantined on the way
+    producer.flush(timeout=30)
+    producer.close(timeout=10)
+    populate(log, models=9, rounds=4, seed=4, prefix="m")
+    assert len({r.position.partition for r in log.read()}) == 3
+
+    def top_up(n: int) -> None:
+        populate(log, models=3, rounds=2, seed=200 + n, prefix=f"late{n}")
+
+    kills = _crash_repeatedly(log, db_url, open_engine, kills_wanted=KAFKA_KILLS, top_up=top_up, rng=random.Random(4))
+    assert kills == KAFKA_KILLS
     log.close()
