@@ -138,8 +138,19 @@ def test_unreachable_log_is_exit_3(tmp_path):
     assert "cannot open the embedded log" in result.stderr
 
 
+def _commands(group, path=()):
+    import click
+
+    for name, command in group.commands.items():
+        yield (*path, name)
+        if isinstance(command, click.Group):
+            yield from _commands(command, (*path, name))
+
+
 def test_every_command_has_help_with_an_example():
-    for name, command in main.commands.items():
-        result = CliRunner().invoke(main, [name, "--help"])
-        assert result.exit_code == 0, name
-        assert "Example" in result.output, f"`ledger {name} --help` has no example"
+    paths = list(_commands(main))
+    assert ("emit",) in paths and ("drift", "check") in paths
+    for path in paths:
+        result = CliRunner().invoke(main, [*path, "--help"])
+        assert result.exit_code == 0, path
+        assert "Example" in result.output, f"`ledger {' '.join(path)} --help` has no example"
