@@ -43,8 +43,13 @@ def open_db(url: str) -> Engine:
         if backend == "sqlite":
             return _sqlite_engine(parsed)
         return create_engine(parsed, pool_pre_ping=True)
-    except NoSuchModuleError as exc:
-        raise BackendError(f"no driver for {url!r} ({exc}); for PostgreSQL install psycopg: pip install 'psycopg[binary]'") from exc
+    except (NoSuchModuleError, ImportError) as exc:
+        # A missing driver module surfaces as an ImportError when the engine is made.
+        where = parsed.render_as_string(hide_password=True)
+        raise BackendError(
+            f"no database driver for {where} ({exc}); for PostgreSQL use postgresql+psycopg:// "
+            "and install psycopg: pip install 'psycopg[binary]' (or the package's [postgres] extra)"
+        ) from exc
     except (OSError, SQLAlchemyError) as exc:
         raise BackendError(f"cannot open the projection database {parsed.render_as_string(hide_password=True)}: {exc}") from exc
 

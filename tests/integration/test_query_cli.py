@@ -19,6 +19,7 @@ import re
 import shutil
 import sqlite3
 import subprocess
+import sys
 import uuid
 from datetime import UTC, datetime
 
@@ -609,3 +610,17 @@ def test_every_command_has_help_with_an_example(command):
     assert result.exit_code == 0
     assert "Example" in result.output
     assert f"ledger {command}" in result.output
+
+
+@pytest.mark.parametrize("db_url", ["postgresql+psycopg://nobody@127.0.0.1:1/x", "postgresql://nobody@127.0.0.1:1/x"])
+@pytest.mark.parametrize("command", [*COMMANDS, ["project"]], ids=lambda c: c[0])
+def test_a_missing_database_driver_is_exit_3_with_one_clear_line(tmp_path, monkeypatch, db_url, command):
+    # As after a plain `pip install .`, without the [postgres] extra: no psycopg
+    # (and psycopg2, which a bare postgresql:// asks for, is never installed).
+    monkeypatch.setitem(sys.modules, "psycopg", None)
+    monkeypatch.setitem(sys.modules, "psycopg2", None)
+    result = CliRunner().invoke(main, ["--log", f"sqlite:///{tmp_path / 'log.db'}", "--db", db_url, *command])
+    assert result.exit_code == 3, result.output
+    [line] = result.stderr.splitlines()
+    assert line.startswith("error: no database driver for ")
+    assert "pip install 'psycopg[binary]'" in line
