@@ -85,10 +85,18 @@ def open_ledger(ctx: click.Context):
     return ledger
 
 
+def _refuse_constant(name: str):
+    raise InputError(f"malformed JSON: {name} is not a JSON number")
+
+
 def _read_json(source) -> dict:
-    text = source.read()
+    # Read as bytes: UTF-8 whatever the locale, with or without a byte order mark.
     try:
-        data = json.loads(text)
+        text = source.read().decode("utf-8-sig")
+    except UnicodeDecodeError as exc:
+        raise InputError(f"the JSON is not UTF-8 text: {exc}") from exc
+    try:
+        data = json.loads(text, parse_constant=_refuse_constant)
     except json.JSONDecodeError as exc:
         raise InputError(f"malformed JSON: {exc}") from exc
     if not isinstance(data, dict):
@@ -102,7 +110,7 @@ def _read_json(source) -> dict:
 @click.option(
     "--json",
     "source",
-    type=click.File("r"),
+    type=click.File("rb"),
     required=True,
     metavar="FILE|-",
     help="The event's fields as a JSON object (- for stdin).",

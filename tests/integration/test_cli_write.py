@@ -114,6 +114,9 @@ BAD_INPUT = [
     ("ledger-field", "deploy", json.dumps({**DEPLOY, "sequence": 9}), "set by the ledger"),
     ("hostile-model", "deploy", json.dumps({**DEPLOY, "model": "x'; DROP TABLE events; --"}), "model"),
     ("naive-time", "deploy", json.dumps({**DEPLOY, "occurred_at": "2026-03-03T10:00:00"}), "time zone"),
+    ("not-utf8", "deploy", b"\x89PNG\r\n\x1a\n\x00\x00", "UTF-8"),
+    ("nan-metric", "evaluate", json.dumps({**EVALUATE, "metrics": {"roc_auc": float("nan")}}), "NaN"),
+    ("infinite-value", "evaluate", json.dumps({**EVALUATE, "thresholds": {"roc_auc": float("-inf")}}), "-Infinity"),
 ]
 
 
@@ -128,6 +131,16 @@ def test_bad_input_exits_2_with_one_clear_line_and_writes_nothing(tmp_path, kind
     assert result.stderr.startswith("error: ")
     assert "Traceback" not in result.output
     assert raw(url) == before
+
+
+def test_a_json_file_saved_with_a_byte_order_mark_is_read(tmp_path):
+    # Windows editors and PowerShell's Out-File start UTF-8 files with a BOM.
+    url = f"sqlite:///{tmp_path / 'log.db'}"
+    source = tmp_path / "snapshot.json"
+    source.write_bytes(b"\xef\xbb\xbf" + json.dumps({**SNAPSHOT, "dataset": "capteurs-été"}).encode())
+    result = CliRunner().invoke(main, ["--log", url, "emit", "snapshot", "--actor", "etl", "--json", str(source)])
+    assert result.exit_code == 0, result.output
+    assert json.loads(result.stdout)["event"]["dataset"] == "capteurs-été"
 
 
 def test_unreachable_log_is_exit_3(tmp_path):
