@@ -9,6 +9,7 @@ else from environment variables; ``docs/notifications.md`` documents both.
 from __future__ import annotations
 
 import os
+import re
 import time
 import tomllib
 from collections.abc import Callable, Mapping
@@ -39,6 +40,8 @@ from ledger.errors import InputError
 from ledger.events import BY_CLI_NAME, BY_TYPE, Event
 
 NAME = "notify"
+
+_HEADER_NAME = re.compile(r"[!#$%&'*+\-.^_`|~0-9A-Za-z]+")  # an RFC 9110 token
 
 ChannelName = Annotated[str, Field(pattern=r"^[A-Za-z0-9][A-Za-z0-9._\-]{0,63}$")]
 
@@ -86,10 +89,30 @@ class WebhookSettings(_ChannelSettings):
     @field_validator("url")
     @classmethod
     def _http_url(cls, url: str) -> str:
+        # Whatever http.client would refuse at send time is refused here: a URL no
+        # request can carry would otherwise be retried until its deliveries are dead.
+        if any(ch.isspace() or ord(ch) < 32 or ord(ch) == 127 for ch in url):
+            raise ValueError(f"webhook url contains a space or control character: {url!r}")
+        if not url.isascii():
+            raise ValueError(f"webhook url must be ASCII (percent-encode the path, punycode the host): {url!r}")
         parts = urlsplit(url)
-        if parts.scheme not in ("http", "https") or not parts.netloc:
+        if parts.scheme not in ("http", "https") or not parts.hostname:
             raise ValueError(f"webhook url must be http(s)://HOST/…, got {url!r}")
+        try:
+            _ = parts.port  # urllib parses the port lazily, and raises here
+        except ValueError:
+            raise ValueError(f"webhook url has a bad port (a number 1-65535): {url!r}") from None
         return url
+
+    @field_validator("headers")
+    @classmethod
+    def _legal_headers(cls, headers: dict[str, str]) -> dict[str, str]:
+        for name, value in headers.items():
+            if not _HEADER_NAME.fullmatch(name):
+                raise ValueError(f"{name!r} is not a legal HTTP header name")
+            if any(ch in value for ch in "\r\n\x00"):
+                raise ValueError(f"header {name!r} has a line break or NUL in its value")
+        return headers
 
     def channel(self, env: Mapping[str, str], clock: Callable[[], float]) -> Channel:
         secret = _secret(self.secret, self.secret_env, env, f"webhook {self.name!r}")

@@ -104,6 +104,15 @@ def test_bad_environment_is_an_input_error_that_says_what_to_fix(env, message):
         ({"email": [{"host": "h", "from": "a@b", "to": ["a@b"], "ssl": True, "starttls": True}]}, "not both"),
         ({"file": [{"path": "-", "name": "bad name!"}]}, "file.0.name"),
         ({"webhook": [{"url": "https://x", "secret": "a", "secret_env": "B"}]}, "not both"),
+        # URLs and headers no request could carry: refused now, not retried until dead.
+        ({"webhook": [{"url": "http://hooks.example .com/x"}]}, "webhook.0.url: .*space or control"),
+        ({"webhook": [{"url": "http://hooks.example.com/a\x00b"}]}, "webhook.0.url: .*space or control"),
+        ({"webhook": [{"url": "http://hooks.example.com:80a/x"}]}, "webhook.0.url: .*port"),
+        ({"webhook": [{"url": "http://hooks.example.com:99999/x"}]}, "webhook.0.url: .*port"),
+        ({"webhook": [{"url": "http://[::1/x"}]}, "webhook.0.url"),
+        ({"webhook": [{"url": "https://hooks.example.com/h\u00f6ok"}]}, "webhook.0.url: .*percent-encode"),
+        ({"webhook": [{"url": "https://x", "headers": {"X-Team": "a\r\nX-Evil: 1"}}]}, "webhook.0.headers"),
+        ({"webhook": [{"url": "https://x", "headers": {"X Team": "a"}}]}, "webhook.0.headers"),
     ],
 )
 def test_bad_settings_are_refused_with_where_and_why(data, message):
