@@ -60,3 +60,14 @@ def test_docker_compose_config_accepts_it_when_docker_is_present():
         pytest.skip("docker has no compose plugin here; the schema test above stands in")
     result = subprocess.run(["docker", "compose", "-f", str(ROOT / "compose.yaml"), "config", "-q"], capture_output=True, text=True)
     assert result.returncode == 0, result.stderr
+
+
+def test_kafka_keeps_the_log_in_its_volume():
+    """The ledger's events live on the broker: they must survive `docker compose down`
+    and `up`. The image writes to /tmp/kraft-combined-logs unless told otherwise,
+    which is inside the container, not in the volume."""
+    kafka = COMPOSE["services"]["kafka"]
+    [data] = [v.split(":")[1] for v in kafka["volumes"] if v.startswith("kafka-data:")]
+    assert kafka["environment"]["KAFKA_LOG_DIRS"] == data
+    # KRaft storage is formatted once, with a fixed cluster id, so a restart finds its own.
+    assert kafka["environment"]["CLUSTER_ID"]
