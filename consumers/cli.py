@@ -84,6 +84,9 @@ def consume(ctx, name, mode, config_path, max_wait, poll_interval, batch_size, f
         level=logging.INFO if verbose else logging.WARNING,
         format="%(asctime)s %(levelname)s %(message)s",
     )
+    # kafka-python logs every failed connection attempt; the runner and the CLI say
+    # that the broker is unreachable in one line of their own. Its detail is for -v.
+    logging.getLogger("kafka").setLevel(logging.WARNING if verbose else logging.CRITICAL)
     if config_path is not None and not config_path.is_file():
         raise click.BadParameter(f"no such file: {config_path}", param_hint="--config")
     options = runner.ConsumerOptions(

@@ -491,3 +491,20 @@ def test_deliveries_listing_is_empty_on_a_fresh_database(tmp_path):
     db = f"sqlite:///{tmp_path / 'fresh' / 'views.db'}"
     result = CliRunner().invoke(main, ["--db", db, "notifications"])
     assert result.exit_code == 0 and "(none)" in result.stdout
+
+
+def test_an_unreachable_broker_is_one_line_and_exit_3_not_the_kafka_clients_chatter(sqlite_db):
+    # Nothing listens on port 1: kafka-python logs every failed connection attempt.
+    log_url = "kafka://127.0.0.1:1/ledger-nowhere?timeout_ms=1500"
+    result = subprocess.run(
+        [sys.executable, "-m", "ledger.cli", "--log", log_url, "--db", sqlite_db, "consume", "notify", "--once"],
+        env={**os.environ, "LEDGER_NOTIFY_FILE": "-"},
+        capture_output=True,
+        text=True,
+        timeout=120,
+        check=False,
+    )
+    assert result.returncode == 3, result.stderr
+    assert result.stderr.splitlines() == [result.stderr.splitlines()[-1]], result.stderr
+    assert "cannot reach Kafka at 127.0.0.1:1" in result.stderr
+    assert result.stdout == ""
