@@ -13,6 +13,7 @@ import jsonschema
 import pytest
 import yaml
 
+from consumers.runner import names as consumer_names
 from ledger.cli import main
 
 ROOT = Path(__file__).resolve().parents[2]
@@ -41,6 +42,10 @@ def test_ledger_services_run_real_commands_with_the_cli_configuration(service):
     spec = COMPOSE["services"][service]
     command = spec["command"]
     assert command[0] in main.commands, f"{service} runs `ledger {command[0]}`, which does not exist"
+    # Every option of the command line parses (a misspelt --follow would fail here).
+    parsed = main.commands[command[0]].make_context(command[0], list(command[1:])).params
+    if command[0] == "consume":
+        assert parsed["name"] in consumer_names()
     env = spec["environment"]
     assert env["LEDGER_LOG"].startswith("kafka://kafka:9092/")
     assert env["LEDGER_DB"].startswith("postgresql+psycopg://")
