@@ -195,9 +195,16 @@ def _create_tables(engine: Engine) -> None:
             return
         except (IntegrityError, OperationalError, ProgrammingError) as exc:
             if attempt == 2 or "already exists" not in str(exc):
-                raise BackendError(f"cannot open the consumer database {engine.url!r}: {exc}") from exc
+                raise BackendError(f"cannot open the consumer database {engine.url!r}: {_reason(exc)}") from exc
         except SQLAlchemyError as exc:
-            raise BackendError(f"cannot open the consumer database {engine.url!r}: {exc}") from exc
+            raise BackendError(f"cannot open the consumer database {engine.url!r}: {_reason(exc)}") from exc
+
+
+def _reason(exc: SQLAlchemyError) -> str:
+    """The driver's own message, first line: SQLAlchemy appends the statement and a
+    link, and psycopg a hint on further lines, too much for a one-line error."""
+    lines = str(getattr(exc, "orig", None) or exc).strip().splitlines()
+    return lines[0] if lines else type(exc).__name__
 
 
 def _new_engine(url: str) -> Engine:
@@ -478,13 +485,13 @@ class _Wrapped:
             self._cm = self.engine.begin() if self.begin else self.engine.connect()
             return self._cm.__enter__()
         except SQLAlchemyError as exc:
-            raise BackendError(f"consumer database unavailable: {exc}") from exc
+            raise BackendError(f"consumer database unavailable: {_reason(exc)}") from exc
 
     def __exit__(self, exc_type, exc, tb):
         try:
             result = self._cm.__exit__(exc_type, exc, tb)
         except SQLAlchemyError as error:
-            raise BackendError(f"consumer database write failed: {error}") from error
+            raise BackendError(f"consumer database write failed: {_reason(error)}") from error
         if isinstance(exc, SQLAlchemyError):
-            raise BackendError(f"consumer database error: {exc}") from exc
+            raise BackendError(f"consumer database error: {_reason(exc)}") from exc
         return result

@@ -508,3 +508,13 @@ def test_an_unreachable_broker_is_one_line_and_exit_3_not_the_kafka_clients_chat
     assert result.stderr.splitlines() == [result.stderr.splitlines()[-1]], result.stderr
     assert "cannot reach Kafka at 127.0.0.1:1" in result.stderr
     assert result.stdout == ""
+
+
+@pytest.mark.parametrize("command", [["notifications"], ["consume", "notify", "--once"], ["consume", "retrain", "--once"]])
+def test_an_unreachable_consumer_database_is_one_line_and_exit_3(embedded_log, command):
+    db = "postgresql+psycopg://ledger:hunter2@127.0.0.1:1/nowhere"  # nothing listens on port 1
+    result = CliRunner().invoke(main, ["--log", embedded_log, "--db", db, *command], env={"LEDGER_NOTIFY_FILE": "-"})
+    assert result.exit_code == 3, result.output
+    assert len(result.stderr.splitlines()) == 1, result.stderr
+    assert "127.0.0.1:1" in result.stderr and "Connection refused" in result.stderr
+    assert "hunter2" not in result.stderr
