@@ -46,11 +46,12 @@ recorded — the worst moment for a crash, which the tests use to prove exactly 
 
 from __future__ import annotations
 
+import math
 import os
 import tomllib
 import uuid
 from collections.abc import Mapping, Sequence
-from dataclasses import dataclass, field
+from dataclasses import dataclass, field, fields
 from pathlib import Path
 
 from ledger import datasets
@@ -120,24 +121,53 @@ class Settings:
 
     @classmethod
     def load(cls, config_path: Path | None, env: Mapping[str, str]) -> Settings:
+        # Every mistake is found here, before any job runs: a setting found wrong
+        # only after a training would dead-letter that alert's retraining for good.
         table: dict = {}
         if config_path is not None:
             try:
                 table = tomllib.loads(Path(config_path).read_text(encoding="utf-8")).get("retrain", {})
             except (OSError, tomllib.TOMLDecodeError) as exc:
                 raise InputError(f"cannot read the retrain configuration {config_path}: {exc}") from exc
-        actor = env.get("LEDGER_RETRAIN_ACTOR") or table.get("actor") or cls.actor
-        lease = env.get("LEDGER_RETRAIN_LEASE_SECONDS") or table.get("lease_seconds") or cls.lease_seconds
+            if not isinstance(table, dict):
+                raise InputError(f"{config_path}: [retrain] must be a table")
+            unknown = sorted(set(table) - _KEYS)
+            if unknown:
+                raise InputError(
+                    f"{config_path}: unknown setting(s) {', '.join(unknown)} in [retrain]; "
+                    f"known: {', '.join(sorted(_KEYS))}"
+                )
+        actor = env.get("LEDGER_RETRAIN_ACTOR") or table.get("actor", cls.actor)
+        if not isinstance(actor, str) or not actor.strip():
+            raise InputError(f"the retrain actor must be a non-empty name, not {actor!r}")
+        lease = env.get("LEDGER_RETRAIN_LEASE_SECONDS") or table.get("lease_seconds", cls.lease_seconds)
         artifacts = env.get("LEDGER_ARTIFACTS_DIR") or table.get("artifacts_dir")
+        if artifacts is not None and not isinstance(artifacts, str):
+            raise InputError(f"artifacts_dir must be a path, not {artifacts!r}")
         thresholds = table.get("thresholds", training.DEFAULT_THRESHOLDS)
+        if not isinstance(thresholds, dict):
+            raise InputError(f"thresholds must be a table of metric = minimum, e.g. {{ roc_auc = 0.7 }}, not {thresholds!r}")
+        unknown = sorted(set(thresholds) - set(training.METRICS))
+        if unknown:
+            raise InputError(
+                f"thresholds on unknown metric(s) {', '.join(unknown)}; metrics are {', '.join(training.METRICS)}"
+            )
         try:
             lease = float(lease)
-            thresholds = {str(k): float(v) for k, v in dict(thresholds).items()}
-        except (TypeError, ValueError) as exc:
-            raise InputError(f"bad retrain configuration: {exc}") from exc
-        if lease <= 0:
-            raise InputError("lease_seconds must be positive")
-        return cls(str(actor), lease, Path(artifacts) if artifacts else None, thresholds)
+        except (TypeError, ValueError):
+            raise InputError(f"lease_seconds must be a number of seconds, not {lease!r}") from None
+        minimums = {}
+        for metric, minimum in thresholds.items():
+            try:
+                minimums[metric] = float(minimum)
+            except (TypeError, ValueError):
+                raise InputError(f"the threshold on {metric} must be a number, not {minimum!r}") from None
+        if not (math.isfinite(lease) and lease > 0):
+            raise InputError(f"lease_seconds must be a positive number of seconds, not {lease!r}")
+        return cls(actor, lease, Path(artifacts) if artifacts else None, minimums)
+
+
+_KEYS = frozenset(field.name for field in fields(Settings))
 
 
 class Retrainer(Consumer):

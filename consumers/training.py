@@ -51,6 +51,8 @@ from ledger.files import write_once
 
 PIPELINE_ID = "sklearn-impute-scale-gbc-v1"
 DEFAULT_THRESHOLDS: dict[str, float] = {"roc_auc": 0.7}
+METRICS: tuple[str, ...] = ("accuracy", "f1", "roc_auc")
+"""What :func:`metrics_of` reports, so what an evaluation policy may name."""
 HOLDOUT = 0.25
 RANDOM_STATE = 0
 DEFAULT_HYPERPARAMETERS: dict[str, object] = {
