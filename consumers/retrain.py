@@ -147,21 +147,11 @@ class Settings:
         thresholds = table.get("thresholds", training.DEFAULT_THRESHOLDS)
         if not isinstance(thresholds, dict):
             raise InputError(f"thresholds must be a table of metric = minimum, e.g. {{ roc_auc = 0.7 }}, not {thresholds!r}")
-        unknown = sorted(set(thresholds) - set(training.METRICS))
-        if unknown:
-            raise InputError(
-                f"thresholds on unknown metric(s) {', '.join(unknown)}; metrics are {', '.join(training.METRICS)}"
-            )
+        minimums = training.check_thresholds(thresholds)
         try:
             lease = float(lease)
         except (TypeError, ValueError):
             raise InputError(f"lease_seconds must be a number of seconds, not {lease!r}") from None
-        minimums = {}
-        for metric, minimum in thresholds.items():
-            try:
-                minimums[metric] = float(minimum)
-            except (TypeError, ValueError):
-                raise InputError(f"the threshold on {metric} must be a number, not {minimum!r}") from None
         if not (math.isfinite(lease) and lease > 0):
             raise InputError(f"lease_seconds must be a positive number of seconds, not {lease!r}")
         return cls(actor, lease, Path(artifacts) if artifacts else None, minimums)

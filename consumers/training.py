@@ -34,6 +34,7 @@ from __future__ import annotations
 
 import hashlib
 import io
+import math
 import os
 import uuid
 from collections.abc import Callable, Mapping
@@ -201,6 +202,23 @@ def next_version(state: rules.ModelState) -> int:
     return max(state.versions, default=0) + 1
 
 
+def check_thresholds(thresholds: Mapping[str, float]) -> dict[str, float]:
+    """An evaluation policy as given, checked before any training: known metrics,
+    finite minimums (a NaN minimum would fail every evaluation, silently)."""
+    unknown = sorted(set(thresholds) - set(METRICS))
+    if unknown:
+        raise InputError(f"threshold(s) on unknown metric(s) {', '.join(unknown)}; metrics are {', '.join(METRICS)}")
+    checked = {}
+    for metric, minimum in thresholds.items():
+        try:
+            checked[metric] = float(minimum)
+        except (TypeError, ValueError):
+            raise InputError(f"the threshold on {metric} must be a number, not {minimum!r}") from None
+        if not math.isfinite(checked[metric]):
+            raise InputError(f"the threshold on {metric} must be a finite number, not {minimum!r}")
+    return checked
+
+
 def passed(metrics: Mapping[str, float], thresholds: Mapping[str, float]) -> bool:
     unknown = [m for m in thresholds if m not in metrics]
     if unknown:
@@ -242,7 +260,7 @@ def record(
     first, the artifact is saved again under the next number and the append retried.
     ``after_artifact(uri)`` is called once the artifact is on disk, before anything
     is appended (the crash-test hook)."""
-    thresholds = dict(DEFAULT_THRESHOLDS if thresholds is None else thresholds)
+    thresholds = check_thresholds(DEFAULT_THRESHOLDS if thresholds is None else thresholds)
     content = artifact_bytes(fitted.pipeline)
     envelope = {"actor": actor, "model": model, "causation_id": causation_id, "correlation_id": correlation_id}
     for _ in range(_VERSION_RETRIES):
@@ -295,6 +313,8 @@ def train_and_record(
     """Train the standard pipeline on a registered snapshot and record the new
     version and its evaluation. ``recording`` takes :func:`record`'s keywords
     (thresholds, parent_version, trigger, causation and event ids, artifacts_dir)."""
+    if recording.get("thresholds") is not None:
+        check_thresholds(recording["thresholds"])  # before minutes of training, not after
     snapshot = find_snapshot(ledger, model, snapshot_id)
     evaluation = None
     if evaluation_snapshot_id and evaluation_snapshot_id != snapshot_id:

@@ -149,6 +149,8 @@ def test_a_refused_alert_leaves_the_ledger_unchanged(env):
         (("drift", "check", "cancer@1", "--data", "{same}", "--threshold", "-1"), 2, "threshold"),
         (("train", "cancer", "--snapshot", "nope", "--actor", "alice"), 4, "no snapshot"),
         (("train", "cancer", "--snapshot", "{snapshot}", "--actor", "alice", "--threshold", "auc"), 2, "METRIC=MIN"),
+        (("train", "cancer", "--snapshot", "{snapshot}", "--actor", "alice", "--threshold", "auc=0.7"), 2, "unknown metric"),
+        (("train", "cancer", "--snapshot", "{snapshot}", "--actor", "alice", "--threshold", "roc_auc=nan"), 2, "roc_auc"),
     ],
 )
 def test_bad_input_has_a_clear_error_and_exit_code(env, args, code, message):

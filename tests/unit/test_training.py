@@ -186,6 +186,7 @@ def test_settings_from_toml_and_environment(tmp_path):
         ("[retrain]\nthresholds = { roc_auc = 'high' }\n", "roc_auc"),
         # Found at load time, not after a training whose alert then stays dead for good.
         ("[retrain]\nthresholds = { auc = 0.7 }\n", "unknown metric.*auc.*accuracy, f1, roc_auc"),
+        ("[retrain]\nthresholds = { f1 = nan }\n", "f1 must be a finite number"),
         ("[retrain]\nthresholds = [0.7]\n", "thresholds"),
         ("[retrain]\nlease_secnds = 60\n", "unknown setting.*lease_secnds"),
         ("retrain = 5\n", r"\[retrain\] must be a table"),
