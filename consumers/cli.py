@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import json
 import logging
 import signal
 import threading
@@ -152,7 +153,12 @@ def notifications(ctx, status, model, dead_letters, fmt, as_json, as_csv):
     store = Store(engine_for(ctx.obj["db_url"]), NAME)
     if dead_letters:
         rows = [
-            {**row, "delivery": row["effect_id"], "recorded_at": _iso(row["recorded_at"])}
+            {
+                **row,
+                "delivery": row["effect_id"],
+                "recorded_at": _iso(row["recorded_at"]),
+                "data": row["data"].hex() if row["data"] is not None else None,
+            }
             for row in store.list_dead_letters()
         ]
         click.echo(render(rows, _LETTER_COLUMNS, fmt))
@@ -161,8 +167,9 @@ def notifications(ctx, status, model, dead_letters, fmt, as_json, as_csv):
         {
             **row,
             "delivery": row["id"],
+            "payload": json.loads(row["payload"]),
             "next_attempt_at": _iso(row["next_attempt_at"]) if row["status"] in ("pending", "retrying") else None,
-            "updated_at": _iso(row["updated_at"]),
+            **{name: _iso(row[name]) for name in ("created_at", "updated_at", "claimed_at", "finished_at")},
         }
         for row in store.list_effects(status, model)
     ]

@@ -518,3 +518,27 @@ def test_an_unreachable_consumer_database_is_one_line_and_exit_3(embedded_log, c
     assert len(result.stderr.splitlines()) == 1, result.stderr
     assert "127.0.0.1:1" in result.stderr and "Connection refused" in result.stderr
     assert "hunter2" not in result.stderr
+
+
+def test_the_json_listings_are_plain_json_with_iso_times(tmp_path, sqlite_db):
+    log_path = tmp_path / "log.db"
+    log_url = f"sqlite:///{log_path}"
+    lifecycle(log_url, "churn")
+    with sqlite3.connect(log_path) as conn:  # a damaged record, for a dead letter with bytes
+        conn.execute(
+            "INSERT INTO events (model, sequence, event_id, event_type, fingerprint, data, hash, appended_ms)"
+            " VALUES ('noise', 1, 'not-an-event', 'ModelDeployed', x'00', x'c301deadbeef', 'x', 0)"
+        )
+    cli = CliRunner()
+    base = ["--log", log_url, "--db", sqlite_db]
+    ran = cli.invoke(main, [*base, "consume", "notify", "--once"], env={"LEDGER_NOTIFY_FILE": str(tmp_path / "n.jsonl")})
+    assert ran.exit_code == 0, ran.output
+
+    listed = json.loads(cli.invoke(main, [*base, "notifications", "--json"]).stdout)
+    assert len(listed) == 5
+    for row in listed:
+        for name in ("created_at", "updated_at", "finished_at"):
+            assert row[name].endswith("+00:00"), (name, row[name])  # one time format, not epoch floats
+        assert row["payload"]["message"]["event_id"] == row["event_id"]  # an object, not JSON in a string
+    (letter,) = json.loads(cli.invoke(main, [*base, "notifications", "--dead-letters", "--json"]).stdout)
+    assert letter["data"] == "c301deadbeef" and letter["recorded_at"].endswith("+00:00")
