@@ -86,6 +86,34 @@ def test_foreign_records_are_read_raw_and_refuse_new_events_on_their_stream(kafk
     assert ledger.emit(samples.trained("fraud")).event.sequence == 2
 
 
+def test_a_replayed_copy_produced_to_the_topic_refuses_new_events_instead_of_forking_the_chain(kafka_bootstrap, kafka_topic, log):
+    # Anyone allowed to produce to the topic can re-send an old record, headers and
+    # all; the stream must not then accept a second #3 linked to the copy.
+    ledger = Ledger(log)
+    for draft in samples.lifecycle("churn")[:4]:
+        ledger.emit(draft)
+    trained = next(r for r in log.read(model="churn") if r.sequence == 2)
+    headers = [("event_type", b"ModelTrained"), ("fingerprint", trained.fingerprint),
+               ("hash", trained.hash.encode()), ("sequence", b"2")]
+    producer = KafkaProducer(bootstrap_servers=kafka_bootstrap)
+    try:
+        producer.send(kafka_topic, key=b"churn", value=trained.data, headers=headers,
+                      partition=trained.position.partition).get(timeout=30)
+    finally:
+        producer.close(timeout=5)
+    before = [r.data for r in log.read(model="churn")]
+
+    with Ledger(open_log(log.url)) as cold:
+        for writer in (ledger, cold):  # a warm and a cold writer state alike
+            with pytest.raises(DecodeError, match=r"churn.*inserted.*ledger verify"):
+                writer.emit(samples.evaluated("churn"))
+            with pytest.raises(DecodeError, match="inserted"):
+                writer.emit(samples.deployed("churn"))
+
+    assert [r.data for r in log.read(model="churn")] == before
+    assert [p.kind for p in ledger.verify("churn").problems] == ["inserted"]
+
+
 def test_unreachable_broker_is_a_backend_error():
     with pytest.raises(BackendError, match="cannot reach Kafka at 127.0.0.1:9"):
         open_log("kafka://127.0.0.1:9/ledger.lifecycle?timeout_ms=2000")

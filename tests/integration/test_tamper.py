@@ -82,6 +82,35 @@ def test_a_forger_who_also_rewrites_the_stored_hash_is_caught_by_the_next_event(
     assert f"altered: pump#2 at 0:{position} (event {event_id})" in result.output
 
 
+def test_no_event_is_accepted_on_a_stream_whose_history_was_forged(tmp_path):
+    # A failed evaluation rewritten to "passed" (stored hash too) must not let an
+    # approval through: the append path checks the chain it builds its state from.
+    import hashlib
+
+    from ledger import codec
+    from ledger.errors import DecodeError
+
+    path = tmp_path / "log.db"
+    with Ledger.open(f"sqlite:///{path}") as ledger:
+        for draft in (samples.snapshot("pump"), samples.trained("pump"), samples.evaluated("pump", passed=False),
+                      samples.snapshot("pump", "s2")):
+            ledger.emit(draft)
+    position, data, _, _ = row(path, "pump", 3)
+    forged = codec.encode(codec.decode(data).model_copy(update={"passed": True})).data
+    tamper(path, "UPDATE events SET data = ?, hash = ? WHERE position = ?", forged, hashlib.sha256(forged).hexdigest(), position)
+
+    with Ledger.open(f"sqlite:///{path}") as ledger:
+        with pytest.raises(DecodeError, match=r"pump.*altered.*ledger verify"):
+            ledger.emit(samples.approved("pump"))
+    assert row(path, "pump", 5) is None
+    result = CliRunner().invoke(
+        main, ["--log", f"sqlite:///{path}", "emit", "approve", "--actor", "bob", "--json", "-"],
+        input='{"model": "pump", "version": 1}',
+    )
+    assert result.exit_code == 1
+    assert "altered" in result.output and "Traceback" not in result.output
+
+
 def test_a_deleted_event_is_named_missing(ledger_file):
     position = row(ledger_file, "pump", 3)[0]
     tamper(ledger_file, "DELETE FROM events WHERE position = ?", position)
