@@ -22,6 +22,7 @@ import hmac
 import http.client
 import json
 import os
+import re
 import smtplib
 import socket
 import ssl
@@ -214,7 +215,7 @@ class EmailChannel(Channel):
     def email(self, delivery_id: str, payload: Mapping) -> EmailMessage:
         message = payload["message"]
         mail = EmailMessage()
-        mail["Subject"] = payload["subject"]
+        mail["Subject"] = _one_line(payload["subject"])
         mail["From"] = self.sender
         mail["To"] = ", ".join(self.recipients)
         mail["Date"] = formatdate(localtime=False, usegmt=True)
@@ -262,6 +263,15 @@ class EmailChannel(Channel):
         if refused:
             return f"sent to {len(self.recipients) - len(refused)}; refused {_refusals(refused)}"
         return f"sent to {len(self.recipients)} recipient(s)"
+
+
+_CONTROL = re.compile(r"[\x00-\x1f\x7f]+")
+
+
+def _one_line(text: str) -> str:
+    # Names in the subject (actor, feature…) are free text in the ledger: a line
+    # break there would make the header unsendable, and it must never add a header.
+    return _CONTROL.sub(" ", text).strip()
 
 
 def _refusals(recipients: Mapping) -> str:

@@ -542,3 +542,24 @@ def test_the_json_listings_are_plain_json_with_iso_times(tmp_path, sqlite_db):
         assert row["payload"]["message"]["event_id"] == row["event_id"]  # an object, not JSON in a string
     (letter,) = json.loads(cli.invoke(main, [*base, "notifications", "--dead-letters", "--json"]).stdout)
     assert letter["data"] == "c301deadbeef" and letter["recorded_at"].endswith("+00:00")
+
+
+def test_line_breaks_in_recorded_names_cannot_break_or_inject_into_the_email(embedded_log, sqlite_db):
+    # An actor is free text in the ledger; a line break in it reaches the subject.
+    contract = DataContract(columns=(ColumnSpec(name="x"), ColumnSpec(name="y", dtype="int")), target="y")
+    with Ledger.open(embedded_log) as ledger:
+        for event in (
+            DataSnapshotted(model="m", actor="etl", dataset="d", snapshot_id="s1", content_hash="sha256:1", row_count=1, contract=contract),
+            ModelTrained(model="m", version=1, actor="alice", snapshot_ids=("s1",), code_ref="git:1", artifact_uri="file:///a", artifact_hash="sha256:a"),
+            ModelEvaluated(model="m", version=1, actor="ci", evaluation_snapshot_id="s1", metrics={"auc": 0.9}, thresholds={"auc": 0.8}, passed=True),
+            ModelApproved(model="m", version=1, actor="bob\r\nBcc: eve@example.com", reason="ok"),
+        ):
+            ledger.emit(event)
+    with SmtpReceiver() as smtp:
+        cfg = config(email=[{"host": smtp.host, "port": smtp.port, "from": "ledger@example.com", "to": ["oncall@example.com"]}])
+        report = run(embedded_log, sqlite_db, cfg, max_wait=0)
+        assert report.delivered == 1, deliveries(sqlite_db)
+        (mail,) = smtp.messages
+    assert mail.recipients == ["oncall@example.com"]
+    assert mail.message["Bcc"] is None
+    assert mail.message["Subject"] == "[ledger] m v1 approved by bob Bcc: eve@example.com"
