@@ -37,7 +37,9 @@ def run(*args):
 
 def rewrite(path, change):
     with open(path, "rb") as handle:
-        reader = fastavro.reader(handle)
+        # keep the union branch of each decoded copy: ModelApproved and
+        # ApprovalRejected have the same fields
+        reader = fastavro.reader(handle, return_record_name=True, return_record_name_override=True)
         schema, metadata = reader.writer_schema, dict(reader.metadata)
         rows = list(reader)
     rows = change(rows)
@@ -120,3 +122,53 @@ def test_a_file_that_is_not_evidence_is_refused(tmp_path):
     result = run("verify", "--file", str(bogus))
     assert result.exit_code in (1, 2)
     assert result.stderr.startswith("error: ")
+
+
+def test_an_edited_decoded_copy_is_named(log_url, tmp_path):
+    # What an auditor reads with avro-tools is the decoded copy: it must say what
+    # the hashed bytes say.
+    out = tmp_path / "evidence.avro"
+    run("--log", log_url, "export", "--out", str(out))
+
+    def forge(rows):
+        name, fields = rows[3]["event"]
+        rows[3]["event"] = (name, {**fields, "envelope": {**fields["envelope"], "actor": "mallory"}})
+        return rows
+
+    def relabel(rows):  # the approval shown as a rejection: same fields, other type
+        rows[3]["event"] = ("io.mlledger.events.ApprovalRejected", rows[3]["event"][1])
+        return rows
+
+    for change in (forge, relabel):
+        run("--log", log_url, "export", "--out", str(out))
+        rewrite(out, change)
+        result = run("verify", "--file", str(out))
+        assert result.exit_code == 1
+        assert "altered: pump#4" in result.output and "decoded" in result.output
+
+
+def test_a_damaged_evidence_file_is_one_clear_error_never_a_traceback(log_url, tmp_path):
+    import random
+
+    out = tmp_path / "evidence.avro"
+    run("--log", log_url, "export", "--out", str(out), "--model", "pump")
+    original = out.read_bytes()
+    with open(out, "rb") as handle:
+        sync = fastavro.reader(handle)._header["sync"]
+    blocks = original.index(sync) + len(sync)  # where the compressed records start
+    rng = random.Random(20260303)
+    damaged = tmp_path / "damaged.avro"
+    cases = [original[:cut] for cut in range(blocks, len(original), 97)]
+    for _ in range(60):
+        changed = bytearray(original)
+        changed[rng.randrange(blocks, len(original))] ^= 1 << rng.randrange(8)
+        cases.append(bytes(changed))
+    chains_at = original.index(b'"head_hash"')
+    cases.append(original[:chains_at] + b'"head_hasX"' + original[chains_at + 11 :])
+    for case in cases:
+        damaged.write_bytes(case)
+        result = run("verify", "--file", str(damaged))
+        assert result.exception is None or isinstance(result.exception, SystemExit), result.exception
+        assert result.exit_code in (0, 1), result.output
+        if result.exit_code == 1 and not result.stdout:
+            assert result.stderr.startswith("error: ") and len(result.stderr.splitlines()) == 1
