@@ -152,8 +152,13 @@ def publish(version: int, directory: Path | None = None) -> list[dict]:
     index_path = directory / "catalogue.json"
     index = json.loads(index_path.read_text()) if index_path.exists() else {"schemas": []}
     published = {(s["event_type"], s["version"]) for s in index["schemas"]}
+    known = {
+        bytes.fromhex(s["fingerprint"]): (s, (directory / s["file"]).read_text()) for s in index["schemas"]
+    }
     source = directory / f"v{version}"
     added = []
+    pending: list[tuple[str, str]] = []
+    # Everything is checked before anything is written.
     for path in sorted(source.glob(f"{EVENTS_NAMESPACE}.*.avsc")):
         event_type = path.name[len(EVENTS_NAMESPACE) + 1 : -len(".avsc")]
         if (event_type, version) in published:
@@ -161,6 +166,16 @@ def publish(version: int, directory: Path | None = None) -> list[dict]:
         schema = expand(source, event_type)
         parse_schema(schema)  # refuse an invalid schema before writing anything
         text = json.dumps(schema, indent=2) + "\n"
+        twin = known.get(fingerprint_of(schema))
+        if twin is not None and twin[1] != text:
+            raise SchemaError(
+                f"{event_type} v{version} has the same fingerprint as {twin[0]['event_type']} "
+                f"v{twin[0]['version']} but a different text (only doc, aliases, defaults or "
+                "logical types differ): one fingerprint must name one schema"
+            )
+        pending.append((event_type, text))
+    for event_type, text in pending:
+        schema = json.loads(text)
         relative = f"full/{event_type}.v{version}.avsc"
         (directory / "full").mkdir(exist_ok=True)
         (directory / relative).write_text(text)

@@ -123,3 +123,60 @@ def test_stored_sample_bytes_stay_decodable(path):
     assert isinstance(event, Event)
     expected = json.loads(path.with_suffix(".json").read_text())
     assert event.model_dump(mode="json") == expected
+
+
+def _copy_catalogue(tmp_path):
+    import shutil
+
+    target = tmp_path / "schemas"
+    shutil.copytree(SCHEMAS, target)
+    shutil.copytree(target / "v1", target / "v2")
+    return target
+
+
+def _state(directory):
+    return {p.relative_to(directory): p.read_bytes() for p in directory.rglob("*") if p.is_file()}
+
+
+def test_publishing_a_version_that_only_changes_docs_is_refused_and_writes_nothing(tmp_path):
+    # Same parsing canonical form, different text: the catalogue could no longer
+    # load (two schemas under one fingerprint) and every read would fail.
+    directory = _copy_catalogue(tmp_path)
+    source = directory / "v2" / "io.mlledger.events.ModelRetired.avsc"
+    schema = json.loads(source.read_text())
+    schema["doc"] = schema.get("doc", "") + " (reworded)"
+    source.write_text(json.dumps(schema, indent=2))
+    before = _state(directory)
+
+    with pytest.raises(SchemaError, match="ModelRetired v2.*same fingerprint as ModelRetired v1"):
+        catalogue.publish(2, directory)
+
+    assert _state(directory) == before
+    catalogue.load(directory)
+
+
+def test_republishing_a_published_version_is_refused_and_writes_nothing(tmp_path):
+    directory = _copy_catalogue(tmp_path)
+    for path in (directory / "v1").glob("*.avsc"):
+        path.write_text(path.read_text().replace('"doc": "', '"doc": "Edited: ', 1))
+    before = _state(directory)
+
+    with pytest.raises(SchemaError, match="already published"):
+        catalogue.publish(1, directory)
+
+    assert _state(directory) == before
+
+
+def test_publishing_a_new_version_adds_it_to_the_catalogue(tmp_path):
+    directory = _copy_catalogue(tmp_path)
+    source = directory / "v2" / "io.mlledger.events.ModelRetired.avsc"
+    schema = json.loads(source.read_text())
+    schema["fields"].append({"name": "ticket", "type": ["null", "string"], "default": None, "doc": "Change ticket."})
+    source.write_text(json.dumps(schema, indent=2))
+
+    added = catalogue.publish(2, directory)
+
+    assert "ModelRetired" in {a["event_type"] for a in added}
+    loaded = catalogue.load(directory)
+    assert loaded.latest("ModelRetired").version == 2
+    assert _compatible(loaded.latest("ModelRetired").text, CAT.latest("ModelRetired").text)
