@@ -91,6 +91,7 @@ from __future__ import annotations
 
 import logging
 import random
+import re
 import threading
 import time
 from collections.abc import Iterator, Sequence
@@ -164,6 +165,18 @@ def _lost_writer_role(exc: BaseException | None) -> bool:
 
 def _unreachable(exc: BaseException | None) -> bool:
     return _caused_by(exc, _UNREACHABLE)
+
+
+_TOPIC_NAME = re.compile(r"[A-Za-z0-9._\-]{1,249}")
+
+
+def _check_address(server: str) -> None:
+    """Refuse a broker address kafka-python would choke on with a traceback."""
+    host, colon, port = server.rpartition(":")
+    if not colon or server.endswith("]") or (":" in host and not host.startswith("[")):
+        return  # no port given (kafka-python's default), or a bare IPv6 address
+    if not (port.isdigit() and 0 < int(port) < 65536):
+        raise InputError(f"broker address {server!r}: the port must be a number from 1 to 65535")
 
 
 class _Partitions:
@@ -253,12 +266,19 @@ class KafkaLog(EventLog):
         self.bootstrap_servers = [s for s in bootstrap_servers if s]
         if not self.bootstrap_servers:
             raise InputError("the Kafka log needs at least one broker address (HOST:PORT)")
-        if not topic:
-            raise InputError("the Kafka log needs a topic name")
+        for server in self.bootstrap_servers:
+            _check_address(server)
+        if not _TOPIC_NAME.fullmatch(topic or ""):
+            raise InputError(
+                f"{topic!r} is not a Kafka topic name (1 to 249 of A-Z a-z 0-9 . _ -)"
+            )
         if partitions < 1 or replication < 1:
             raise InputError(f"partitions ({partitions}) and replication ({replication}) must be at least 1")
         self.topic = topic
         self.options = self._parse_options(options)
+        for name in ("timeout_ms", "transaction_timeout_ms", "min_insync_replicas"):
+            if name in self.options and self.options[name] < 1:
+                raise InputError(f"Kafka log option {name} must be at least 1, not {self.options[name]}")
         self.replication = replication
         self.url = f"kafka://{','.join(self.bootstrap_servers)}/{topic}?partitions={partitions}&replication={replication}"
         self._timeout_ms = self.options.get("timeout_ms", 10_000)
