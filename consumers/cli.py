@@ -131,13 +131,19 @@ _LETTER_COLUMNS = ("kind", "partition", "offset", "event_id", "channel", "delive
 )
 @click.option("--model", default=None, help="Only deliveries about this model.")
 @click.option(
+    "--consumer",
+    default="notify",
+    show_default=True,
+    help="Whose effects to list: notify, or retrain for the retraining jobs and why any failed.",
+)
+@click.option(
     "--dead-letters",
     is_flag=True,
     help="List the dead-letter table instead: failed deliveries and undecodable records, with the reason.",
 )
 @output_options
 @click.pass_context
-def notifications(ctx, status, model, dead_letters, fmt, as_json, as_csv):
+def notifications(ctx, status, model, consumer, dead_letters, fmt, as_json, as_csv):
     """List notification deliveries (one per event and channel) and failures.
 
     \b
@@ -145,12 +151,16 @@ def notifications(ctx, status, model, dead_letters, fmt, as_json, as_csv):
       ledger notifications
       ledger notifications --status dead --json
       ledger notifications --dead-letters
+      ledger notifications --consumer retrain --dead-letters
     """
-    from consumers.notify import NAME
+    from consumers import runner
     from consumers.store import Store, engine_for
+    from ledger.errors import InputError
 
     fmt = chosen_format(fmt, as_json, as_csv)
-    store = Store(engine_for(ctx.obj["db_url"]), NAME)
+    if consumer not in runner.REGISTRY:  # a typo must not look like an empty list
+        raise InputError(f"unknown consumer {consumer!r}; known: {', '.join(runner.names())}")
+    store = Store(engine_for(ctx.obj["db_url"]), consumer)
     if dead_letters:
         rows = [
             {

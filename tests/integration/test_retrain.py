@@ -3,6 +3,7 @@ alert, whatever is re-run, replayed, redelivered or killed half-way."""
 
 from __future__ import annotations
 
+import json
 import os
 import subprocess
 import sys
@@ -181,6 +182,18 @@ def test_a_retraining_the_rules_refuse_is_dead_lettered_not_retried(world):
     assert len(letters) == 1 and "retired" in letters[0]["reason"]
     assert _retrainings(world["log"])[0] == []
     assert _run(world).dead_effects == 0  # dead stays dead: no retry loop
+
+    # An operator finds the job and its reason from the command line.
+    from click.testing import CliRunner
+
+    from ledger.cli import main
+
+    listed = CliRunner().invoke(
+        main, ["--log", world["log"], "--db", world["db"], "notifications", "--consumer", "retrain", "--dead-letters", "--json"]
+    )
+    assert listed.exit_code == 0, listed.output
+    (letter,) = json.loads(listed.stdout)
+    assert letter["event_id"] == str(world["alert"].event_id) and "retired" in letter["reason"]
 
 
 @pytest.mark.parametrize("urls", ["sqlite-log/sqlite-db"], indirect=True)
