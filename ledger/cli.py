@@ -220,7 +220,8 @@ def export(ctx: click.Context, out: str, model: str | None, since: str | None, u
 
         raise NotFound(f"unknown model {model!r}")
     summary = write_evidence(ledger.log.read(model=model), out, model=model, since=start, until=end, source=ctx.obj["log_url"])
-    click.echo(f"wrote {summary['events']} event(s) of {len(summary['chains'])} model(s) to {out}")
+    noted = f", {summary['unreadable']} unreadable record(s) noted" if summary["unreadable"] else ""
+    click.echo(f"wrote {summary['events']} event(s) of {len(summary['chains'])} model(s) to {out}{noted}")
 
 
 def _register_commands() -> None:

@@ -20,7 +20,7 @@ from __future__ import annotations
 import copy
 import json
 from collections.abc import Iterable
-from datetime import datetime
+from datetime import datetime, timezone
 from pathlib import Path
 
 import fastavro
@@ -100,10 +100,28 @@ def export(
     catalogue = _catalogue.default()
     chains: dict[str, dict] = {}
     rows = []
+    unreadable = []
     for record in records:
         if model is not None and record.model != model:
             continue
-        event = codec.decode(record.data)
+        try:
+            event = codec.decode(record.data)
+        except DecodeError as exc:
+            # A record no ledger writer could have written (on Kafka anyone may
+            # produce, and nothing can be deleted): it cannot be an event of the
+            # file, so the file names it, and verifying the file fails as
+            # verifying the log does. It is placed in time by its append time.
+            appended = (
+                datetime.fromtimestamp(record.timestamp_ms / 1000, timezone.utc)
+                if record.timestamp_ms is not None
+                else None
+            )
+            if appended is not None and ((since and appended < since) or (until and appended > until)):
+                continue
+            unreadable.append(
+                {"position": str(record.position), "model": record.model, "sha256": record.hash, "reason": str(exc)}
+            )
+            continue
         if since is not None and event.recorded_at < since:
             continue
         if until is not None and event.recorded_at > until:
@@ -132,6 +150,7 @@ def export(
             {"model": model, "since": since.isoformat() if since else None, "until": until.isoformat() if until else None}
         ),
         "ledger.chains": json.dumps(chains, sort_keys=True),
+        "ledger.unreadable": json.dumps(unreadable),
         "ledger.schemas": json.dumps({e.fingerprint.hex(): e.text for e in catalogue.entries()}, sort_keys=True),
     }
     out = Path(out)
@@ -140,7 +159,7 @@ def export(
             fastavro.writer(handle, fastavro.parse_schema(file_schema(catalogue)), rows, codec="deflate", metadata=metadata)
     except OSError as exc:
         raise InputError(f"cannot write {out}: {exc}") from exc
-    return {"file": str(out), "events": len(rows), "chains": chains}
+    return {"file": str(out), "events": len(rows), "chains": chains, "unreadable": len(unreadable)}
 
 
 def verify_file(path: Path) -> Report:
@@ -161,6 +180,10 @@ def verify_file(path: Path) -> Report:
             chains = json.loads(metadata["ledger.chains"])
             anchors = {m: (c["anchor_sequence"], c["anchor_hash"] or GENESIS_HASH) for m, c in chains.items()}
             heads = {m: (c["head_sequence"], c["head_hash"]) for m, c in chains.items()}
+            unreadable = [
+                Problem(item["model"], "undecodable", item["position"], None, None, f"{item['reason']} (sha256 {item['sha256']})")
+                for item in json.loads(metadata.get("ledger.unreadable", "[]"))
+            ]
             records, copies = [], []
             for row in reader:
                 records.append(
@@ -180,6 +203,7 @@ def verify_file(path: Path) -> Report:
         except Exception as exc:  # noqa: BLE001 - fastavro, zlib and json raise many types on a damaged file
             raise DecodeError(f"{path} is damaged: {type(exc).__name__}: {exc}") from exc
     report = verify(records, anchors=anchors)
+    report.unreadable.extend(unreadable)
     _check_decoded_copies(report, records, copies)
     for model, (head_sequence, head_hash) in heads.items():
         stream = report.streams.get(model)

@@ -172,3 +172,33 @@ def test_a_damaged_evidence_file_is_one_clear_error_never_a_traceback(log_url, t
         assert result.exit_code in (0, 1), result.output
         if result.exit_code == 1 and not result.stdout:
             assert result.stderr.startswith("error: ") and len(result.stderr.splitlines()) == 1
+
+
+def test_a_log_holding_an_unreadable_record_still_exports_and_the_evidence_names_it(log_url, tmp_path):
+    # On Kafka anyone may produce to the topic and nothing can be deleted: the
+    # auditor must still get the evidence, and the evidence must say so.
+    import hashlib
+    import sqlite3
+
+    path = log_url.removeprefix("sqlite:///")
+    with sqlite3.connect(path) as conn:
+        position = conn.execute(
+            "INSERT INTO events (model, sequence, event_id, event_type, fingerprint, data, hash, appended_ms)"
+            " VALUES ('pump', 99, 'foreign', 'Unknown', x'00', ?, ?, ?)",
+            (b"hello", hashlib.sha256(b"hello").hexdigest(), int(START.timestamp() * 1000) + 3600_000),
+        ).lastrowid
+    out = tmp_path / "evidence.avro"
+
+    result = run("--log", log_url, "export", "--out", str(out), "--model", "pump")
+
+    assert result.exit_code == 0, result.output
+    assert "wrote 6 event(s) of 1 model(s)" in result.output and "1 unreadable record(s)" in result.output
+    checked = run("verify", "--file", str(out))
+    assert checked.exit_code == 1
+    assert f"undecodable: pump at 0:{position}" in checked.output
+    assert "too short" in checked.output
+    assert "6 event(s): 1 problem(s)" in checked.output
+    # A window that does not hold the foreign record's append time leaves it out.
+    window = run("--log", log_url, "export", "--out", str(out), "--model", "pump", "--since", "2026-03-03")
+    assert window.exit_code == 0 and "unreadable" not in window.output
+    assert run("verify", "--file", str(out)).exit_code == 0
