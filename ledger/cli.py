@@ -181,6 +181,10 @@ def verify(ctx: click.Context, model: str | None, evidence_file: str | None, as_
         report = verify_file(evidence_file)
     else:
         report = open_ledger(ctx).verify(model)
+        if model is not None and not report.streams:
+            from ledger.errors import NotFound
+
+            raise NotFound(f"unknown model {model!r}: the log holds no record of it")
     if as_json:
         click.echo(json.dumps(report.as_dict(), indent=2))
     else:

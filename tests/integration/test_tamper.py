@@ -155,3 +155,10 @@ def test_verify_json_report(ledger_file):
     report = json.loads(result.output)
     assert report["ok"] is True
     assert report["heads"]["pump"]["sequence"] == 5
+
+
+def test_verify_of_an_unknown_model_is_exit_4_not_intact(ledger_file):
+    # A typo must not read as "intact" to an auditor.
+    result = verify(ledger_file, "--model", "pmup")
+    assert result.exit_code == 4
+    assert result.stderr.startswith("error: ") and "pmup" in result.stderr
