@@ -6,7 +6,7 @@
     with Ledger.open() as ledger:                 # LEDGER_LOG or ./.ledger/log.db
         accepted = ledger.emit(ModelDeployed(model="churn", version=3,
                                              actor="deployer", environment="production"))
-        print(accepted.sequence, accepted.hash)
+        print(accepted.event.sequence, accepted.hash)
 
 ``emit`` answers synchronously: it returns :class:`ledger.append.Accepted` once the
 event is durable in the log, or raises :class:`ledger.errors.RuleViolation` (nothing
