@@ -78,6 +78,12 @@ def _secret(value: str | None, env_name: str | None, env: Mapping[str, str], wha
     return env[env_name]
 
 
+def _looks_like_address(value: str) -> bool:
+    # A line break would be refused at send time (it would start another header),
+    # so every delivery would be retried until dead. "Name <a@b>" stays allowed.
+    return "@" in value and not any(ord(ch) < 32 or ord(ch) == 127 for ch in value)
+
+
 class WebhookSettings(_ChannelSettings):
     name: ChannelName = "webhook"
     url: str
@@ -142,14 +148,14 @@ class EmailSettings(_ChannelSettings):
     @field_validator("sender")
     @classmethod
     def _address(cls, value: str) -> str:
-        if "@" not in value:
+        if not _looks_like_address(value):
             raise ValueError(f"{value!r} is not an e-mail address")
         return value
 
     @field_validator("to")
     @classmethod
     def _addresses(cls, value: tuple[str, ...]) -> tuple[str, ...]:
-        bad = [v for v in value if "@" not in v]
+        bad = [v for v in value if not _looks_like_address(v)]
         if bad:
             raise ValueError(f"not e-mail addresses: {bad}")
         return value

@@ -113,6 +113,8 @@ def test_bad_environment_is_an_input_error_that_says_what_to_fix(env, message):
         ({"webhook": [{"url": "https://hooks.example.com/h\u00f6ok"}]}, "webhook.0.url: .*percent-encode"),
         ({"webhook": [{"url": "https://x", "headers": {"X-Team": "a\r\nX-Evil: 1"}}]}, "webhook.0.headers"),
         ({"webhook": [{"url": "https://x", "headers": {"X Team": "a"}}]}, "webhook.0.headers"),
+        ({"email": [{"host": "h", "from": "a@b\r\nBcc: eve@x", "to": ["a@b"]}]}, "email.0.from"),
+        ({"email": [{"host": "h", "from": "a@b", "to": ["a@b", "c@d\nBcc: e@f"]}]}, "email.0.to"),
     ],
 )
 def test_bad_settings_are_refused_with_where_and_why(data, message):
