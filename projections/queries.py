@@ -527,14 +527,17 @@ def status(database: Engine | Connection) -> dict:
 
 
 def holds_views(database: Engine | Connection) -> bool:
-    """Whether the database already holds projected records (the runner stores a
-    position in the same transaction as every row it writes)."""
+    """Whether the database already holds views: projected records (the runner stores
+    a position in the same transaction as every row it writes), or a time cut, which
+    may hold none (a cut before the first event)."""
     from sqlalchemy import inspect
 
     with _connection(database) as conn:
         if not inspect(conn).has_table(positions.name):
             return False
-        return conn.execute(select(func.count()).select_from(positions)).scalar() > 0
+        if conn.execute(select(func.count()).select_from(positions)).scalar() > 0:
+            return True
+        return conn.execute(select(meta.c.value).where(meta.c.key == "as_of")).scalar() is not None
 
 
 def latest_metrics(database: Engine | Connection, model: str, *, as_of: AsOf | None = None) -> dict[int, dict[str, float]]:

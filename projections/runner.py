@@ -291,10 +291,6 @@ class Runner:
                 )
                 for partition, offset in last.items():
                     moved[partition] = max(offset, moved.get(partition, -1))
-            if self.as_of is not None and self.as_of.is_time and applied:
-                # In the first batch's transaction: views holding anything of a
-                # time cut are always marked as such.
-                db.set_meta(conn, "as_of", self.as_of.time)
         return Batch(len(applied), len(unreadable), moved)
 
     def run(
@@ -307,6 +303,11 @@ class Runner:
         """Catch up with the log (up to its end when the call starts) and return."""
         stored = self.positions()
         self._check_cut(stored)
+        if self.as_of is not None and self.as_of.is_time:
+            # Marked before anything is applied, so views of a time cut are always
+            # marked as such — even a cut before the first event, which holds no row.
+            with db.errors("marking the views' cut", self.engine), db.writing(self.engine) as conn:
+                db.set_meta(conn, "as_of", self.as_of.time)
         report = RunReport()
         for chunk in _chunks(self._records(log, self._start(stored)), self.batch_size):
             reads = [_Read(record, *read_record(record)) for record in chunk]

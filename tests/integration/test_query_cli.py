@@ -527,6 +527,23 @@ def test_replay_rebuilds_every_view_into_a_fresh_database_and_verifies(fresh):
     assert "cut as of 2026-03-03" in frozen.stderr
 
 
+def test_replay_as_of_before_the_first_event_stays_empty(fresh):
+    """An auditor's "what was there on 1 January?" — nothing — is not quietly brought
+    up to the present by the next query."""
+    with open_log(fresh.log_url) as log:
+        play(log)
+    summary = fresh.json("replay", "--as-of", "2026-01-01")
+    assert (summary["events"], summary["models"]) == (0, 0)
+    frozen = fresh.run("models", "--json")
+    assert frozen.exit_code == 0, frozen.output
+    assert json.loads(frozen.stdout) == []
+    assert "cut as of 2026-01-01" in frozen.stderr
+    assert fresh.json("models", "--no-refresh") == []
+    assert fresh.run("show", "churn").exit_code == 4
+    again = fresh.run("replay")
+    assert again.exit_code == 2 and "already holds views" in again.stderr
+
+
 def test_replay_into_an_explicit_database_leaves_the_default_alone(tmp_path):
     log_url = f"sqlite:///{tmp_path / 'log.db'}"
     with open_log(log_url) as log:

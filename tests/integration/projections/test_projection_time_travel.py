@@ -117,6 +117,17 @@ def test_views_cut_at_an_instant_refuse_to_be_brought_forward(scripted, engine):
     assert production(queries.deployments(engine)) == EXPECTED[-1][1]
 
 
+def test_views_cut_before_the_first_event_are_marked_and_stay_empty(scripted, engine):
+    """An auditor asking about a day before anything happened gets empty views that
+    a later query does not quietly bring up to the present."""
+    report = project(scripted.log, engine, as_of=AsOf.at(at(1, 0)))
+    assert report.records == 0
+    assert queries.status(engine)["as_of"] == "2026-03-01T00:00:00.000000Z"
+    with pytest.raises(InputError, match="built as of 2026-03-01T00:00:00.000000Z"):
+        Runner(engine).run(scripted.log)
+    assert queries.list_models(engine) == []
+
+
 def test_cli_as_of_rebuilds_the_views_as_they_were(scripted, db_url, new_db_url, open_engine):
     log_url = scripted.log.url
     result = CliRunner().invoke(main, ["--log", log_url, "--db", db_url, "project", "--as-of", "2026-03-04T12:00:00Z"])
