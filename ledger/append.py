@@ -131,6 +131,10 @@ class Appender:
         for draft in drafts:
             if not draft.is_draft:
                 raise InputError(f"event {draft.event_id} already has a sequence; send drafts")
+        ids = [d.event_id for d in drafts]
+        if len(set(ids)) != len(ids):
+            twice = next(i for i in ids if ids.count(i) > 1)
+            raise InputError(f"event id {twice} is given to more than one event of this append")
 
         outcome: dict = {}
 

@@ -13,7 +13,7 @@ import time
 from collections.abc import Iterator
 from pathlib import Path
 
-from ledger.errors import BackendError, ConflictError
+from ledger.errors import BackendError, ConflictError, RuleViolation
 from ledger.log import EventLog, PlanFn, Position, StoredRecord, StreamHead, StreamView
 
 SCHEMA = """
@@ -135,6 +135,11 @@ class SqliteLog(EventLog):
             return stored
         except sqlite3.IntegrityError as exc:
             conn.execute("ROLLBACK")
+            if "events.event_id" in str(exc):
+                # Event ids are unique in the whole file, not only in the stream the
+                # plan looked at: an id another model's event holds. Retrying cannot
+                # help, so this is no ConflictError.
+                raise RuleViolation("event-id-unique", self._id_clash(records)) from exc
             raise ConflictError(f"another writer appended to {model!r} first ({exc})") from exc
         except sqlite3.Error as exc:
             conn.execute("ROLLBACK")
@@ -142,6 +147,15 @@ class SqliteLog(EventLog):
         except BaseException:
             conn.execute("ROLLBACK")
             raise
+
+    def _id_clash(self, records) -> str:
+        ids = [r.event_id for r in records]
+        for event_id in ids:
+            row = self._conn.execute("SELECT model FROM events WHERE event_id = ?", (event_id,)).fetchone()
+            if row:
+                return f"event id {event_id} is already used by an event of model {row[0]!r}"
+        twice = next((i for i in ids if ids.count(i) > 1), "?")
+        return f"event id {twice} is given to more than one event of this append"
 
     def read(self, after: dict[int, int] | None = None, *, model: str | None = None) -> Iterator[StoredRecord]:
         start = (after or {}).get(0, 0)

@@ -15,7 +15,7 @@ import pytest
 from ledger import codec, samples
 from ledger.client import Ledger
 from ledger.config import open_log
-from ledger.errors import ConflictError, RuleViolation
+from ledger.errors import ConflictError, InputError, RuleViolation
 from ledger.events import GENESIS_HASH, ModelDeployed
 
 
@@ -115,6 +115,25 @@ class LogContract:
             ledger.emit(other)
         assert refused.value.rule == "event-id-unique"
         assert snapshot_of(log) == before
+
+    def test_an_event_id_of_another_model_is_never_a_retryable_conflict(self, ledger, log):
+        # ConflictError tells a client "try again"; a reused id can never succeed.
+        first = ledger.emit(samples.snapshot("churn"))
+        reused = samples.snapshot("fraud").model_copy(update={"event_id": first.event.event_id})
+        try:
+            ledger.emit(reused)
+        except RuleViolation as refused:
+            assert not isinstance(refused, ConflictError), refused
+            assert refused.rule == "event-id-unique" and "churn" in refused.reason
+            assert [codec.decode(r.data).model for r in log.read()] == ["churn"]
+        assert ledger.emit(samples.snapshot("fraud", "s2")).event.sequence >= 1
+
+    def test_a_batch_giving_one_event_id_to_two_events_is_refused(self, ledger, log):
+        first = samples.snapshot("churn", "s1")
+        second = samples.snapshot("churn", "s2").model_copy(update={"event_id": first.event_id})
+        with pytest.raises(InputError, match="more than one event"):
+            ledger.emit_many([first, second])
+        assert list(log.read()) == []
 
     def test_a_batch_is_atomic(self, ledger, log):
         ledger.emit(samples.snapshot("churn"))
