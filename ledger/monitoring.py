@@ -158,6 +158,13 @@ def check_drift(
     metric's worst feature reaches its threshold."""
     stream = list(ledger.events(model))
     _, reference = reference_of(stream, model, version)
+    # The same refusal the alert would meet, asked first: otherwise a check of a
+    # version that does not serve there says "no drift" (and keeps the data) on
+    # calm data and is refused on shifted data.
+    serving = ledger.state(model).deployed.get(environment)
+    if serving != version:
+        now = f"version {serving} is" if serving else "nothing is"
+        raise RuleViolation(rules.DRIFT_ON_DEPLOYED, f"{model}@{version} is not deployed to {environment} ({now})")
     data = datasets.validate(datasets.read_csv(path), reference.contract)
     report = drift.compare(
         reference.feature_stats,

@@ -129,12 +129,14 @@ def test_metric_and_threshold_options(env):
     assert (alert.metric, alert.threshold) == ("ks", 0.01)
 
 
-def test_a_refused_alert_leaves_the_ledger_unchanged(env):
+@pytest.mark.parametrize("data", ["shifted", "same"])
+def test_a_version_not_deployed_there_is_refused_and_the_ledger_unchanged(env, data):
+    # Drift or not: the answer must not depend on the data when the question is wrong.
     files, log_url, ledger = env
     _deploy_v1(files, ledger)
     before = _count(log_url)
-    result = ledger("drift", "check", f"{MODEL}@1", "--data", str(files.shifted), "--environment", "staging")
-    assert result.exit_code == 1
+    result = ledger("drift", "check", f"{MODEL}@1", "--data", str(getattr(files, data)), "--environment", "staging")
+    assert result.exit_code == 1, result.output
     assert "not deployed to staging" in result.output
     assert _count(log_url) == before  # not even the new snapshot
 
