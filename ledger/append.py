@@ -19,6 +19,12 @@ from ledger.events import Event, utcnow
 from ledger.log import EventLog, NewRecord, Position, StoredRecord, StreamView
 
 
+MAX_EVENT_BYTES = 1_000_000
+"""Largest encoded event either backend accepts: Kafka's default limit for one
+message (1 MiB, key and headers included) with room to spare, so an event the
+embedded log accepts could also go to Kafka."""
+
+
 @dataclass(frozen=True)
 class Accepted:
     """The synchronous answer to an accepted event."""
@@ -174,6 +180,11 @@ class Appender:
                     }
                 )
                 encoded = codec.encode(event)
+                if len(encoded.data) > MAX_EVENT_BYTES:
+                    raise InputError(
+                        f"{event.event_type} of {model!r} is too large: {len(encoded.data):,} bytes encoded, "
+                        f"at most {MAX_EVENT_BYTES:,} (Kafka's message limit); keep bulky data behind a URI"
+                    )
                 record = NewRecord(
                     model=model,
                     sequence=event.sequence,

@@ -679,6 +679,10 @@ class KafkaLog(EventLog):
                     self._drop_producer(partition)
                     if not isinstance(exc, (kerrors.KafkaError, OSError)):
                         raise
+                    if isinstance(exc, (kerrors.MessageSizeTooLargeError, kerrors.RecordListTooLargeError)):
+                        # The broker's or producer's limit (set below ledger's own):
+                        # retrying the same bytes cannot help.
+                        raise InputError(f"an event for {model!r} is too large for {self._where}: {exc}") from exc
                     if _unreachable(exc):
                         raise BackendError(
                             f"cannot reach {self._where} while appending to {model!r}, outcome unknown: "

@@ -114,6 +114,26 @@ def test_a_replayed_copy_produced_to_the_topic_refuses_new_events_instead_of_for
     assert [p.kind for p in ledger.verify("churn").problems] == ["inserted"]
 
 
+def test_an_event_over_the_topics_own_size_limit_is_bad_input_not_retried(kafka_bootstrap, kafka_topic):
+    from kafka.admin import NewTopic
+
+    from ledger.errors import InputError
+
+    admin = KafkaAdminClient(bootstrap_servers=kafka_bootstrap)
+    try:
+        admin.create_topics([NewTopic(kafka_topic, 1, 1, topic_configs={"max.message.bytes": "20000"})])
+    finally:
+        admin.close()
+    with KafkaLog([kafka_bootstrap], kafka_topic, partitions=1) as log:
+        ledger = Ledger(log)
+        ledger.emit(samples.snapshot("churn"))
+        bulky = samples.snapshot("churn", "s2").model_copy(update={"uri": "file:///" + "x" * 50_000})
+        with pytest.raises(InputError, match="too large"):
+            ledger.emit(bulky)
+        assert len(list(log.read())) == 1
+        assert ledger.emit(samples.snapshot("churn", "s3")).event.sequence == 2
+
+
 def test_unreachable_broker_is_a_backend_error():
     with pytest.raises(BackendError, match="cannot reach Kafka at 127.0.0.1:9"):
         open_log("kafka://127.0.0.1:9/ledger.lifecycle?timeout_ms=2000")

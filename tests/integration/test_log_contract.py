@@ -135,6 +135,17 @@ class LogContract:
             ledger.emit_many([first, second])
         assert list(log.read()) == []
 
+    def test_an_event_too_large_for_kafka_is_bad_input_on_every_backend(self, ledger, log):
+        # Kafka refuses messages over ~1 MB; the embedded log must not accept what
+        # the Kafka one cannot hold, and neither may answer "retry" to it.
+        ledger.emit(samples.snapshot("churn"))
+        before = snapshot_of(log)
+        huge = samples.snapshot("churn", "s2").model_copy(update={"uri": "file:///" + "x" * 1_100_000})
+        with pytest.raises(InputError, match="too large"):
+            ledger.emit(huge)
+        assert snapshot_of(log) == before
+        assert ledger.emit(samples.snapshot("churn", "s3")).event.sequence == 2
+
     def test_a_batch_is_atomic(self, ledger, log):
         ledger.emit(samples.snapshot("churn"))
         before = snapshot_of(log)
