@@ -31,4 +31,8 @@ def parse_instant(text: str, *, end_of_day: bool = False) -> datetime:
         ) from None
     if moment.tzinfo is None:
         moment = moment.replace(tzinfo=timezone.utc)
-    return moment.astimezone(timezone.utc)
+    try:
+        return moment.astimezone(timezone.utc)
+    except OverflowError:
+        # e.g. 0001-01-01T00:00+14:00: in UTC it falls before year 1.
+        raise InputError(f"time {text!r} is out of range: in UTC it falls outside years 1 to 9999") from None

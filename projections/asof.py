@@ -24,6 +24,11 @@ from ledger.times import parse_instant
 
 _FORMAT = "%Y-%m-%dT%H:%M:%S.%fZ"
 
+# Kafka's partitions are 32-bit and its offsets 64-bit signed integers, as are the
+# columns that store them.
+MAX_PARTITION = 2**31 - 1
+MAX_OFFSET = 2**63 - 1
+
 
 def iso(moment: datetime) -> str:
     """``moment`` as the views store it."""
@@ -55,6 +60,10 @@ def parse_positions(text: str) -> dict[int, int]:
             ) from None
         if p < 0 or o < 0:
             raise InputError(f"log position {part!r}: partition and offset are not negative")
+        if p > MAX_PARTITION or o > MAX_OFFSET:
+            raise InputError(
+                f"log position {part!r} is out of range: partitions run to {MAX_PARTITION}, offsets to {MAX_OFFSET}"
+            )
         if p in positions:
             raise InputError(f"log position {text!r} names partition {p} twice")
         positions[p] = o

@@ -563,6 +563,9 @@ def audit(ctx, model, actor, event_type, since, until, limit, no_refresh, fmt, a
     end = parse_instant(until, end_of_day=True) if until is not None else None
     if start and end and start > end:
         raise InputError("--since is after --until")
+    if limit is not None:
+        # The database's integers stop at 2**63 - 1, far beyond any log: more is all.
+        limit = min(limit, 2**63 - 1)
     engine = _views(ctx, refresh=not no_refresh)
     rows = queries.audit(engine, model=model, actor=actor, event_type=wanted_type, since=start, until=end, limit=limit)
     if not rows and model is not None and model not in {m["model"] for m in queries.list_models(engine)}:

@@ -497,6 +497,26 @@ def test_audit_bad_input_is_exit_2(world, args, message):
     assert message in result.output
 
 
+def test_audit_limit_larger_than_any_log_is_every_row(world):
+    rows = world.json("audit", "--limit", "99999999999999999999", "--no-refresh")
+    assert len(rows) == EVENTS
+
+
+@pytest.mark.parametrize("command", [["models"], ["show", "churn"], ["lineage", "churn@1"]], ids=lambda c: c[0])
+@pytest.mark.parametrize(
+    ("args", "message"),
+    [
+        (["--as-of-position", "0:99999999999999999999"], "out of range"),
+        (["--as-of", "0001-01-01T00:00:00+14:00"], "out of range"),
+    ],
+)
+def test_cuts_out_of_range_are_exit_2(world, command, args, message):
+    result = world.run(*command, *args, "--no-refresh")
+    assert result.exit_code == 2, result.output
+    [line] = result.stderr.splitlines()
+    assert message in line
+
+
 # --- replay ------------------------------------------------------------------------
 
 

@@ -32,6 +32,14 @@ def test_malformed_positions_are_input_errors(text):
         parse_positions(text)
 
 
+@pytest.mark.parametrize("text", ["0:9223372036854775808", "0:99999999999999999999999", "2147483648:0"])
+def test_positions_beyond_what_a_log_can_hold_are_input_errors(text):
+    # Kafka partitions are 32-bit and offsets 64-bit signed; PostgreSQL refuses larger
+    # numbers with a database error, which would read as an unreachable database.
+    with pytest.raises(InputError, match="out of range"):
+        parse_positions(text)
+
+
 def test_a_cut_names_a_time_or_positions_not_both():
     with pytest.raises(InputError):
         AsOf()
