@@ -99,6 +99,10 @@ def fold(model: str, records: Iterable[StoredRecord], state: rules.ModelState | 
 
 def _same_action(stored: Event, draft: Event) -> bool:
     ignore = {"sequence", "prev_hash", "recorded_at", "replaced_version"}
+    if "occurred_at" not in draft.model_fields_set:
+        # Defaulted to "now" when the draft was made: a retry from a file (`ledger
+        # emit` again after a timeout) is made later but is the same action.
+        ignore.add("occurred_at")
     return type(stored) is type(draft) and stored.model_dump(exclude=ignore) == draft.model_dump(exclude=ignore)
 
 

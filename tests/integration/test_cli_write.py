@@ -133,6 +133,22 @@ def test_bad_input_exits_2_with_one_clear_line_and_writes_nothing(tmp_path, kind
     assert raw(url) == before
 
 
+def test_emitting_the_same_json_again_is_answered_as_a_duplicate(log_url):
+    # What a CI job does after a timeout (exit 3, "retrying with the same event ids
+    # is safe"): the file has an event id but no occurred_at.
+    emit(log_url, "snapshot", "etl", SNAPSHOT)
+    fields = {**TRAIN, "event_id": "5a1c3c52-6f0e-4a51-9d3b-2f4a7c9e8b10"}
+    first = emit(log_url, "train", "alice", fields)
+    again = emit(log_url, "train", "alice", fields)
+    assert first.exit_code == 0 and again.exit_code == 0, again.output
+    assert json.loads(again.stdout)["duplicate"] is True
+    assert json.loads(again.stdout)["hash"] == json.loads(first.stdout)["hash"]
+    assert len(raw(log_url)) == 2
+    # Another action under that id is still refused.
+    other = emit(log_url, "train", "alice", {**fields, "code_ref": "git:other"})
+    assert other.exit_code == 1 and "event-id-unique" in other.stderr
+
+
 def test_a_json_file_saved_with_a_byte_order_mark_is_read(tmp_path):
     # Windows editors and PowerShell's Out-File start UTF-8 files with a BOM.
     url = f"sqlite:///{tmp_path / 'log.db'}"
