@@ -197,12 +197,16 @@ def validate(table: RawTable, contract: DataContract) -> Dataset:
     """Check ``table`` against ``contract``; return its columns in contract units.
 
     Raises :class:`InputError` naming the column and line of the first problems."""
+    if not contract.columns:
+        raise InputError("the data contract names no column: there is nothing to check or keep")
     index = {name: i for i, name in enumerate(table.names)}
     absent = [c.name for c in contract.columns if c.name not in index]
     if contract.target and contract.target not in {c.name for c in contract.columns}:
         raise InputError(f"the data contract's target {contract.target!r} is not one of its columns")
     if absent:
         raise InputError(f"{table.source}: missing contract column(s): {', '.join(absent)}")
+    if not table.rows:
+        raise InputError(f"{table.source}: no data rows after the header")
 
     problems: list[str] = []
     columns: dict[str, Column] = {}

@@ -58,6 +58,8 @@ BAD = [
     ("duplicate header", "air_temperature,speed,speed,torque,wear,failed\n", ["duplicate", "speed"]),
     ("empty file", "", ["empty"]),
     ("infinite value", "air_temperature,speed,torque,wear,failed\ninf,1500,1,1,true\n", ["finite"]),
+    ("header only", "air_temperature,speed,torque,wear,failed\n", ["no data rows"]),
+    ("blank lines only", "air_temperature,speed,torque,wear,failed\n\n\n", ["no data rows"]),
 ]
 
 
@@ -206,3 +208,8 @@ def test_store_is_content_addressed_and_load_checks_the_hash(tmp_path):
     path.write_bytes(path.read_bytes().replace(b"300.5", b"300.7"))
     with pytest.raises(InputError, match="changed"):
         datasets.load_snapshot(event)
+
+
+def test_a_contract_without_columns_describes_no_data():
+    with pytest.raises(InputError, match="names no column"):
+        check(GOOD, DataContract(columns=()))
