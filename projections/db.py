@@ -97,7 +97,10 @@ def errors(what: str, engine: Engine | None = None):
         yield
     except SQLAlchemyError as exc:
         where = f" ({describe(engine)})" if engine is not None else ""
-        raise BackendError(f"projection database error while {what}{where}: {exc}") from exc
+        # The driver's own message, first line: SQLAlchemy's adds the statement and
+        # its parameters, which is not for the command line.
+        reason = str(getattr(exc, "orig", None) or exc).strip().splitlines() or [type(exc).__name__]
+        raise BackendError(f"projection database error while {what}{where}: {reason[0]}") from exc
 
 
 @contextmanager

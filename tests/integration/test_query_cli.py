@@ -632,6 +632,22 @@ def test_an_unreachable_database_is_exit_3_with_one_clear_line(tmp_path, db_url,
     assert "Traceback" not in result.output
 
 
+def test_a_database_error_while_querying_is_one_line(tmp_path):
+    """A views database damaged behind the ledger's back: exit 3 and one line, not
+    the SQL statement and its parameters."""
+    log_url, db_url = f"sqlite:///{tmp_path / 'log.db'}", f"sqlite:///{tmp_path / 'views.db'}"
+    with open_log(log_url) as log:
+        play(log)
+    assert CliRunner().invoke(main, ["--log", log_url, "--db", db_url, "project"]).exit_code == 0
+    with sqlite3.connect(tmp_path / "views.db") as conn:
+        conn.execute("DROP TABLE lin_edges")
+    result = CliRunner().invoke(main, ["--log", log_url, "--db", db_url, "lineage", "churn@1", "--no-refresh"])
+    assert result.exit_code == 3, result.output
+    [line] = result.stderr.splitlines()
+    assert line.startswith("error: projection database error while querying the views")
+    assert "no such table: lin_edges" in line
+
+
 def test_no_views_without_refresh_is_a_clear_error(tmp_path):
     result = CliRunner().invoke(main, ["--db", f"sqlite:///{tmp_path / 'none.db'}", "models", "--no-refresh"])
     assert result.exit_code == 3
