@@ -41,7 +41,7 @@ def _read_contract(path: Path):
 
     try:
         return DataContract.model_validate_json(path.read_text(encoding="utf-8"))
-    except OSError as exc:
+    except (OSError, UnicodeDecodeError) as exc:
         raise InputError(f"cannot read the data contract {str(path)!r}: {exc}") from exc
     except ValidationError as exc:
         problems = "; ".join(

@@ -246,7 +246,7 @@ class NotifyConfig(_Settings):
     def from_file(cls, path: Path) -> NotifyConfig:
         try:
             data = tomllib.loads(Path(path).read_text(encoding="utf-8"))
-        except OSError as exc:
+        except (OSError, UnicodeDecodeError) as exc:
             raise InputError(f"cannot read notification configuration {path}: {exc}") from exc
         except tomllib.TOMLDecodeError as exc:
             raise InputError(f"notification configuration {path} is not valid TOML: {exc}") from exc

@@ -127,7 +127,7 @@ class Settings:
         if config_path is not None:
             try:
                 table = tomllib.loads(Path(config_path).read_text(encoding="utf-8")).get("retrain", {})
-            except (OSError, tomllib.TOMLDecodeError) as exc:
+            except (OSError, UnicodeDecodeError, tomllib.TOMLDecodeError) as exc:
                 raise InputError(f"cannot read the retrain configuration {config_path}: {exc}") from exc
             if not isinstance(table, dict):
                 raise InputError(f"{config_path}: [retrain] must be a table")

@@ -150,6 +150,7 @@ def test_a_version_not_deployed_there_is_refused_and_the_ledger_unchanged(env, d
         (("drift", "check", "cancer@1", "--data", "missing.csv"), 2, "does not exist"),
         (("drift", "check", "cancer@1", "--data", "{same}", "--threshold", "-1"), 2, "threshold"),
         (("train", "cancer", "--snapshot", "nope", "--actor", "alice"), 4, "no snapshot"),
+        (("data", "snapshot", "cancer", "--dataset", "d", "--contract", "{binary}", "--data", "{same}", "--actor", "a"), 2, "contract"),
         (("train", "cancer", "--snapshot", "{snapshot}", "--actor", "alice", "--threshold", "auc"), 2, "METRIC=MIN"),
         (("train", "cancer", "--snapshot", "{snapshot}", "--actor", "alice", "--threshold", "auc=0.7"), 2, "unknown metric"),
         (("train", "cancer", "--snapshot", "{snapshot}", "--actor", "alice", "--threshold", "roc_auc=nan"), 2, "roc_auc"),
@@ -159,7 +160,9 @@ def test_bad_input_has_a_clear_error_and_exit_code(env, args, code, message):
     files, log_url, ledger = env
     snapshot_id = _deploy_v1(files, ledger)
     before = _count(log_url)
-    args = [a.format(same=files.same, snapshot=snapshot_id) for a in args]
+    binary = files.root / "binary.json"
+    binary.write_bytes(b"\xb6\x00\xff not text")
+    args = [a.format(same=files.same, snapshot=snapshot_id, binary=binary) for a in args]
     result = ledger(*args)
     assert result.exit_code == code, result.output
     assert message in result.output

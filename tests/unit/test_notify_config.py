@@ -120,3 +120,10 @@ def test_bad_environment_is_an_input_error_that_says_what_to_fix(env, message):
 def test_bad_settings_are_refused_with_where_and_why(data, message):
     with pytest.raises(InputError, match=message):
         NotifyConsumer(NotifyConfig.parse(data, "test"), {})
+
+
+def test_a_configuration_file_that_is_not_text_is_an_input_error(tmp_path):
+    path = tmp_path / "notify.toml"
+    path.write_bytes(b"\xb6\x00\xff binary")
+    with pytest.raises(InputError, match="notify.toml"):
+        NotifyConfig.load(path, {})

@@ -232,3 +232,10 @@ def test_failed_retrainings_are_retried_only_when_retrying_can_help(error, perma
         Failing("sqlite:///unused.db").perform(effect)
     assert caught.value.permanent is permanent
     assert str(error) in caught.value.reason
+
+
+def test_a_settings_file_that_is_not_text_is_an_input_error(tmp_path):
+    config = tmp_path / "retrain.toml"
+    config.write_bytes(b"\xb6\x00\xff binary")
+    with pytest.raises(InputError, match="retrain.toml"):
+        retrain.Settings.load(config, {})
