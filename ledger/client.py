@@ -59,7 +59,7 @@ class Ledger:
         return fold(model, self.log.read(model=model))
 
     def verify(self, model: str | None = None) -> Report:
-        return verify(self.log.read(model=model), model=model)
+        return verify(self.log.read(model=model), model=model, home=getattr(self.log, "partition_for", None))
 
     def close(self) -> None:
         self.log.close()

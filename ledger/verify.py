@@ -17,7 +17,7 @@ from it.
 
 from __future__ import annotations
 
-from collections.abc import Iterable
+from collections.abc import Callable, Iterable
 from dataclasses import asdict, dataclass, field
 
 from ledger import codec, rules
@@ -214,11 +214,14 @@ def verify(
     records: Iterable[StoredRecord],
     model: str | None = None,
     anchors: dict[str, tuple[int, str]] | None = None,
+    home: Callable[[str], int] | None = None,
 ) -> Report:
     """Group ``records`` (in log order) by stream and report the first problem of each.
 
     ``anchors`` gives, per model, the ``(sequence, hash)`` the first record links to
-    when the records start mid-stream (an export with --since)."""
+    when the records start mid-stream (an export with --since). ``home`` gives the
+    partition a model's stream lives in (Kafka): a record keyed by the model in
+    another partition was produced there by hand and is no part of the stream."""
     report = Report()
     streams: dict[str, list[StoredRecord]] = {}
     for record in records:
@@ -227,6 +230,18 @@ def verify(
         if not record.model:
             report.unreadable.append(
                 Problem(None, "undecodable", str(record.position), None, None, "record has no model key")
+            )
+            continue
+        if home is not None and record.position.partition != home(record.model):
+            report.unreadable.append(
+                Problem(
+                    record.model,
+                    "misplaced",
+                    str(record.position),
+                    record.sequence,
+                    None,
+                    f"keyed by {record.model!r}, whose stream lives in partition {home(record.model)}",
+                )
             )
             continue
         streams.setdefault(record.model, []).append(record)

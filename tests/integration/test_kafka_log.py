@@ -134,6 +134,28 @@ def test_an_event_over_the_topics_own_size_limit_is_bad_input_not_retried(kafka_
         assert ledger.emit(samples.snapshot("churn", "s3")).event.sequence == 2
 
 
+def test_a_record_produced_to_another_partition_than_its_key_is_named_misplaced(kafka_bootstrap, kafka_topic, log):
+    # The writer never reads it (a key's stream lives in one partition), so the
+    # stream stays intact and open; verify names the stray record as what it is.
+    ledger = Ledger(log)
+    for draft in samples.lifecycle("churn"):
+        ledger.emit(draft)
+    last = list(log.read(model="churn"))[-1]
+    elsewhere = (last.position.partition + 1) % len(log.partitions())
+    producer = KafkaProducer(bootstrap_servers=kafka_bootstrap)
+    try:
+        stray = producer.send(kafka_topic, key=b"churn", value=last.data, partition=elsewhere).get(timeout=30)
+    finally:
+        producer.close(timeout=5)
+
+    report = ledger.verify()
+
+    assert [(p.kind, p.position) for p in report.problems] == [("misplaced", f"{elsewhere}:{stray.offset}")]
+    assert report.streams["churn"].problem is None and report.streams["churn"].head_sequence == 5
+    assert ledger.verify("churn").ok
+    assert ledger.emit(samples.deployed("churn", environment="staging")).event.sequence == 6
+
+
 def test_unreachable_broker_is_a_backend_error():
     with pytest.raises(BackendError, match="cannot reach Kafka at 127.0.0.1:9"):
         open_log("kafka://127.0.0.1:9/ledger.lifecycle?timeout_ms=2000")
