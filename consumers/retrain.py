@@ -230,6 +230,10 @@ class Retrainer(Consumer):
             if done is not None:
                 return done
             raise
+        if result.trained.duplicate:
+            # Another process recorded this very job, identically, while we trained:
+            # the log answered our append as a retry of theirs and wrote nothing.
+            return f"already recorded as {model} v{result.version}"
         verdict = "passed" if result.evaluated.event.passed else "failed"
         return f"trained {model} v{result.version} on {snapshot.snapshot_id}; evaluation {verdict}"
 
