@@ -30,12 +30,40 @@ from sqlalchemy import (
     Integer,
     MetaData,
     PrimaryKeyConstraint,
-    String,
     Table,
-    Text,
+    TypeDecorator,
 )
+from sqlalchemy import String as _String
+from sqlalchemy import Text as _Text
 
 SCHEMA_VERSION = "1"
+
+NUL_REPLACEMENT = "\ufffd"
+
+
+class _NulFree(TypeDecorator):
+    """Text that never holds a NUL: PostgreSQL refuses one in text, and an accepted
+    event's free text (a reason, an actor) may contain one. It is written as U+FFFD on
+    every database, so SQLite and PostgreSQL hold the same rows; the log keeps the
+    exact bytes. Same DDL as the plain type."""
+
+    cache_ok = True
+
+    def process_bind_param(self, value, dialect):
+        if isinstance(value, str) and "\x00" in value:
+            return value.replace("\x00", NUL_REPLACEMENT)
+        return value
+
+
+class String(_NulFree):
+    impl = _String
+    cache_ok = True
+
+
+class Text(_NulFree):
+    impl = _Text
+    cache_ok = True
+
 
 metadata = MetaData()
 
