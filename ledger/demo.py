@@ -24,6 +24,8 @@ from pathlib import Path
 
 import click
 
+from ledger.errors import InputError
+
 MODEL = "pump-failure"
 DATASET = "pump-sensors"
 
@@ -168,17 +170,20 @@ def demo(ctx: click.Context, workdir: Path) -> None:
     log_url, db_url = ctx.obj["log_url"], ctx.obj["db_url"]
     model = _free_model_name(log_url)
     run_dir = workdir / model
-    run_dir.mkdir(parents=True, exist_ok=True)
     story = Story(log_url, db_url, run_dir)
 
     contract = run_dir / "contract.json"
-    contract.write_text(json.dumps(CONTRACT, indent=2), encoding="utf-8")
     january, summer = run_dir / "sensors-january.csv", run_dir / "sensors-heat-wave.csv"
-    _write_csv(january, *sensor_rows(seed=7, rows=3000))
-    _write_csv(summer, *sensor_rows(seed=7, rows=3000, heat_wave=True))
     notify = run_dir / "notify.toml"
     notifications = run_dir / "notifications.jsonl"
-    notify.write_text(f'[[file]]\nname = "team-feed"\npath = {json.dumps(str(notifications))}\n', encoding="utf-8")
+    try:
+        run_dir.mkdir(parents=True, exist_ok=True)
+        contract.write_text(json.dumps(CONTRACT, indent=2), encoding="utf-8")
+        _write_csv(january, *sensor_rows(seed=7, rows=3000))
+        _write_csv(summer, *sensor_rows(seed=7, rows=3000, heat_wave=True))
+        notify.write_text(f'[[file]]\nname = "team-feed"\npath = {json.dumps(str(notifications))}\n', encoding="utf-8")
+    except OSError as exc:
+        raise InputError(f"cannot write the demo's files in {run_dir}: {exc.strerror or exc}") from exc
 
     click.secho(f"The story of {model}: a classifier that predicts pump failures from sensor readings.", bold=True)
     click.echo(f"Log: {log_url}   views: {db_url}   files: {run_dir}/")

@@ -71,3 +71,21 @@ def test_demo_on_kafka_and_postgresql(tmp_path, kafka_log_url, fresh_postgres):
     verified = ledger("verify", cwd=tmp_path, env_extra=env)
     assert verified.returncode == 0
     assert "1 stream(s), 14 event(s): intact" in verified.stdout
+
+
+def test_demo_with_a_workdir_it_cannot_create_is_one_line_and_records_nothing(tmp_path):
+    from click.testing import CliRunner
+
+    from ledger.cli import main
+    from ledger.config import open_log
+
+    (tmp_path / "afile").write_text("not a folder")
+    log_url = f"sqlite:///{tmp_path / 'log.db'}"
+    result = CliRunner().invoke(
+        main, ["--log", log_url, "--db", f"sqlite:///{tmp_path / 'views.db'}", "demo", "--workdir", str(tmp_path / "afile" / "demo")]
+    )
+    assert result.exit_code == 2, result.output
+    [line] = result.stderr.splitlines()
+    assert line.startswith("error: cannot write the demo's files in ")
+    with open_log(log_url) as log:
+        assert list(log.read()) == []
