@@ -97,6 +97,23 @@ def fold(model: str, records: Iterable[StoredRecord], state: rules.ModelState | 
     return state
 
 
+def _nul_field(value, path: str = "") -> str | None:
+    """Dotted path of the first string holding a NUL character, if any."""
+    if isinstance(value, str):
+        return path or "value" if "\x00" in value else None
+    if isinstance(value, dict):
+        for key, item in value.items():
+            found = _nul_field(str(key), f"{path}.{key}".lstrip(".")) or _nul_field(item, f"{path}.{key}".lstrip("."))
+            if found:
+                return found
+    if isinstance(value, list | tuple):
+        for index, item in enumerate(value):
+            found = _nul_field(item, f"{path}[{index}]")
+            if found:
+                return found
+    return None
+
+
 def _same_action(stored: Event, draft: Event) -> bool:
     ignore = {"sequence", "prev_hash", "recorded_at", "replaced_version"}
     if "occurred_at" not in draft.model_fields_set:
@@ -141,6 +158,11 @@ class Appender:
         for draft in drafts:
             if not draft.is_draft:
                 raise InputError(f"event {draft.event_id} already has a sequence; send drafts")
+            where = _nul_field(draft.model_dump(mode="json"))
+            if where:
+                # A NUL can be encoded but not stored by every database a view or an
+                # auditor uses (PostgreSQL text refuses it): refuse it at the door.
+                raise InputError(f"field {where} holds a NUL character")
         ids = [d.event_id for d in drafts]
         if len(set(ids)) != len(ids):
             twice = next(i for i in ids if ids.count(i) > 1)

@@ -9,6 +9,7 @@ Exit codes:
   3  the log or database is unreachable or misconfigured
   4  unknown model, version or record
   5  `ledger drift check` only: drift detected (and recorded)
+  130  interrupted (Ctrl-C)
 """
 
 from __future__ import annotations
@@ -20,9 +21,10 @@ import click
 from pydantic import ValidationError
 
 from ledger import config
-from ledger.errors import InputError, LedgerError
+from ledger.errors import BackendError, InputError, LedgerError
 
 EXIT_OK, EXIT_REJECTED, EXIT_BAD_INPUT, EXIT_BACKEND, EXIT_NOT_FOUND = 0, 1, 2, 3, 4
+EXIT_INTERRUPTED = 130
 
 
 def _validation_message(exc: ValidationError) -> str:
@@ -45,6 +47,11 @@ class LedgerGroup(click.Group):
         except ValidationError as exc:
             click.echo(f"error: invalid event: {_validation_message(exc)}", err=True)
             ctx.exit(EXIT_BAD_INPUT)
+        except KeyboardInterrupt:
+            # Whatever was accepted before the interrupt stays accepted; nothing
+            # half-written exists (appends and view batches are transactions).
+            click.echo("\ninterrupted", err=True)
+            ctx.exit(EXIT_INTERRUPTED)
 
 
 @click.group(cls=LedgerGroup, context_settings={"help_option_names": ["-h", "--help"]})
@@ -142,7 +149,15 @@ def emit(ctx: click.Context, event_type: str, actor: str, source, expect_sequenc
         event = cls.model_validate(fields)
     except ValidationError as exc:
         raise InputError(f"invalid {event_type} event: {_validation_message(exc)}") from exc
-    accepted = open_ledger(ctx).emit(event, expected_sequence=expect_sequence)
+    try:
+        accepted = open_ledger(ctx).emit(event, expected_sequence=expect_sequence)
+    except BackendError as exc:
+        if "event_id" in fields:
+            raise
+        # The id was made up here: without it the user cannot retry safely.
+        raise BackendError(
+            f'{exc} [to retry safely, add "event_id": "{event.event_id}" to the JSON]'
+        ) from exc
     if brief:
         e = accepted.event
         target = f"{e.model}@{e.version}" if e.version is not None else e.model
@@ -190,8 +205,7 @@ def verify(ctx: click.Context, model: str | None, evidence_file: str | None, as_
     else:
         for problem in report.problems:
             click.echo(f"FAIL {problem}")
-        status = "intact" if report.ok else f"{len(report.problems)} problem(s)"
-        click.echo(f"{len(report.streams)} stream(s), {report.events} event(s): {status}")
+        click.echo(report.summary())
     if not report.ok:
         ctx.exit(EXIT_REJECTED)
 

@@ -37,7 +37,8 @@ class Problem:
     detail: str
 
     def __str__(self) -> str:
-        where = f"{self.model}#{self.sequence}" if self.sequence is not None else f"{self.model}"
+        stream = self.model if self.model is not None else "(no model key)"
+        where = f"{stream}#{self.sequence}" if self.sequence is not None else stream
         ident = f" (event {self.event_id})" if self.event_id else ""
         return f"{self.kind}: {where} at {self.position}{ident}: {self.detail}"
 
@@ -46,6 +47,8 @@ class Problem:
 class StreamReport:
     model: str
     events: int = 0
+    unreadable: int = 0
+    """Records of this stream that decode as no event (counted apart from events)."""
     head_sequence: int = 0
     head_hash: str = GENESIS_HASH
     problem: Problem | None = None
@@ -70,11 +73,23 @@ class Report:
     def events(self) -> int:
         return sum(s.events for s in self.streams.values())
 
+    @property
+    def unreadable_records(self) -> int:
+        keyless = sum(1 for p in self.unreadable if p.model is None)
+        return keyless + sum(s.unreadable for s in self.streams.values())
+
+    def summary(self) -> str:
+        unreadable = self.unreadable_records
+        extra = f", {unreadable} unreadable record(s)" if unreadable else ""
+        status = "intact" if self.ok else f"{len(self.problems)} problem(s)"
+        return f"{len(self.streams)} stream(s), {self.events} event(s){extra}: {status}"
+
     def as_dict(self) -> dict:
         return {
             "ok": self.ok,
             "streams": len(self.streams),
             "events": self.events,
+            "unreadable_records": self.unreadable_records,
             "heads": {
                 m: {"sequence": s.head_sequence, "hash": s.head_hash} for m, s in sorted(self.streams.items())
             },
@@ -118,7 +133,10 @@ class _Walker:
             if event is not None:
                 later.setdefault(event.sequence, index)
         for index, record in enumerate(records):
-            self.report.events += 1
+            if decoded[index] is None:
+                self.report.unreadable += 1
+            else:
+                self.report.events += 1
             if self.report.problem is None:
                 self.step(record, decoded[index], later, index)
             elif decoded[index] is None or decoded[index].model != self.report.model:

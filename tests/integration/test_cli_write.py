@@ -113,6 +113,7 @@ BAD_INPUT = [
     ("unknown-field", "deploy", json.dumps({**DEPLOY, "colour": "red"}), "colour"),
     ("ledger-field", "deploy", json.dumps({**DEPLOY, "sequence": 9}), "set by the ledger"),
     ("hostile-model", "deploy", json.dumps({**DEPLOY, "model": "x'; DROP TABLE events; --"}), "model"),
+    ("nul-in-text", "approve", json.dumps({"model": "pump", "version": 1, "reason": "fine\u0000"}), "reason holds a NUL"),
     ("naive-time", "deploy", json.dumps({**DEPLOY, "occurred_at": "2026-03-03T10:00:00"}), "time zone"),
     ("not-utf8", "deploy", b"\x89PNG\r\n\x1a\n\x00\x00", "UTF-8"),
     ("nan-metric", "evaluate", json.dumps({**EVALUATE, "metrics": {"roc_auc": float("nan")}}), "NaN"),
@@ -165,6 +166,9 @@ def test_unreachable_log_is_exit_3(tmp_path):
     result = emit(f"sqlite:///{blocker / 'log.db'}", "snapshot", "etl", SNAPSHOT)
     assert result.exit_code == 3
     assert "cannot open the embedded log" in result.stderr
+    # The outcome of a failed append may be unknown: the user gets the event id that
+    # makes a retry safe (answered as a duplicate if the first try got through).
+    assert '"event_id": "' in result.stderr and len(result.stderr.splitlines()) == 1
 
 
 def _commands(group, path=()):
@@ -183,3 +187,26 @@ def test_every_command_has_help_with_an_example():
         result = CliRunner().invoke(main, [*path, "--help"])
         assert result.exit_code == 0, path
         assert "Example" in result.output, f"`ledger {' '.join(path)} --help` has no example"
+
+
+def test_ctrl_c_exits_130_with_one_line_and_writes_nothing(tmp_path):
+    import signal
+    import subprocess
+    import sys
+    import time
+
+    url = f"sqlite:///{tmp_path / 'log.db'}"
+    command = [sys.executable, "-c", "from ledger.cli import main; main(prog_name='ledger')"]
+    process = subprocess.Popen(
+        [*command, "--log", url, "emit", "snapshot", "--actor", "etl", "--json", "-"],
+        stdin=subprocess.PIPE,
+        stdout=subprocess.PIPE,
+        stderr=subprocess.PIPE,
+        text=True,
+    )
+    time.sleep(3)  # let it start and block reading the JSON from stdin
+    process.send_signal(signal.SIGINT)
+    _, stderr = process.communicate(timeout=30)
+    assert process.returncode == 130
+    assert "interrupted" in stderr and "Traceback" not in stderr
+    assert raw(url) == []
