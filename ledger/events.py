@@ -32,7 +32,8 @@ ModelName = Annotated[
 ]
 Name = Annotated[str, StringConstraints(min_length=1, max_length=256, strip_whitespace=True)]
 Text = Annotated[str, StringConstraints(max_length=4096)]
-Version = Annotated[int, Field(ge=1, le=2**31 - 1)]
+Version = Annotated[int, Field(ge=1, le=2**31 - 1, strict=True)]
+"""Strict: ``"version": true`` or ``"1"`` in a JSON file is a mistake, not version 1."""
 
 
 def _utc(value: datetime) -> datetime:

@@ -144,6 +144,11 @@ def check(state: ModelState, event: Event) -> Event:
     if isinstance(event, ModelDeployed):
         if version.status != "approved":
             _refuse(APPROVED_BEFORE_DEPLOY, f"{label} is {version.status}, not approved")
+        if not version.last_evaluation_passed:
+            # An approval stands for the evidence it saw: a later failing
+            # evaluation must be answered (a new approval after a passing one)
+            # before the version ships anywhere else.
+            _refuse(APPROVED_BEFORE_DEPLOY, f"{label}'s latest evaluation did not pass since it was approved")
         current = state.deployed.get(event.environment)
         if current == event.version:
             _refuse(ALREADY_DEPLOYED, f"{label} is already deployed to {event.environment}")

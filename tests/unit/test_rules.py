@@ -61,6 +61,18 @@ CASES = [
         None,
         samples.deployed(M),
     ),
+    (
+        rules.APPROVED_BEFORE_DEPLOY,
+        [*THROUGH_APPROVAL, samples.evaluated(M, passed=False)],
+        None,
+        samples.deployed(M),
+    ),
+    (
+        rules.APPROVED_BEFORE_DEPLOY,
+        [*THROUGH_APPROVAL, samples.evaluated(M, passed=False), samples.evaluated(M, passed=True)],
+        samples.deployed(M),
+        None,
+    ),
     (rules.ALREADY_DEPLOYED, DEPLOYED, samples.deployed(M, environment="staging"), samples.deployed(M)),
     (rules.DRIFT_ON_DEPLOYED, DEPLOYED, samples.drift(M), samples.drift(M, environment="staging")),
     (rules.DRIFT_ON_DEPLOYED, [*DEPLOYED, samples.trained(M, 2)], samples.drift(M, 1), samples.drift(M, 2)),
