@@ -176,9 +176,16 @@ def emit(ctx: click.Context, event_type: str, actor: str, source, expect_sequenc
     default=None,
     help="Verify an evidence file written by `ledger export` instead of the log (offline).",
 )
+@click.option(
+    "--heads",
+    "heads_file",
+    type=click.Path(dir_okay=False),
+    default=None,
+    help="Also require the chain heads recorded earlier in this evidence file or `verify --json` report.",
+)
 @click.option("--json", "as_json", is_flag=True, help="Print the report as JSON.")
 @click.pass_context
-def verify(ctx: click.Context, model: str | None, evidence_file: str | None, as_json: bool) -> None:
+def verify(ctx: click.Context, model: str | None, evidence_file: str | None, heads_file: str | None, as_json: bool) -> None:
     """Re-read the raw log and check every stream's hash chain, sequence,
     schema and lifecycle rules. Exit 1 names the first bad event of each stream.
 
@@ -187,15 +194,21 @@ def verify(ctx: click.Context, model: str | None, evidence_file: str | None, as_
       ledger verify
       ledger verify --model churn --json
       ledger verify --file evidence.avro      # offline, no broker needed
+      ledger verify --heads evidence.avro     # the log still holds what was exported
     """
     if evidence_file:
         from ledger.evidence import verify_file
 
-        if model:
-            raise click.UsageError("--model and --file do not combine: an evidence file is checked whole")
+        if model or heads_file:
+            raise click.UsageError("--file checks an evidence file whole: --model and --heads go with the log")
         report = verify_file(evidence_file)
     else:
-        report = open_ledger(ctx).verify(model)
+        heads = None
+        if heads_file:
+            from ledger.evidence import recorded_heads
+
+            heads = recorded_heads(heads_file)
+        report = open_ledger(ctx).verify(model, heads=heads)
         if model is not None and not report.streams:
             from ledger.errors import NotFound
 

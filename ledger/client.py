@@ -58,8 +58,10 @@ class Ledger:
     def state(self, model: str) -> ModelState:
         return fold(model, self.log.read(model=model))
 
-    def verify(self, model: str | None = None) -> Report:
-        return verify(self.log.read(model=model), model=model, home=getattr(self.log, "partition_for", None))
+    def verify(self, model: str | None = None, heads: dict[str, tuple[int, str]] | None = None) -> Report:
+        return verify(
+            self.log.read(model=model), model=model, home=getattr(self.log, "partition_for", None), heads=heads
+        )
 
     def close(self) -> None:
         self.log.close()

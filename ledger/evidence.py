@@ -162,6 +162,31 @@ def export(
     return {"file": str(out), "events": len(rows), "chains": chains, "unreadable": len(unreadable)}
 
 
+def recorded_heads(path: Path) -> dict[str, tuple[int, str]]:
+    """Per model, the chain head recorded in an evidence file or in the JSON report
+    of ``ledger verify --json``: ``{model: (sequence, hash)}``."""
+    path = Path(path)
+    try:
+        raw = path.read_bytes()
+    except OSError as exc:
+        raise InputError(f"cannot read {path}: {exc}") from exc
+    try:
+        if raw[:4] == b"Obj\x01":
+            import io
+
+            metadata = fastavro.reader(io.BytesIO(raw)).metadata
+            if metadata.get("ledger.format") != FORMAT:
+                raise InputError(f"{path} is not a ledger evidence file (no {FORMAT} marker)")
+            chains = json.loads(metadata["ledger.chains"])
+            return {m: (int(c["head_sequence"]), str(c["head_hash"])) for m, c in chains.items()}
+        report = json.loads(raw.decode("utf-8"))
+        return {m: (int(h["sequence"]), str(h["hash"])) for m, h in report["heads"].items()}
+    except InputError:
+        raise
+    except (ValueError, KeyError, TypeError, EOFError, AttributeError) as exc:
+        raise InputError(f"{path} holds no chain heads (an evidence file or a `ledger verify --json` report): {exc}") from exc
+
+
 def verify_file(path: Path) -> Report:
     """Check an evidence file offline: every chain from its anchor to its head."""
     path = Path(path)

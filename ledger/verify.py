@@ -111,6 +111,8 @@ class _Walker:
             self.report.head_sequence, self.report.head_hash = anchor
         self.previous: StoredRecord | None = None
         self.previous_id: str | None = None
+        self.hashes: dict[int, str] = {}
+        """sequence → hash of every event walked (to check heads recorded earlier)."""
         self.seen: dict[str, int] = {}
         """hash of every stored event so far → its sequence (spots replayed copies)."""
         self.unreadable: list[Problem] = []
@@ -222,6 +224,7 @@ class _Walker:
                 return
             self.state = rules.apply(self.state, event, record.hash)
         self.seen[record.hash] = event.sequence
+        self.hashes[event.sequence] = record.hash
         report.head_sequence = event.sequence
         report.head_hash = record.hash
         self.previous = record
@@ -233,13 +236,17 @@ def verify(
     model: str | None = None,
     anchors: dict[str, tuple[int, str]] | None = None,
     home: Callable[[str], int] | None = None,
+    heads: dict[str, tuple[int, str]] | None = None,
 ) -> Report:
     """Group ``records`` (in log order) by stream and report the first problem of each.
 
     ``anchors`` gives, per model, the ``(sequence, hash)`` the first record links to
     when the records start mid-stream (an export with --since). ``home`` gives the
     partition a model's stream lives in (Kafka): a record keyed by the model in
-    another partition was produced there by hand and is no part of the stream."""
+    another partition was produced there by hand and is no part of the stream.
+    ``heads`` gives, per model, a ``(sequence, hash)`` recorded earlier (an evidence
+    file's chain heads, a published ``verify --json``): the stream must still hold
+    that very event — which is what catches events deleted from a stream's end."""
     report = Report()
     streams: dict[str, list[StoredRecord]] = {}
     for record in records:
@@ -263,8 +270,40 @@ def verify(
             )
             continue
         streams.setdefault(record.model, []).append(record)
+    walkers = {}
     for name, stream in streams.items():
-        walker = _Walker(name, (anchors or {}).get(name))
+        walker = walkers[name] = _Walker(name, (anchors or {}).get(name))
         report.streams[name] = walker.walk(stream)
         report.unreadable.extend(walker.unreadable)
+    for name, (sequence, expected) in sorted((heads or {}).items()):
+        if model is not None and name != model:
+            continue
+        walker = walkers.get(name)
+        found = walker.hashes.get(sequence) if walker else None
+        if walker is not None and walker.report.problem is not None and found is None:
+            continue  # the stream's first problem already explains it
+        if found is None:
+            have = walker.report.head_sequence if walker else 0
+            report.unreadable.append(
+                Problem(
+                    name,
+                    "missing",
+                    "-",
+                    sequence,
+                    None,
+                    f"a head #{sequence} was recorded earlier, but the stream now ends at #{have}: "
+                    "events were removed from its end",
+                )
+            )
+        elif found != expected:
+            report.unreadable.append(
+                Problem(
+                    name,
+                    "altered",
+                    "-",
+                    sequence,
+                    None,
+                    f"event #{sequence} now hashes to {found[:16]}…, the head recorded earlier was {expected[:16]}…",
+                )
+            )
     return report

@@ -162,3 +162,48 @@ def test_verify_of_an_unknown_model_is_exit_4_not_intact(ledger_file):
     result = verify(ledger_file, "--model", "pmup")
     assert result.exit_code == 4
     assert result.stderr.startswith("error: ") and "pmup" in result.stderr
+
+
+@pytest.mark.parametrize("kind", ["evidence", "report"])
+def test_events_cut_from_a_streams_end_are_caught_against_heads_recorded_earlier(ledger_file, tmp_path, kind):
+    if kind == "evidence":
+        heads = tmp_path / "evidence.avro"
+        assert CliRunner().invoke(main, ["--log", f"sqlite:///{ledger_file}", "export", "--out", str(heads)]).exit_code == 0
+    else:
+        heads = tmp_path / "heads.json"
+        heads.write_text(verify(ledger_file, "--json").output)
+    assert verify(ledger_file, "--heads", str(heads)).exit_code == 0
+
+    tamper(ledger_file, "DELETE FROM events WHERE model = 'pump' AND sequence >= 4")
+    assert verify(ledger_file).exit_code == 0  # the chain alone cannot see a cut tail
+    result = verify(ledger_file, "--heads", str(heads))
+    assert result.exit_code == 1
+    assert "missing: pump#5" in result.output and "now ends at #3" in result.output
+
+
+def test_an_event_rewritten_at_the_recorded_head_is_caught(ledger_file, tmp_path):
+    import hashlib
+
+    heads = tmp_path / "heads.json"
+    heads.write_text(verify(ledger_file, "--json").output)
+    position, data, _, _ = row(ledger_file, "fan", 5)
+    changed = data.replace(b"production", b"productiox")
+    tamper(
+        ledger_file,
+        "UPDATE events SET data = ?, hash = ? WHERE position = ?",
+        changed,
+        hashlib.sha256(changed).hexdigest(),
+        position,
+    )
+    assert verify(ledger_file).exit_code == 0  # last event, stored hash rewritten too
+    result = verify(ledger_file, "--heads", str(heads))
+    assert result.exit_code == 1
+    assert "altered: fan#5" in result.output
+
+
+def test_heads_from_a_file_that_holds_none_is_bad_input(ledger_file, tmp_path):
+    bogus = tmp_path / "x.json"
+    bogus.write_text('{"no": "heads"}')
+    result = verify(ledger_file, "--heads", str(bogus))
+    assert result.exit_code == 2
+    assert "holds no chain heads" in result.stderr
