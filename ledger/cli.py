@@ -84,10 +84,10 @@ def main(ctx: click.Context, log_url: str | None, db_url: str | None) -> None:
     ctx.obj = {"log_url": config.log_url(log_url), "db_url": config.db_url(db_url)}
 
 
-def open_ledger(ctx: click.Context):
+def open_ledger(ctx: click.Context, *, must_exist: bool = False):
     from ledger.client import Ledger
 
-    ledger = Ledger.open(ctx.obj["log_url"])
+    ledger = Ledger.open(ctx.obj["log_url"], must_exist=must_exist)
     ctx.call_on_close(ledger.close)
     return ledger
 
@@ -208,7 +208,7 @@ def verify(ctx: click.Context, model: str | None, evidence_file: str | None, hea
             from ledger.evidence import recorded_heads
 
             heads = recorded_heads(heads_file)
-        report = open_ledger(ctx).verify(model, heads=heads)
+        report = open_ledger(ctx, must_exist=True).verify(model, heads=heads)
         if model is not None and not report.streams:
             from ledger.errors import NotFound
 
@@ -245,7 +245,7 @@ def export(ctx: click.Context, out: str, model: str | None, since: str | None, u
     end = parse_instant(until, end_of_day=True) if until else None
     if start and end and start > end:
         raise InputError("--since is after --until")
-    ledger = open_ledger(ctx)
+    ledger = open_ledger(ctx, must_exist=True)
     if model is not None and model not in ledger.log.models():
         from ledger.errors import NotFound
 

@@ -41,8 +41,8 @@ class Ledger:
         self.appender = Appender(log)
 
     @classmethod
-    def open(cls, url: str | None = None) -> Ledger:
-        return cls(config.open_log(url))
+    def open(cls, url: str | None = None, *, must_exist: bool = False) -> Ledger:
+        return cls(config.open_log(url, must_exist=must_exist))
 
     def emit(self, event: Event, *, expected_sequence: int | None = None) -> Accepted:
         return self.appender.append([event], expected_sequence=expected_sequence)[0]

@@ -32,18 +32,30 @@ def db_url(url: str | None = None) -> str:
     return url or os.environ.get("LEDGER_DB") or DEFAULT_DB
 
 
-def open_log(url: str | None = None) -> EventLog:
-    """The log named by ``url`` (or ``LEDGER_LOG``, or the embedded default)."""
+def _sqlite_path(url: str) -> str:
+    path = url.split("://", 1)[1] if "://" in url else url
+    if urlsplit(url).scheme == "sqlite":
+        path = path[1:] if path.startswith("/") else path  # sqlite:///rel, sqlite:////abs
+    if not path:
+        raise InputError(f"log URL {url!r} names no file")
+    return path
+
+
+def open_log(url: str | None = None, *, must_exist: bool = False) -> EventLog:
+    """The log named by ``url`` (or ``LEDGER_LOG``, or the embedded default).
+
+    ``must_exist`` is for auditors' commands: an embedded log file that is not there
+    is an error (a mistyped path must not verify as an empty, intact ledger)."""
     url = log_url(url)
     parts = urlsplit(url)
     if parts.scheme in ("", "sqlite", "file"):
         from ledger.backends.sqlite import SqliteLog
 
-        path = url.split("://", 1)[1] if "://" in url else url
-        if parts.scheme == "sqlite":
-            path = path[1:] if path.startswith("/") else path  # sqlite:///rel, sqlite:////abs
-        if not path:
-            raise InputError(f"log URL {url!r} names no file")
+        path = _sqlite_path(url)
+        if must_exist and not Path(path).exists():
+            from ledger.errors import NotFound
+
+            raise NotFound(f"no ledger log at {path} (check --log / LEDGER_LOG)")
         return SqliteLog(path)
     if parts.scheme == "kafka":
         from ledger.backends.kafka import KafkaLog

@@ -207,3 +207,12 @@ def test_heads_from_a_file_that_holds_none_is_bad_input(ledger_file, tmp_path):
     result = verify(ledger_file, "--heads", str(bogus))
     assert result.exit_code == 2
     assert "holds no chain heads" in result.stderr
+
+
+@pytest.mark.parametrize("command", [["verify"], ["export", "--out", "x.avro"]])
+def test_a_mistyped_log_path_is_not_an_empty_intact_ledger(tmp_path, command):
+    missing = tmp_path / "typo" / "log.db"
+    result = CliRunner().invoke(main, ["--log", f"sqlite:///{missing}", *command])
+    assert result.exit_code == 4
+    assert "no ledger log at" in result.stderr
+    assert not missing.exists()
