@@ -16,6 +16,10 @@ to perform one effect. The runner does the rest, the same way for all of them:
    claimed first ("sending"), then recorded as delivered, retrying (attempts,
    next attempt time, last error) or dead (with the reason, also a dead letter).
 
+Positions belong to one log: the first batch records which
+(:mod:`ledger.log_identity`), and a later run on another log is refused
+(:class:`~ledger.errors.WrongLog`, exit 2) before anything is read.
+
 Long work never runs inside a poll loop: the log is read to the end (or a batch)
 and the reader closed before any effect runs, and positions are the database's,
 not Kafka's consumer-group commit.
@@ -59,7 +63,7 @@ from pathlib import Path
 
 from consumers import store as _store
 from consumers.store import Effect, Store, effect_id
-from ledger import codec
+from ledger import codec, log_identity
 from ledger.errors import BackendError, DecodeError, InputError, LedgerError
 from ledger.events import Event
 from ledger.log import EventLog, StoredRecord
@@ -266,6 +270,34 @@ class Runner:
         self.rng = rng or random.Random()
         self.stop = stop or threading.Event()
         self.report = RunReport()
+        self._log_id: str | None = None
+        self._log_checked = False
+
+    # -- which log ------------------------------------------------------------
+
+    def _what(self) -> str:
+        return f"consumer {self.consumer.name!r} in {self.store.engine.url.render_as_string(hide_password=True)} (its positions)"
+
+    _REMEDY = "point --db at a fresh database for this log"
+
+    def _check_log(self) -> None:
+        """Refuse, before anything is read, a log other than the one this consumer's
+        positions belong to; reads one record, once per runner."""
+        if not self._log_checked:
+            recorded = self.store.log_identity()
+            self._log_id = log_identity.check(self.log, recorded, what=self._what(), remedy=self._REMEDY)
+            self._log_checked = True
+
+    def _record_log(self, conn, now: float) -> None:
+        if self._log_id is None:
+            found = log_identity.identify(self.log)  # the log was empty when checked
+            self._log_id = str(found) if found is not None else None
+        recorded = self.store.log_identity(conn)
+        if recorded is None:
+            if self._log_id is not None:
+                self.store.record_log_identity(conn, self._log_id, now)
+        elif recorded != self._log_id:
+            log_identity.refuse(self.log, recorded, what=self._what(), remedy=self._REMEDY)
 
     # -- reading --------------------------------------------------------------
 
@@ -277,6 +309,7 @@ class Runner:
         """Read the log to its end, recording intents and positions batch by batch.
         ``from_beginning`` re-reads everything (recorded effects are not repeated).
         Returns how many records were read."""
+        self._check_log()
         positions = {} if from_beginning else self.store.positions()
         total = 0
         while not self.stop.is_set():
@@ -333,6 +366,7 @@ class Runner:
             advanced[partition] = max(advanced.get(partition, -1), offset)
         moved = {p: o for p, o in advanced.items() if positions.get(p) != o}
         with self.store.begin() as conn:
+            self._record_log(conn, now)
             created = self.store.record_batch(conn, moved, new_effects, letters, now)
         positions.update(advanced)
         self.report.records += len(batch)

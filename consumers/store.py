@@ -9,6 +9,8 @@ on Kafka's consumer-group commit alone:
   channel)``: a redelivered or replayed event finds its row already there and
   creates nothing. Its ``status`` is the delivery state machine
   (pending → sending → delivered | retrying → … → dead);
+* ``cons_logs`` — per consumer, the identity of the log its positions belong to
+  (:mod:`ledger.log_identity`), recorded with its first batch;
 * ``cons_dead_letters`` — records that could not be decoded (with their position
   and bytes) and effects that failed for good (with the reason).
 
@@ -66,6 +68,14 @@ positions = Table(
     Column("partition", Integer, primary_key=True, autoincrement=False),
     Column("offset", Integer, nullable=False),
     Column("updated_at", Float, nullable=False),
+)
+
+logs = Table(
+    "cons_logs",
+    metadata,
+    Column("consumer", String(64), primary_key=True),
+    Column("identity", Text, nullable=False),
+    Column("recorded_at", Float, nullable=False),
 )
 
 effects = Table(
@@ -277,6 +287,18 @@ class Store:
                 select(positions.c.partition, positions.c.offset).where(positions.c.consumer == self.consumer)
             )
             return {r.partition: r.offset for r in rows}
+
+    def log_identity(self, conn: Connection | None = None) -> str | None:
+        """The identity of the log this consumer's positions belong to, if recorded."""
+        query = select(logs.c.identity).where(logs.c.consumer == self.consumer)
+        if conn is not None:
+            return conn.execute(query).scalar()
+        with self._connect() as own:
+            return own.execute(query).scalar()
+
+    def record_log_identity(self, conn: Connection, identity: str, now: float) -> None:
+        """Within the caller's transaction; a concurrent first record keeps the first."""
+        _insert_ignore(conn, logs, [{"consumer": self.consumer, "identity": identity, "recorded_at": now}])
 
     def reset_positions(self) -> None:
         with self._begin() as conn:

@@ -54,3 +54,10 @@ class NotFound(LedgerError):
     """An unknown model, version or record was asked for."""
 
     exit_code = 4
+
+
+class WrongLog(InputError):
+    """A database that follows one log was pointed at another: its stored positions
+    would be applied to the wrong records. Nothing was applied."""
+
+    exit_code = 2

@@ -511,8 +511,8 @@ def quarantined(database: Engine | Connection, *, as_of: AsOf | None = None) -> 
 
 
 def status(database: Engine | Connection) -> dict:
-    """Where each projection stands, whether the views are a time cut, and how many
-    records are quarantined."""
+    """Where each projection stands, whether the views are a cut (``as_of``: the
+    instant, or ``position P:O,…``), and how many records are quarantined."""
     p = positions.c
     with _connection(database) as conn:
         found: dict[str, dict[str, int]] = {}
@@ -528,8 +528,8 @@ def status(database: Engine | Connection) -> dict:
 
 def holds_views(database: Engine | Connection) -> bool:
     """Whether the database already holds views: projected records (the runner stores
-    a position in the same transaction as every row it writes), or a time cut, which
-    may hold none (a cut before the first event)."""
+    a position in the same transaction as every row it writes), or a cut, which may
+    hold none (a cut before the first event)."""
     from sqlalchemy import inspect
 
     with _connection(database) as conn:

@@ -7,7 +7,8 @@ and renders the answer — a table or text for people, JSON or CSV for scripts.
 The query commands read the projection database (``--db``). Before answering they
 catch the views up with the log, so an event emitted a moment ago is in the answer;
 ``--no-refresh`` answers from the views as they are (no log needed). A database
-built as of a past instant is a frozen cut and is never brought forward.
+built as of a past instant or log position is a frozen cut and is never brought
+forward.
 """
 
 from __future__ import annotations
@@ -603,10 +604,10 @@ def replay(ctx, replay_db, as_of_time, as_of_position, force, no_verify, as_json
 
     Refuses (exit 2) a database that already holds views, unless --force. With
     --as-of the views are those of that moment (the verification still covers the
-    whole log); a later query never brings such a cut forward. A cut at
-    --as-of-position is a prefix of the log that a refreshing query would bring
-    up to date: query it with --no-refresh. Exit 1 when the verification finds a problem (the views are built
-    all the same); exit 3 when the database cannot be reached.
+    whole log); a later query never brings such a cut forward, whether it was
+    cut at --as-of or at --as-of-position. Exit 1 when the verification finds a
+    problem (the views are built all the same); exit 3 when the database cannot be
+    reached.
 
     \b
     Example:

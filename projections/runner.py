@@ -12,10 +12,14 @@ A record that cannot be read as an event is not skipped: it becomes an
 *unreadable* item, which the quarantine and the audit trail record; its position
 advances with the rest of the batch.
 
-``as_of`` cuts the log (see :mod:`projections.asof`). A position cut is a prefix of
-every partition, so a database built to a position can later be brought forward. A
-time cut is not (other streams of a partition may have later records before earlier
-ones), so such a database is marked and refuses to be brought forward.
+``as_of`` cuts the log (see :mod:`projections.asof`). Views built to a cut — at an
+instant or at log positions — describe one past moment: the database is marked with
+its cut and refuses to be brought forward (an auditor's cut stays put); only a
+rebuild replaces it.
+
+Positions only mean something in the log they were read from, so the views record
+which log they follow (:mod:`ledger.log_identity`) with the first batch, and refuse
+(:class:`~ledger.errors.WrongLog`) to apply another log's records.
 """
 
 from __future__ import annotations
@@ -28,7 +32,7 @@ from itertools import islice
 from sqlalchemy import select
 from sqlalchemy.engine import Connection, Engine
 
-from ledger import codec
+from ledger import codec, log_identity
 from ledger.errors import BackendError, DecodeError, InputError, LedgerError
 from ledger.events import GENESIS_HASH, Event
 from ledger.log import EventLog, StoredRecord
@@ -123,6 +127,9 @@ class Runner:
         self.as_of = as_of
         self.batch_size = batch_size
         self._created = False
+        self._log: EventLog | None = None
+        self._log_id: str | None = None
+        """The identity of the log being applied, once checked against the database's."""
 
     # --- positions -------------------------------------------------------------------
 
@@ -161,11 +168,19 @@ class Runner:
 
     # --- the cut ---------------------------------------------------------------------
 
+    def _cut_mark(self) -> str | None:
+        """How the views record their cut: the instant as stored, or ``position P:O,…``."""
+        if self.as_of is None:
+            return None
+        if self.as_of.is_time:
+            return self.as_of.time
+        return self.as_of.describe().removeprefix("as of ")
+
     def _check_cut(self, stored: dict[str, dict[int, int]]) -> None:
         with db.errors("reading the projection metadata", self.engine), self.engine.connect() as conn:
             marked = db.get_meta(conn, "as_of")
         started = any(stored.values())
-        wanted = self.as_of.time if self.as_of is not None and self.as_of.is_time else None
+        wanted = self._cut_mark()
         if marked is not None and marked != wanted:
             raise InputError(
                 f"the views in {db.describe(self.engine)} were built as of {marked}; they cannot be "
@@ -174,7 +189,7 @@ class Runner:
         if wanted is not None and started and marked is None:
             raise InputError(
                 f"the views in {db.describe(self.engine)} already hold events; build the views as of "
-                "an instant into a fresh database (ledger project --rebuild --as-of …)"
+                "a cut into a fresh database (ledger project --rebuild --as-of …)"
             )
         if self.as_of is not None and self.as_of.positions is not None:
             for positions in stored.values():
@@ -210,6 +225,36 @@ class Runner:
             return True
         position = read.record.position
         return self.as_of.includes(position.partition, position.offset, read.at)
+
+    # --- which log -------------------------------------------------------------------
+
+    _REMEDY = "point --db at a fresh database for this log, or rebuild the views from it (ledger project --rebuild)"
+
+    def _what(self) -> str:
+        return f"the views in {db.describe(self.engine)}"
+
+    def _check_log(self, log: EventLog) -> None:
+        """Refuse, before anything is applied, a log other than the one the views
+        follow; reads one record (once per runner and log)."""
+        if self._log is log:
+            return
+        with db.errors("reading the projection metadata", self.engine), self.engine.connect() as conn:
+            recorded = db.get_meta(conn, "log")
+        self._log_id = log_identity.check(log, recorded, what=self._what(), remedy=self._REMEDY)
+        self._log = log
+
+    def _record_log(self, conn: Connection) -> None:
+        """Inside a write transaction: record the log the views follow, or refuse
+        if another runner recorded a different one meanwhile."""
+        if self._log_id is None and self._log is not None:
+            found = log_identity.identify(self._log)  # the log was empty when checked
+            self._log_id = str(found) if found is not None else None
+        recorded = db.get_meta(conn, "log")
+        if recorded is None:
+            if self._log_id is not None:
+                db.set_meta(conn, "log", self._log_id)
+        elif recorded != self._log_id and self._log is not None:
+            log_identity.refuse(self._log, recorded, what=self._what(), remedy=self._REMEDY)
 
     # --- applying ----------------------------------------------------------------------
 
@@ -256,6 +301,7 @@ class Runner:
         unreadable: set = set()
         moved: dict[int, int] = {}
         with db.errors("applying a batch", self.engine), db.writing(self.engine) as conn:
+            self._record_log(conn)
             stored = self._stored_positions(conn)
             for projection in self.projections:
                 done = stored[projection.name]
@@ -303,11 +349,13 @@ class Runner:
         """Catch up with the log (up to its end when the call starts) and return."""
         stored = self.positions()
         self._check_cut(stored)
-        if self.as_of is not None and self.as_of.is_time:
-            # Marked before anything is applied, so views of a time cut are always
-            # marked as such — even a cut before the first event, which holds no row.
+        self._check_log(log)
+        if self.as_of is not None:
+            # Marked before anything is applied, so views of a cut are always marked
+            # as such — even a cut before the first event, which holds no row.
             with db.errors("marking the views' cut", self.engine), db.writing(self.engine) as conn:
-                db.set_meta(conn, "as_of", self.as_of.time)
+                self._record_log(conn)
+                db.set_meta(conn, "as_of", self._cut_mark())
         report = RunReport()
         for chunk in _chunks(self._records(log, self._start(stored)), self.batch_size):
             reads = [_Read(record, *read_record(record)) for record in chunk]

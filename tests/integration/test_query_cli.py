@@ -564,6 +564,31 @@ def test_replay_as_of_before_the_first_event_stays_empty(fresh):
     assert again.exit_code == 2 and "already holds views" in again.stderr
 
 
+def test_replay_as_of_a_position_stays_put_like_a_cut_at_an_instant(fresh):
+    """An auditor's cut at a log position is not brought forward by the next query,
+    nor by `ledger project`; `ledger project --rebuild` replaces it."""
+    with open_log(fresh.log_url) as log:
+        accepted = play(log)
+    fresh.accepted = accepted
+    cut = fresh.position("churn v1 deployed")
+    summary = fresh.json("replay", "--as-of-position", cut)
+    assert summary["deployed"] == {"churn": {"production": 1}}
+    with open_log(fresh.log_url) as log:  # the log moves on after the cut
+        Appender(log).append([samples.deployed("churn", 2, environment="staging")])
+    for command in (["models", "--json"], ["show", "churn", "--json"]):
+        frozen = fresh.run(*command)
+        assert frozen.exit_code == 0, frozen.output
+        assert f"cut as of position {cut}; not refreshed" in frozen.stderr
+    assert {m["model"]: m["deployed"] for m in fresh.json("models")} == {"churn": {"production": 1}}
+    refused = fresh.run("project")
+    assert refused.exit_code == 2
+    assert f"built as of position {cut}" in refused.stderr and "--rebuild" in refused.stderr
+    assert {m["model"]: m["deployed"] for m in fresh.json("models", "--no-refresh")} == {"churn": {"production": 1}}
+    assert fresh.run("project", "--rebuild").exit_code == 0
+    now = {m["model"]: m["deployed"] for m in fresh.json("models")}
+    assert now == {"churn": {"production": 2, "staging": 2}, "fraud": {}}
+
+
 def test_replay_into_an_explicit_database_leaves_the_default_alone(tmp_path):
     log_url = f"sqlite:///{tmp_path / 'log.db'}"
     with open_log(log_url) as log:

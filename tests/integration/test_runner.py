@@ -137,3 +137,42 @@ def test_a_stopped_runner_records_what_it_did_and_the_next_run_finishes(log_url,
     run(second, log_url, db_url)
     assert len(first.done) == 3
     assert sorted(first.done + second.done) == sorted((f"m{i:02d}", c) for i in range(12) for c in "ab")
+
+
+def test_positions_of_one_log_are_not_applied_to_another(log_url, db_url, tmp_path, monkeypatch):
+    """The same database pointed at another log is refused before anything is read;
+    the log it follows, reached through another spelling of its URL, is not."""
+    from ledger.errors import WrongLog
+
+    run(Recorder(), log_url, db_url)
+    store = consumer_store.Store(consumer_store.engine_for(db_url), "recorder")
+    before = (store.positions(), store.count_by_status())
+
+    other = f"sqlite:///{tmp_path / 'other.db'}"
+    with Ledger.open(other) as ledger:
+        for i in range(15):
+            ledger.emit(ModelRetired(model=f"x{i:02d}", actor="ops", reason="other log"))
+    consumer = Recorder()
+    with pytest.raises(WrongLog, match="follow another log .*fresh database") as refused:
+        run(consumer, other, db_url)
+    assert refused.value.exit_code == 2 and "\n" not in str(refused.value)
+    assert consumer.done == []
+    assert (store.positions(), store.count_by_status()) == before
+
+    monkeypatch.chdir(tmp_path)
+    with Ledger.open("sqlite:///log.db") as ledger:  # the first log, by a relative path
+        ledger.emit(ModelRetired(model="late", actor="ops", reason="r"))
+    consumer = Recorder()
+    assert run(consumer, "sqlite:///log.db", db_url).records == 1
+    assert sorted(consumer.done) == [("late", "a"), ("late", "b")]
+
+
+def test_an_empty_log_binds_nothing(tmp_path, db_url):
+    empty = f"sqlite:///{tmp_path / 'empty.db'}"
+    with open_log(empty):
+        pass
+    assert run(Recorder(), empty, db_url).records == 0
+    other = f"sqlite:///{tmp_path / 'other.db'}"
+    with Ledger.open(other) as ledger:
+        ledger.emit(ModelRetired(model="m", actor="ops", reason="r"))
+    assert run(Recorder(), other, db_url).records == 1

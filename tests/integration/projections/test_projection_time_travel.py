@@ -96,10 +96,25 @@ def test_as_of_a_log_position(scripted, engine, new_db_url, open_engine, label, 
         folded.dispose()
 
 
-def test_views_cut_at_a_position_can_be_brought_forward(scripted, engine, new_db_url, open_engine):
+def test_views_cut_at_a_position_stay_put_like_a_cut_at_an_instant(scripted, engine, new_db_url, open_engine):
     position = scripted.positions["churn v2 drift"]
-    project(scripted.log, engine, as_of=AsOf.at_positions({position.partition: position.offset}))
-    assert Runner(engine).run(scripted.log).records == len(scripted.positions) - list(scripted.positions).index("churn v2 drift") - 1
+    cut = AsOf.at_positions({position.partition: position.offset})
+    project(scripted.log, engine, as_of=cut)
+    frozen = db.dump(engine)
+    assert queries.status(engine)["as_of"] == f"position {position}"
+    with pytest.raises(InputError, match=f"built as of position {position}"):
+        Runner(engine).run(scripted.log)
+    with pytest.raises(InputError, match="--rebuild"):
+        project(scripted.log, engine)
+    assert db.dump(engine) == frozen
+    folded = build(scripted.log, new_db_url(), as_of=cut)
+    try:
+        assert _answers(engine) == _answers(folded)
+    finally:
+        folded.dispose()
+
+    project(scripted.log, engine, rebuild=True)
+    assert queries.status(engine)["as_of"] is None
     whole = build(scripted.log, new_db_url())
     try:
         assert db.dump(engine) == db.dump(whole)
