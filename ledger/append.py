@@ -17,6 +17,7 @@ from ledger import codec, rules
 from ledger.errors import ConflictError, DecodeError, InputError, RuleViolation
 from ledger.events import Event, utcnow
 from ledger.log import EventLog, NewRecord, Position, StoredRecord, StreamView
+from ledger.verify import walk_stream
 
 
 MAX_EVENT_BYTES = 1_000_000
@@ -52,48 +53,21 @@ class Accepted:
         }
 
 
-def _damage(state: rules.ModelState, record: StoredRecord, event: Event) -> str | None:
-    """Why ``record`` does not extend the chain ``state`` ends, if it does not.
+def fold(model: str, records: Iterable[StoredRecord], state: rules.ModelState | None = None) -> rules.ModelState:
+    """Replay records of one stream into its rule state, refusing a stream whose
+    chain is broken (undecodable, altered, missing, inserted, reordered or
+    misplaced records, or a history the rules refuse).
 
     A log can hold records no ledger writer appended (a replayed copy produced to
     the topic, a hand-edited file): building on them would accept events against a
     history that is not the ledger's, e.g. a second #3 or an approval of a forged
-    evaluation. These are the checks of ``ledger verify``."""
-    if record.recorded_hash is not None and record.recorded_hash != record.hash:
-        return f"altered: #{event.sequence}'s bytes do not match the hash stored with them"
-    if event.model != state.model:
-        return f"misplaced: an event of model {event.model!r}"
-    if event.sequence != state.sequence + 1:
-        kind = "missing" if event.sequence > state.sequence + 1 else "inserted"
-        return f"{kind}: event #{event.sequence} follows #{state.sequence}"
-    if event.prev_hash != state.last_hash:
-        return f"altered: #{event.sequence} links to {event.prev_hash[:16]}…, not to #{state.sequence}'s bytes"
-    try:
-        rules.check(state, event.model_copy(update={"sequence": None, "prev_hash": None}))
-    except RuleViolation as exc:
-        return f"rule: #{event.sequence} breaks {exc}"
-    return None
-
-
-def fold(model: str, records: Iterable[StoredRecord], state: rules.ModelState | None = None) -> rules.ModelState:
-    """Replay records of one stream into its rule state, refusing a stream whose
-    chain is broken (undecodable, altered, missing, inserted or misplaced records)."""
-    state = state or rules.ModelState(model)
-    for record in records:
-        try:
-            event = codec.decode(record.data)
-        except DecodeError as exc:
-            raise DecodeError(
-                f"stream {model!r} holds an undecodable event at {record.position}: {exc}; "
-                "run `ledger verify` — no new event is accepted on a damaged stream"
-            ) from exc
-        damage = _damage(state, record, event)
-        if damage is not None:
-            raise DecodeError(
-                f"stream {model!r} is damaged at {record.position} ({damage}); "
-                "run `ledger verify` — no new event is accepted on a damaged stream"
-            )
-        state = rules.apply(state, event, record.hash)
+    evaluation. The checks are ``ledger verify``'s own."""
+    state, problem = walk_stream(model, records, state or rules.ModelState(model))
+    if problem is not None:
+        raise DecodeError(
+            f"stream {model!r} is damaged at {problem.position} ({problem.kind}: {problem.detail}); "
+            "run `ledger verify` — no new event is accepted on a damaged stream"
+        )
     return state
 
 

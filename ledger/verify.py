@@ -100,15 +100,20 @@ class Report:
 class _Walker:
     """Walks one model stream, in log order, up to its first problem."""
 
-    def __init__(self, model: str, anchor: tuple[int, str] | None = None):
+    def __init__(
+        self, model: str, anchor: tuple[int, str] | None = None, state: rules.ModelState | None = None
+    ):
         self.report = StreamReport(model)
-        self.state = rules.ModelState(model)
+        self.state = state or rules.ModelState(model)
         # An export may start mid-stream: the chain then starts at the anchor (the
         # sequence and hash just before the first exported event), and the rules,
-        # which need the whole history, are not replayed.
-        self.check_rules = anchor is None or anchor[0] == 0
+        # which need the whole history, are not replayed. A known ``state`` (the
+        # append path's, folded so far) is a starting point the rules know.
+        self.check_rules = state is not None or anchor is None or anchor[0] == 0
         if anchor is not None:
             self.report.head_sequence, self.report.head_hash = anchor
+        elif state is not None:
+            self.report.head_sequence, self.report.head_hash = state.sequence, state.last_hash
         self.previous: StoredRecord | None = None
         self.previous_id: str | None = None
         self.hashes: dict[int, str] = {}
@@ -213,8 +218,17 @@ class _Walker:
                     report.head_sequence,
                     self.previous_id,
                 )
-            else:
+            elif report.head_sequence == 0:
                 self.fail(record, "inserted", "the first event of a stream must link to the genesis hash", event.sequence, ident)
+            else:
+                self.fail(
+                    record,
+                    "altered",
+                    f"it links to {event.prev_hash[:16]}…, not to #{report.head_sequence}'s bytes "
+                    f"({report.head_hash[:16]}…)",
+                    event.sequence,
+                    ident,
+                )
             return
         if self.check_rules:
             try:
@@ -229,6 +243,15 @@ class _Walker:
         report.head_hash = record.hash
         self.previous = record
         self.previous_id = ident
+
+
+def walk_stream(model: str, records: Iterable[StoredRecord], state: rules.ModelState) -> tuple[rules.ModelState, Problem | None]:
+    """Extend ``state`` with ``records`` of its stream, stopping at the first problem
+    ``verify`` would name: the append path's check that it builds on the ledger's
+    own history."""
+    walker = _Walker(model, state=state)
+    report = walker.walk(list(records))
+    return walker.state, report.problem
 
 
 def verify(
