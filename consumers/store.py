@@ -30,6 +30,7 @@ from dataclasses import dataclass
 from pathlib import Path
 
 from sqlalchemy import (
+    BigInteger,
     Column,
     Float,
     Integer,
@@ -66,7 +67,7 @@ positions = Table(
     metadata,
     Column("consumer", String(64), primary_key=True),
     Column("partition", Integer, primary_key=True, autoincrement=False),
-    Column("offset", Integer, nullable=False),
+    Column("offset", BigInteger, nullable=False),
     Column("updated_at", Float, nullable=False),
 )
 
@@ -89,7 +90,7 @@ effects = Table(
     Column("model", String(128), nullable=False),
     Column("version", Integer),
     Column("partition", Integer, nullable=False),
-    Column("offset", Integer, nullable=False),
+    Column("offset", BigInteger, nullable=False),
     Column("payload", Text, nullable=False),
     Column("status", String(16), nullable=False, index=True),
     Column("attempts", Integer, nullable=False, default=0),
@@ -113,7 +114,7 @@ dead_letters = Table(
     # What a dead letter is about, so that replaying the log adds no second letter.
     Column("subject", String(128), nullable=False),
     Column("partition", Integer),
-    Column("offset", Integer),
+    Column("offset", BigInteger),
     Column("event_id", String(64)),
     Column("effect_id", String(36)),
     Column("channel", String(128)),
