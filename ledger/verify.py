@@ -78,11 +78,11 @@ class Report:
         keyless = sum(1 for p in self.unreadable if p.model is None)
         return keyless + sum(s.unreadable for s in self.streams.values())
 
-    def summary(self) -> str:
+    def summary(self, where: str = "") -> str:
         unreadable = self.unreadable_records
         extra = f", {unreadable} unreadable record(s)" if unreadable else ""
         status = "intact" if self.ok else f"{len(self.problems)} problem(s)"
-        return f"{len(self.streams)} stream(s), {self.events} event(s){extra}: {status}"
+        return f"{len(self.streams)} stream(s), {self.events} event(s){extra}{where}: {status}"
 
     def as_dict(self) -> dict:
         return {

@@ -681,8 +681,7 @@ def replay(ctx, replay_db, as_of_time, as_of_position, force, no_verify, as_json
         else:
             for problem in verification.problems:
                 click.echo(f"FAIL {problem}")
-            state = "intact" if verification.ok else f"{len(verification.problems)} problem(s)"
-            click.echo(f"verify: {len(verification.streams)} stream(s), {verification.events} event(s) in the raw log: {state}")
+            click.echo(f"verify: {verification.summary(' in the raw log')}")
     if verification is not None and not verification.ok:
         ctx.exit(EXIT_REJECTED)
 
