@@ -21,7 +21,7 @@ import numpy as np
 from consumers import store as consumer_store
 from consumers.retrain import Retrainer, Settings
 from consumers.runner import Runner
-from ledger import datasets, drift, monitoring
+from ledger.data import datasets, drift, monitoring
 from ledger.client import Ledger
 from ledger.config import open_log
 from ledger.events import ColumnSpec, DataContract

@@ -54,7 +54,7 @@ from collections.abc import Mapping, Sequence
 from dataclasses import dataclass, field, fields
 from pathlib import Path
 
-from ledger import datasets
+from ledger.data import datasets
 from ledger.errors import BackendError, ConflictError, InputError, LedgerError, NotFound, RuleViolation
 from ledger.events import DataSnapshotted, DriftDetected, Event, ModelEvaluated, ModelTrained
 

@@ -6,7 +6,7 @@ parent only by its data::
     SimpleImputer(mean) → StandardScaler → GradientBoostingClassifier(random_state=0)
 
 Features are the snapshot contract's numeric columns other than the target (see
-:attr:`ledger.datasets.Dataset.feature_names`); the target is ``contract.target``.
+:attr:`ledger.data.datasets.Dataset.feature_names`); the target is ``contract.target``.
 Everything is seeded, so the same snapshot gives the same model and, with the same
 library versions, the same artifact bytes.
 
@@ -44,7 +44,8 @@ from pathlib import Path
 
 import numpy as np
 
-from ledger import config, datasets, rules
+from ledger import config, rules
+from ledger.data import datasets
 from ledger.append import Accepted
 from ledger.errors import InputError, NotFound, RuleViolation
 from ledger.events import DataSnapshotted, ModelEvaluated, ModelTrained

@@ -20,14 +20,9 @@ from datetime import datetime, timezone
 from types import MappingProxyType
 
 from ledger.errors import InputError
-from ledger.times import parse_instant
+from ledger.parsing import parse_instant, parse_positions
 
 _FORMAT = "%Y-%m-%dT%H:%M:%S.%fZ"
-
-# Kafka's partitions are 32-bit and its offsets 64-bit signed integers, as are the
-# columns that store them.
-MAX_PARTITION = 2**31 - 1
-MAX_OFFSET = 2**63 - 1
 
 
 def iso(moment: datetime) -> str:
@@ -42,32 +37,6 @@ def iso_ms(milliseconds: int | None) -> str | None:
     if milliseconds is None or milliseconds < 0:
         return None
     return iso(datetime.fromtimestamp(milliseconds / 1000, timezone.utc))
-
-
-def parse_positions(text: str) -> dict[int, int]:
-    """``"0:57"`` or ``"0:57,1:12,2:0"`` → ``{0: 57, 1: 12, 2: 0}``."""
-    positions: dict[int, int] = {}
-    for part in text.split(","):
-        part = part.strip()
-        partition, sep, offset = part.partition(":")
-        try:
-            if not sep:
-                raise ValueError
-            p, o = int(partition), int(offset)
-        except ValueError:
-            raise InputError(
-                f"malformed log position {part!r} in {text!r}: use PARTITION:OFFSET, e.g. 0:57 or 0:57,1:12"
-            ) from None
-        if p < 0 or o < 0:
-            raise InputError(f"log position {part!r}: partition and offset are not negative")
-        if p > MAX_PARTITION or o > MAX_OFFSET:
-            raise InputError(
-                f"log position {part!r} is out of range: partitions run to {MAX_PARTITION}, offsets to {MAX_OFFSET}"
-            )
-        if p in positions:
-            raise InputError(f"log position {text!r} names partition {p} twice")
-        positions[p] = o
-    return positions
 
 
 @dataclass(frozen=True)

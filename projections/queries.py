@@ -20,7 +20,7 @@ from sqlalchemy import Integer, Text, and_, cast, false, func, literal, not_, or
 from sqlalchemy.engine import Connection, Engine
 
 from ledger.errors import InputError, NotFound
-from ledger.times import parse_instant
+from ledger.parsing import parse_instant, parse_target
 from projections import db as _db
 from projections import lineage as _lineage
 from projections.asof import AsOf, iso
@@ -360,9 +360,10 @@ def resolve_node(text: str) -> str:
     prefixes = ("dataset:", "snapshot:", "run:", "version:", "evaluation:", "approval:", "deployment:", "drift:")
     if value.startswith(prefixes):
         return value
-    model, sep, version = value.rpartition("@")
-    if sep and model and version.isdigit():
-        return _lineage.version_node(model, int(version))
+    if "@" in value:
+        model, version = parse_target(value)
+        if version is not None:
+            return _lineage.version_node(model, version)
     raise InputError(
         f"cannot tell which lineage node {text!r} is: use MODEL@VERSION (churn@3) or a node id "
         "such as snapshot:churn/2026-03 or dataset:customers"

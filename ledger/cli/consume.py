@@ -1,4 +1,5 @@
-"""Commands this package adds to the ``ledger`` CLI (registered by ledger.cli)."""
+"""``ledger consume`` (run a consumer over the log) and ``ledger notifications``
+(what the consumers did, and what failed)."""
 
 from __future__ import annotations
 
@@ -12,7 +13,9 @@ from pathlib import Path
 
 import click
 
-from ledger.output import chosen_format, output_options, render
+from ledger.cli.base import settings
+from ledger.cli.output import chosen_format, output_options, render
+from ledger.errors import InputError
 
 
 @contextmanager
@@ -91,7 +94,7 @@ def consume(ctx, name, mode, config_path, max_wait, poll_interval, batch_size, f
     if config_path is not None and not config_path.is_file():
         raise click.BadParameter(f"no such file: {config_path}", param_hint="--config")
     options = runner.ConsumerOptions(
-        log_url=ctx.obj["log_url"], db_url=ctx.obj["db_url"], config_path=config_path
+        log_url=settings(ctx)["log_url"], db_url=settings(ctx)["db_url"], config_path=config_path
     )
     consumer = runner.build(name, options)
     event_log = config.open_log(options.log_url)
@@ -155,12 +158,11 @@ def notifications(ctx, status, model, consumer, dead_letters, fmt, as_json, as_c
     """
     from consumers import runner
     from consumers.store import Store, engine_for
-    from ledger.errors import InputError
 
     fmt = chosen_format(fmt, as_json, as_csv)
     if consumer not in runner.REGISTRY:  # a typo must not look like an empty list
         raise InputError(f"unknown consumer {consumer!r}; known: {', '.join(runner.names())}")
-    store = Store(engine_for(ctx.obj["db_url"]), consumer)
+    store = Store(engine_for(settings(ctx)["db_url"]), consumer)
     if dead_letters:
         rows = [
             {
@@ -186,6 +188,4 @@ def notifications(ctx, status, model, consumer, dead_letters, fmt, as_json, as_c
     click.echo(render(rows, _DELIVERY_COLUMNS, fmt))
 
 
-from consumers.drift_cli import commands as _drift_commands  # noqa: E402 - data, drift, train
-
-commands: list = [consume, notifications, *_drift_commands]
+commands: list = [consume, notifications]

@@ -1,6 +1,6 @@
 """``ledger data snapshot``, ``ledger drift check`` and ``ledger train``.
 
-Thin: each command calls :mod:`ledger.monitoring` or :mod:`consumers.training` and
+Thin: each command calls :mod:`ledger.data.monitoring` or :mod:`consumers.training` and
 prints the result; errors are the ledger's family, mapped to exit codes by the
 ``ledger`` group. Heavy imports (numpy, scikit-learn) happen inside the commands.
 """
@@ -13,22 +13,14 @@ from pathlib import Path
 
 import click
 
-from ledger.output import chosen_format, output_options, render
-
-EXIT_DRIFT = 5
-"""``ledger drift check``: drift detected and recorded (or already recorded)."""
-
-
-def _open_ledger(ctx: click.Context):
-    from ledger.client import Ledger
-
-    ledger = Ledger.open(ctx.find_root().obj["log_url"])
-    ctx.call_on_close(ledger.close)
-    return ledger
+from ledger import parsing
+from ledger.cli.base import EXIT_DRIFT, open_ledger, validation_message
+from ledger.cli.output import chosen_format, output_options, render
+from ledger.errors import InputError
 
 
 def _store(data_dir: Path | None):
-    from ledger.datasets import DataStore
+    from ledger.data.datasets import DataStore
 
     return DataStore(data_dir)
 
@@ -36,7 +28,6 @@ def _store(data_dir: Path | None):
 def _read_contract(path: Path):
     from pydantic import ValidationError
 
-    from ledger.errors import InputError
     from ledger.events import DataContract
 
     try:
@@ -44,10 +35,7 @@ def _read_contract(path: Path):
     except (OSError, UnicodeDecodeError) as exc:
         raise InputError(f"cannot read the data contract {str(path)!r}: {exc}") from exc
     except ValidationError as exc:
-        problems = "; ".join(
-            f"{'.'.join(str(p) for p in e['loc']) or 'contract'}: {e['msg']}" for e in exc.errors()
-        )
-        raise InputError(f"invalid data contract {str(path)!r}: {problems}") from exc
+        raise InputError(f"invalid data contract {str(path)!r}: {validation_message(exc, 'contract')}") from exc
 
 
 _data_dir_option = click.option(
@@ -97,11 +85,11 @@ def snapshot(ctx, model, dataset, contract_path, data_path, actor, snapshot_id, 
       ledger data snapshot churn --dataset churn-data --contract contract.json \\
         --data train.csv --actor alice
     """
-    from ledger import monitoring
+    from ledger.data import monitoring
 
     out = chosen_format(fmt, as_json, as_csv)
     result = monitoring.register_snapshot(
-        _open_ledger(ctx),
+        open_ledger(ctx),
         model,
         dataset=dataset,
         contract=_read_contract(contract_path),
@@ -167,16 +155,17 @@ def check(ctx, target, data_path, environment, metric, threshold, actor, data_di
     Example:
       ledger drift check churn@3 --data last-week.csv --environment production
     """
-    from ledger import drift as drift_math
-    from ledger import monitoring
+    from ledger.data import drift as drift_math
+    from ledger.data import monitoring
 
     out = chosen_format(fmt, as_json, as_csv)
-    model, version = monitoring.parse_model_version(target)
+    model, version = parsing.parse_model_version(target)
+    parsing.parse_environment(environment)
     thresholds = drift_math.Thresholds()
     if threshold is not None:
         thresholds = dataclasses.replace(thresholds, **{metric: threshold})
     result = monitoring.check_drift(
-        _open_ledger(ctx),
+        open_ledger(ctx),
         model,
         version,
         data_path,
@@ -253,8 +242,6 @@ def train(ctx, model, snapshot_id, actor, evaluation_snapshot, thresholds, artif
     Example:
       ledger train churn --snapshot churn-data-3f2a9c0d1e2b --actor alice
     """
-    from ledger.errors import InputError
-
     from consumers import training
 
     out = chosen_format(fmt, as_json, as_csv)
@@ -270,7 +257,7 @@ def train(ctx, model, snapshot_id, actor, evaluation_snapshot, thresholds, artif
             if not sep or not name.strip():
                 raise InputError(f"--threshold takes METRIC=MIN (e.g. roc_auc=0.7), not {item!r}")
     result = training.train_and_record(
-        _open_ledger(ctx),
+        open_ledger(ctx),
         model,
         snapshot_id,
         actor,

@@ -24,6 +24,7 @@ from pathlib import Path
 
 import click
 
+from ledger.cli.base import settings
 from ledger.errors import InputError
 
 MODEL = "pump-failure"
@@ -101,7 +102,8 @@ def _write_csv(path: Path, header: list[str], rows: list[list]) -> None:
 class Story:
     """Runs ``ledger`` commands in this process and shows them as typed."""
 
-    def __init__(self, log_url: str, db_url: str, workdir: Path):
+    def __init__(self, root: click.Command, log_url: str, db_url: str, workdir: Path):
+        self.root = root
         self.base = ["--log", log_url, "--db", db_url]
         self.workdir = workdir
         self.step = 0
@@ -113,11 +115,9 @@ class Story:
         click.secho(f"── {self.step}. {title} " + "─" * max(0, 60 - len(title)), bold=True)
 
     def run(self, *args: str, expect: tuple[int, ...] = (0,)) -> int:
-        from ledger.cli import main
-
         click.secho("$ ledger " + " ".join(shlex.quote(a) for a in args), fg="cyan")
         try:
-            code = main.main([*self.base, *args], prog_name="ledger", standalone_mode=False)
+            code = self.root.main([*self.base, *args], prog_name="ledger", standalone_mode=False)
         except click.exceptions.Exit as exit_:
             code = exit_.exit_code
         except click.ClickException as exc:
@@ -167,10 +167,11 @@ def demo(ctx: click.Context, workdir: Path) -> None:
     Example:
       mkdir try-ledger && cd try-ledger && ledger demo
     """
-    log_url, db_url = ctx.obj["log_url"], ctx.obj["db_url"]
+    log_url, db_url = settings(ctx)["log_url"], settings(ctx)["db_url"]
     model = _free_model_name(log_url)
     run_dir = workdir / model
-    story = Story(log_url, db_url, run_dir)
+    # The commands run through the very group that runs this one, as typed.
+    story = Story(ctx.find_root().command, log_url, db_url, run_dir)
 
     contract = run_dir / "contract.json"
     january, summer = run_dir / "sensors-january.csv", run_dir / "sensors-heat-wave.csv"
@@ -240,3 +241,6 @@ def demo(ctx: click.Context, workdir: Path) -> None:
     click.echo()
     click.secho(f"Done: {model} told end to end; the ledger verifies.", fg="green", bold=True)
     click.echo(f"Try: ledger show {model}@2   ledger lineage {model}@2 --format mermaid   ledger audit --actor bob")
+
+
+commands: list = [demo]

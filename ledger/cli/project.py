@@ -1,4 +1,4 @@
-"""Commands this package adds to the ``ledger`` CLI (registered by ledger.cli)."""
+"""``ledger project``: fold the log into the projection database."""
 
 from __future__ import annotations
 
@@ -6,24 +6,8 @@ import signal
 
 import click
 
+from ledger.cli.base import open_ledger, open_views_db, parse_cut, positions_text
 from ledger.errors import InputError
-from projections.query_cli import commands as query_commands
-
-
-def _as_of(time_text: str | None, position_text: str | None):
-    from projections.asof import AsOf
-
-    if time_text and position_text:
-        raise InputError("choose one of --as-of and --as-of-position")
-    if time_text:
-        return AsOf.at(time_text)
-    if position_text:
-        return AsOf.at_positions(position_text)
-    return None
-
-
-def _positions(positions: dict[int, int]) -> str:
-    return ",".join(f"{p}:{o}" for p, o in sorted(positions.items())) or "-"
 
 
 @click.command()
@@ -58,22 +42,20 @@ def project(
       ledger --db postgresql+psycopg://ledger@db/ledger project --follow
       ledger --db sqlite:///march.db project --as-of 2026-03-03T23:59:59Z
     """
-    from ledger.cli import open_ledger
     from projections import db
     from projections.runner import Runner
     from projections.runner import project as run_projection
 
-    as_of = _as_of(as_of_time, as_of_position)
+    as_of = parse_cut(as_of_time, as_of_position)
     if follow and as_of is not None:
         raise InputError("--follow cannot be combined with --as-of or --as-of-position")
     log = open_ledger(ctx).log
-    engine = db.open_db(ctx.obj["db_url"])
-    ctx.call_on_close(engine.dispose)
+    engine = open_views_db(ctx, check=False)
 
     def on_batch(batch) -> None:
         if verbose:
             extra = f", {batch.unreadable} quarantined" if batch.unreadable else ""
-            click.echo(f"batch: {batch.records} record(s){extra}, now at {_positions(batch.positions)}", err=True)
+            click.echo(f"batch: {batch.records} record(s){extra}, now at {positions_text(batch.positions)}", err=True)
 
     if not follow:
         report = run_projection(log, engine, rebuild=rebuild, as_of=as_of, batch_size=batch_size, on_batch=on_batch)
@@ -109,8 +91,8 @@ def project(
     quarantined = f", {report.unreadable} unreadable record(s) quarantined" if report.unreadable else ""
     click.echo(
         f"applied {report.records} record(s) in {report.batches} batch(es){quarantined}{cut}; "
-        f"at {_positions(at)}; views in {where}"
+        f"at {positions_text(at)}; views in {where}"
     )
 
 
-commands: list = [project, *query_commands]
+commands: list = [project]

@@ -1,7 +1,8 @@
 """The operators' and auditors' commands: ``models``, ``show``, ``lineage``,
 ``audit`` and ``replay``.
 
-Thin: each command checks its input, asks :mod:`projections.queries` (or the runner)
+Thin: each command parses its input (:mod:`ledger.parsing`), asks
+:mod:`projections.queries` (or the runner)
 and renders the answer — a table or text for people, JSON or CSV for scripts.
 
 The query commands read the projection database (``--db``). Before answering they
@@ -19,10 +20,10 @@ from collections import defaultdict
 
 import click
 
+from ledger import parsing
+from ledger.cli.base import EXIT_REJECTED, open_ledger, open_views_db, parse_cut, settings
+from ledger.cli.output import chosen_format, output_options, render
 from ledger.errors import BackendError, InputError, NotFound
-from ledger.output import chosen_format, output_options, render
-
-MAX_VERSION = 2**31 - 1
 
 
 class _Literal(click.ParamType):
@@ -70,46 +71,11 @@ def _refresh_option(func):
     )(func)
 
 
-def _cut(time_text: str | None, position_text: str | None):
-    from projections.asof import AsOf
-
-    if time_text is not None and position_text is not None:
-        raise InputError("choose one of --as-of and --as-of-position")
-    if time_text is not None:
-        return AsOf.at(time_text)
-    if position_text is not None:
-        return AsOf.at_positions(position_text)
-    return None
-
-
-def _reachable(engine) -> None:
-    """Fail with one line when the database cannot be reached."""
-    from sqlalchemy.exc import SQLAlchemyError
-
-    from projections import db
-
-    try:
-        with engine.connect():
-            pass
-    except SQLAlchemyError as exc:
-        reason = str(getattr(exc, "orig", None) or exc).strip().splitlines() or ["no reason given"]
-        raise BackendError(f"cannot reach the projection database {db.describe(engine)}: {reason[0]}") from exc
-
-
-def _open_db(ctx: click.Context, url: str | None = None):
-    from projections import db
-
-    engine = db.open_db(url or ctx.obj["db_url"])
-    ctx.call_on_close(engine.dispose)
-    _reachable(engine)
-    return engine
-
-
 def _views(ctx: click.Context, *, refresh: bool):
     """The projection database, caught up with the log unless ``refresh`` is off."""
     from projections import db, queries
 
-    engine = _open_db(ctx)
+    engine = open_views_db(ctx)
     if not refresh:
         if not queries.holds_views(engine):
             raise BackendError(f"{db.describe(engine)} holds no views yet: run `ledger project`, or drop --no-refresh")
@@ -119,7 +85,6 @@ def _views(ctx: click.Context, *, refresh: bool):
         if frozen is not None:
             click.echo(f"note: the views in {db.describe(engine)} are a cut as of {frozen}; not refreshed", err=True)
             return engine
-    from ledger.cli import open_ledger
     from projections.runner import project
 
     project(open_ledger(ctx).log, engine)
@@ -146,23 +111,6 @@ def _deployed(deployed: dict) -> str:
     return " ".join(f"{env}=v{version}" for env, version in sorted(deployed.items()))
 
 
-def _target(text: str) -> tuple[str, int | None]:
-    """``churn`` → (churn, None); ``churn@3`` → (churn, 3)."""
-    if "\x00" in text:
-        raise InputError("a model name must not contain a NUL character")
-    if "@" not in text:
-        if not text.strip():
-            raise InputError("name a model: MODEL or MODEL@VERSION")
-        return text, None
-    model, _, version = text.rpartition("@")
-    if not model or not (version.isascii() and version.isdigit()):
-        raise InputError(f"malformed {text!r}: use MODEL or MODEL@VERSION, e.g. churn@3")
-    number = int(version)
-    if not 1 <= number <= MAX_VERSION:
-        raise InputError(f"version {version} is out of range: versions run from 1 to {MAX_VERSION}")
-    return model, number
-
-
 # --- models ----------------------------------------------------------------------------
 
 MODEL_COLUMNS = ("model", "status", "versions", "latest_version", "deployed", "created_at", "created_by")
@@ -187,7 +135,7 @@ def models(ctx, as_of_time, as_of_position, no_refresh, fmt, as_json, as_csv) ->
     from projections import queries
 
     out = chosen_format(fmt, as_json, as_csv)
-    cut = _cut(as_of_time, as_of_position)
+    cut = parse_cut(as_of_time, as_of_position)
     rows = queries.list_models(_views(ctx, refresh=not no_refresh), as_of=cut)
     if out != "json":
         rows = [{**r, "deployed": _deployed(r["deployed"]), "created_at": _when(r["created_at"])} for r in rows]
@@ -221,11 +169,11 @@ def show(ctx, target, as_of_time, as_of_position, no_refresh, fmt, as_json, as_c
     """
     from projections import queries
 
-    model, version = _target(target)
+    model, version = parsing.parse_target(target)
     out = chosen_format(fmt, as_json, as_csv)
     if version is not None and out == "csv":
         raise click.UsageError("one version is not a table: use the text view or --json")
-    cut = _cut(as_of_time, as_of_position)
+    cut = parse_cut(as_of_time, as_of_position)
     engine = _views(ctx, refresh=not no_refresh)
     if version is not None:
         detail = queries.version_detail(engine, model, version, as_of=cut)
@@ -493,7 +441,7 @@ def lineage(ctx, node, direction, depth, as_of_time, as_of_position, no_refresh,
     if "\x00" in node:
         raise InputError("a lineage node must not contain a NUL character")
     node_id = queries.resolve_node(node)
-    cut = _cut(as_of_time, as_of_position)
+    cut = parse_cut(as_of_time, as_of_position)
     engine = _views(ctx, refresh=not no_refresh)
     try:
         result = queries.lineage(engine, node_id, direction=direction, depth=depth, as_of=cut)
@@ -555,15 +503,11 @@ def audit(ctx, model, actor, event_type, since, until, limit, no_refresh, fmt, a
       ledger audit --model churn --since 2026-03-01 --until 2026-03-31
       ledger audit --actor carol --type approve --format csv > approvals.csv
     """
-    from ledger.times import parse_instant
     from projections import queries
 
     out = chosen_format(fmt, as_json, as_csv)
     wanted_type = _event_type(event_type) if event_type is not None else None
-    start = parse_instant(since) if since is not None else None
-    end = parse_instant(until, end_of_day=True) if until is not None else None
-    if start and end and start > end:
-        raise InputError("--since is after --until")
+    start, end = parsing.parse_window(since, until)
     if limit is not None:
         # The database's integers stop at 2**63 - 1, far beyond any log: more is all.
         limit = min(limit, 2**63 - 1)
@@ -615,12 +559,11 @@ def replay(ctx, replay_db, as_of_time, as_of_position, force, no_verify, as_json
       ledger replay --db sqlite:///march.db --as-of 2026-03-31
       ledger --db sqlite:///audit.db show churn@2 --no-refresh
     """
-    from ledger.cli import EXIT_REJECTED, open_ledger
     from projections import db, queries
     from projections.runner import project
 
-    cut = _cut(as_of_time, as_of_position)
-    engine = _open_db(ctx, replay_db)
+    cut = parse_cut(as_of_time, as_of_position)
+    engine = open_views_db(ctx, replay_db)
     where = db.describe(engine)
     if queries.holds_views(engine) and not force:
         raise InputError(f"{where} already holds views: replay into a fresh database, or pass --force to replace them")
@@ -651,7 +594,7 @@ def replay(ctx, replay_db, as_of_time, as_of_position, force, no_verify, as_json
         report = run()
     listed = queries.list_models(engine)
     summary = {
-        "log": ctx.obj["log_url"],
+        "log": settings(ctx)["log_url"],
         "database": where,
         "as_of": cut.describe() if cut is not None else None,
         "records": report.records,

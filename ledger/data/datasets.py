@@ -11,7 +11,7 @@ Rules a CSV is held to (the contract is the authority):
   extracts often carry ids the model never sees); header names may carry a unit
   as ``name[unit]``, e.g. ``air_temperature[C]``. A header without a unit is taken
   to be in the contract's unit; a unit that differs from the contract's is
-  converted when :mod:`ledger.units` knows the conversion, else refused;
+  converted when :mod:`ledger.data.units` knows the conversion, else refused;
 * a value must parse as the column's dtype and lie within its bounds (after unit
   conversion);
 * missing cells (empty, ``NA``, ``N/A``, ``NaN``, ``null``, ``None``) follow the
@@ -23,7 +23,7 @@ Rules a CSV is held to (the contract is the authority):
 Feature statistics cover numeric (float, int, bool) columns other than the target,
 over observed values only: ``std`` is the sample standard deviation (ddof=1), and
 ``quantiles`` are the values at the 101 probabilities 0, 0.01, …, 1 (numpy's linear
-interpolation), which :mod:`ledger.drift` reads as the reference distribution.
+interpolation), which :mod:`ledger.data.drift` reads as the reference distribution.
 
 The content hash is ``sha256:`` + the SHA-256 of the canonical bytes: the contract
 columns in contract order, in the contract's units, one row per line, floats in
@@ -48,7 +48,8 @@ from urllib.parse import unquote, urlsplit
 
 import numpy as np
 
-from ledger import config, units
+from ledger import config
+from ledger.data import units
 from ledger.errors import InputError, NotFound
 from ledger.events import ColumnSpec, DataContract, DataSnapshotted, FeatureStats
 from ledger.files import write_once

@@ -1,7 +1,7 @@
 """Registering data and checking it for drift, through the ledger's append path.
 
 What ``ledger data snapshot`` and ``ledger drift check`` call. The decisions are in
-the pure modules (:mod:`ledger.datasets` checks and summarises, :mod:`ledger.drift`
+the pure modules (:mod:`ledger.data.datasets` checks and summarises, :mod:`ledger.data.drift`
 scores); this module reads the model's stream, stores the data file and appends.
 
 Both operations are safe to repeat:
@@ -24,22 +24,13 @@ from collections.abc import Iterable
 from dataclasses import dataclass
 from pathlib import Path
 
-from ledger import datasets, drift, rules
+from ledger import rules
+from ledger.data import datasets, drift
 from ledger.append import Accepted
 from ledger.errors import NotFound, RuleViolation
 from ledger.events import DataContract, DataSnapshotted, DriftDetected, Event, ModelTrained
 
 _ALERT_NAMESPACE = uuid.UUID("5d0f3a8e-2b7c-4f61-9a0e-64726966740a")
-
-
-def parse_model_version(text: str) -> tuple[str, int]:
-    """``"churn@3"`` → ``("churn", 3)``."""
-    from ledger.errors import InputError
-
-    model, sep, version = text.rpartition("@")
-    if not sep or not model or not version.isdigit() or int(version) < 1:
-        raise InputError(f"expected MODEL@VERSION (e.g. churn@3), not {text!r}")
-    return model, int(version)
 
 
 def alert_id(model: str, version: int, environment: str, snapshot_id: str, metric: str, threshold: float) -> uuid.UUID:

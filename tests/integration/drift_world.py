@@ -17,7 +17,7 @@ import pytest
 from sklearn.datasets import load_breast_cancer
 
 from consumers import training
-from ledger import datasets, monitoring
+from ledger.data import datasets, monitoring
 from ledger.events import ColumnSpec, DataContract, ModelApproved, ModelDeployed, ModelTrained
 
 

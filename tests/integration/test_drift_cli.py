@@ -202,7 +202,7 @@ def test_train_prints_the_new_version_and_its_lineage(env):
 def test_concurrent_checks_of_the_same_data_record_one_alert(env, tmp_path):
     import threading
 
-    from ledger import datasets, monitoring
+    from ledger.data import datasets, monitoring
 
     files, log_url, ledger = env
     _deploy_v1(files, ledger)

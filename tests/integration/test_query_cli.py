@@ -32,7 +32,7 @@ from ledger.append import Appender
 from ledger.cli import main
 from ledger.config import open_log
 from ledger.events import ApprovalRejected
-from projections import query_cli
+from ledger.cli import query as query_cli
 
 
 def at(day: int, hour: int) -> datetime:

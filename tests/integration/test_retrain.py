@@ -15,7 +15,7 @@ from drift_world import deploy_first_version, events_of, own_postgres, write_fil
 from consumers import store as consumer_store
 from consumers.retrain import CRASH_HOOK, Retrainer, Settings, retraining_ids
 from consumers.runner import Runner
-from ledger import datasets, monitoring
+from ledger.data import datasets, monitoring
 from ledger.client import Ledger
 from ledger.config import open_log
 from ledger.events import DriftDetected, ModelEvaluated, ModelRetired, ModelTrained

@@ -6,7 +6,7 @@ from __future__ import annotations
 import numpy as np
 import pytest
 
-from ledger import datasets, units
+from ledger.data import datasets, units
 from ledger.errors import InputError
 from ledger.events import ColumnSpec, DataContract
 

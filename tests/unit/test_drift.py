@@ -9,8 +9,8 @@ import numpy as np
 import pytest
 from scipy import stats as scipy_stats
 
-from ledger import drift
-from ledger.datasets import feature_stats
+from ledger.data import drift
+from ledger.data.datasets import feature_stats
 from ledger.errors import InputError
 from ledger.events import DriftDetected
 

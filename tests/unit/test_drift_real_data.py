@@ -17,7 +17,7 @@ import numpy as np
 import pytest
 from sklearn.datasets import load_breast_cancer, load_digits
 
-from ledger import datasets, drift
+from ledger.data import datasets, drift
 from ledger.events import ColumnSpec, DataContract
 
 

@@ -7,7 +7,7 @@ from datetime import datetime, timezone
 import pytest
 
 from ledger.errors import InputError
-from ledger.times import parse_instant
+from ledger.parsing import parse_instant
 
 
 @pytest.mark.parametrize(

@@ -10,7 +10,7 @@ import pytest
 from sklearn.datasets import load_breast_cancer
 
 from consumers import retrain, training
-from ledger import datasets
+from ledger.data import datasets
 from consumers.runner import Effect, EffectFailed
 from ledger.errors import ConflictError, InputError, RuleViolation
 from ledger.events import (

@@ -1,0 +1,135 @@
+"""What every command module shares: exit codes, the group that maps the ledger's
+error family to one line and an exit code, opening the ledger and the projection
+database, reading JSON input, and the click glue over :mod:`ledger.parsing`.
+
+Command modules import this at the top; nothing outside ``ledger.cli`` does.
+
+Exit codes:
+  0  accepted / intact / done
+  1  rejected by a lifecycle rule, a write conflict, or verification failed
+  2  bad input: malformed JSON, unknown event type, missing or invalid field,
+     bad option
+  3  the log or database is unreachable or misconfigured
+  4  unknown model, version or record
+  5  `ledger drift check` only: drift detected (and recorded)
+  130  interrupted (Ctrl-C)
+"""
+
+from __future__ import annotations
+
+import json
+
+import click
+from pydantic import ValidationError
+
+from ledger import parsing
+from ledger.errors import BackendError, InputError, LedgerError
+
+EXIT_OK, EXIT_REJECTED, EXIT_BAD_INPUT, EXIT_BACKEND, EXIT_NOT_FOUND = 0, 1, 2, 3, 4
+EXIT_DRIFT = 5
+"""``ledger drift check``: drift detected and recorded (or already recorded)."""
+EXIT_INTERRUPTED = 130
+
+
+def validation_message(exc: ValidationError, whole: str = "event") -> str:
+    """A pydantic error as one line: ``field: problem; field: problem``."""
+    parts = []
+    for error in exc.errors():
+        where = ".".join(str(p) for p in error["loc"]) or whole
+        parts.append(f"{where}: {error['msg']}")
+    return "; ".join(parts)
+
+
+class LedgerGroup(click.Group):
+    """Maps the ledger's error family to one line on stderr and an exit code."""
+
+    def invoke(self, ctx: click.Context):
+        try:
+            return super().invoke(ctx)
+        except LedgerError as exc:
+            click.echo(f"error: {exc}", err=True)
+            ctx.exit(exc.exit_code)
+        except ValidationError as exc:
+            click.echo(f"error: invalid event: {validation_message(exc)}", err=True)
+            ctx.exit(EXIT_BAD_INPUT)
+        except KeyboardInterrupt:
+            # Whatever was accepted before the interrupt stays accepted; nothing
+            # half-written exists (appends and view batches are transactions).
+            click.echo("\ninterrupted", err=True)
+            ctx.exit(EXIT_INTERRUPTED)
+
+
+def settings(ctx: click.Context) -> dict:
+    """The root group's ``--log``/``--db`` settings, from any (sub)command's context."""
+    return ctx.find_root().obj
+
+
+def open_ledger(ctx: click.Context, *, must_exist: bool = False):
+    """The ledger on the root group's ``--log``, closed with the command."""
+    from ledger.client import Ledger
+
+    ledger = Ledger.open(settings(ctx)["log_url"], must_exist=must_exist)
+    ctx.call_on_close(ledger.close)
+    return ledger
+
+
+def reachable(engine) -> None:
+    """Fail with one line when the database cannot be reached."""
+    from sqlalchemy.exc import SQLAlchemyError
+
+    from projections import db
+
+    try:
+        with engine.connect():
+            pass
+    except SQLAlchemyError as exc:
+        reason = str(getattr(exc, "orig", None) or exc).strip().splitlines() or ["no reason given"]
+        raise BackendError(f"cannot reach the projection database {db.describe(engine)}: {reason[0]}") from exc
+
+
+def open_views_db(ctx: click.Context, url: str | None = None, *, check: bool = True):
+    """The projection database (``--db`` unless ``url``), disposed of with the command."""
+    from projections import db
+
+    engine = db.open_db(url or settings(ctx)["db_url"])
+    ctx.call_on_close(engine.dispose)
+    if check:
+        reachable(engine)
+    return engine
+
+
+def _refuse_constant(name: str):
+    raise InputError(f"malformed JSON: {name} is not a JSON number")
+
+
+def read_json(source) -> dict:
+    """A JSON object from a binary file (``-`` is stdin)."""
+    # Read as bytes: UTF-8 whatever the locale, with or without a byte order mark.
+    try:
+        text = source.read().decode("utf-8-sig")
+    except UnicodeDecodeError as exc:
+        raise InputError(f"the JSON is not UTF-8 text: {exc}") from exc
+    try:
+        data = json.loads(text, parse_constant=_refuse_constant)
+    except json.JSONDecodeError as exc:
+        raise InputError(f"malformed JSON: {exc}") from exc
+    if not isinstance(data, dict):
+        raise InputError("the JSON must be an object holding the event's fields")
+    return data
+
+
+def parse_cut(time_text: str | None, position_text: str | None):
+    """``--as-of`` / ``--as-of-position`` as a cut of the log (or None)."""
+    from projections.asof import AsOf
+
+    if time_text is not None and position_text is not None:
+        raise InputError("choose one of --as-of and --as-of-position")
+    if time_text is not None:
+        return AsOf.at(parsing.parse_instant(time_text))
+    if position_text is not None:
+        return AsOf.at_positions(parsing.parse_positions(position_text))
+    return None
+
+
+def positions_text(positions: dict[int, int]) -> str:
+    return ",".join(f"{p}:{o}" for p, o in sorted(positions.items())) or "-"
