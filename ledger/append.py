@@ -17,7 +17,7 @@ from ledger import codec, rules
 from ledger.errors import ConflictError, DecodeError, InputError, RuleViolation
 from ledger.events import Event, utcnow
 from ledger.log import EventLog, NewRecord, Position, StoredRecord, StreamView
-from ledger.verify import walk_stream
+from ledger.chain import walk_stream
 
 
 MAX_EVENT_BYTES = 1_000_000
@@ -62,7 +62,7 @@ def fold(model: str, records: Iterable[StoredRecord], state: rules.ModelState | 
     the topic, a hand-edited file): building on them would accept events against a
     history that is not the ledger's, e.g. a second #3 or an approval of a forged
     evaluation. The checks are ``ledger verify``'s own."""
-    state, problem = walk_stream(model, records, state or rules.ModelState(model))
+    state, problem = walk_stream(model, records, state or rules.ModelState(model), codec.decode)
     if problem is not None:
         raise DecodeError(
             f"stream {model!r} is damaged at {problem.position} ({problem.kind}: {problem.detail}); "
