@@ -1,9 +1,9 @@
 """Datasets as the ledger sees them: a CSV file checked against a data contract,
 summarised into feature statistics, hashed, and kept for later retraining.
 
-The pure part (:func:`parse_csv_text`, :func:`validate`, :class:`Dataset`) turns
-text into checked, unit-converted columns; the two I/O helpers at the bottom
-(:func:`read_csv`, :class:`DataStore`) only read and write files.
+Pure: :func:`parse_csv_text`, :func:`validate` and :class:`Dataset` turn text into
+checked, unit-converted columns; reading and keeping files is
+:mod:`ledger.data.datasets`'s.
 
 Rules a CSV is held to (the contract is the authority):
 
@@ -37,22 +37,17 @@ import csv
 import hashlib
 import io
 import math
-import os
 import re
 from collections.abc import Iterable
 from dataclasses import dataclass
 from functools import cached_property
 from datetime import datetime
-from pathlib import Path
-from urllib.parse import unquote, urlsplit
 
 import numpy as np
 
-from ledger import config
 from ledger.data import units
-from ledger.errors import InputError, NotFound
+from ledger.errors import InputError
 from ledger.events import ColumnSpec, DataContract, DataSnapshotted, FeatureStats
-from ledger.files import write_once
 
 MISSING_TOKENS = frozenset({"", "na", "n/a", "nan", "null", "none"})
 QUANTILE_COUNT = 101
@@ -117,18 +112,6 @@ def parse_csv_text(text: str, source: str = "<data>") -> RawTable:
     except csv.Error as exc:
         raise InputError(f"{source}, line {reader.line_num}: malformed CSV: {exc}") from exc
     return RawTable(source, names, tuple(u for _, u in parsed), tuple(rows), tuple(lines))
-
-
-def read_csv(path: str | Path) -> RawTable:
-    """Read a CSV file (UTF-8, a BOM is tolerated)."""
-    path = Path(path)
-    try:
-        text = path.read_text(encoding="utf-8-sig")
-    except FileNotFoundError:
-        raise InputError(f"data file {str(path)!r} does not exist") from None
-    except (OSError, UnicodeDecodeError) as exc:
-        raise InputError(f"cannot read data file {str(path)!r}: {exc}") from exc
-    return parse_csv_text(text, source=str(path))
 
 
 # --- checking -----------------------------------------------------------------
@@ -380,57 +363,3 @@ def snapshot_event(
         feature_stats=data.feature_stats(),
         **envelope,
     )
-
-
-# --- storage (I/O) ------------------------------------------------------------
-
-
-def default_data_dir() -> Path:
-    """``LEDGER_DATA_DIR`` or ``./.ledger/data``."""
-    return Path(os.environ.get("LEDGER_DATA_DIR") or config.DEFAULT_DIR / "data")
-
-
-class DataStore:
-    """A content-addressed folder of canonical CSV files: ``<sha256>.csv``.
-
-    Files are written once (to a temporary name, then renamed) and never changed,
-    so a snapshot's URI always names the exact bytes its content hash describes."""
-
-    def __init__(self, root: str | Path | None = None):
-        self.root = Path(root) if root is not None else default_data_dir()
-
-    def put(self, data: Dataset) -> str:
-        """Store ``data``'s canonical bytes; return the file URI."""
-        content = data.canonical_bytes()
-        digest = hashlib.sha256(content).hexdigest()
-        target = (self.root / f"{digest}.csv").resolve()
-        write_once(target, content, "the data")
-        return target.as_uri()
-
-
-def path_of(uri: str) -> Path:
-    parts = urlsplit(uri)
-    if parts.scheme == "file":
-        return Path(unquote(parts.path))
-    if parts.scheme == "":
-        return Path(uri)
-    raise InputError(f"cannot read data from {uri!r}: only file URIs and paths are supported")
-
-
-def load_snapshot(event: DataSnapshotted) -> Dataset:
-    """Read a snapshot's data back from its URI and check it is the data the
-    snapshot describes (same content hash): stored data may not change silently."""
-    if not event.uri:
-        raise NotFound(f"snapshot {event.snapshot_id!r} records no data URI")
-    path = path_of(event.uri)
-    try:
-        content = path.read_bytes()
-    except OSError as exc:
-        raise NotFound(f"data of snapshot {event.snapshot_id!r} is unreadable at {event.uri}: {exc}") from exc
-    data = validate(parse_csv_text(content.decode("utf-8-sig"), source=str(path)), event.contract)
-    if data.content_hash != event.content_hash:
-        raise InputError(
-            f"data of snapshot {event.snapshot_id!r} at {event.uri} has hash {data.content_hash}, "
-            f"but the snapshot recorded {event.content_hash}: the file was changed"
-        )
-    return data
