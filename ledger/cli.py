@@ -250,7 +250,12 @@ def export(ctx: click.Context, out: str, model: str | None, since: str | None, u
         from ledger.errors import NotFound
 
         raise NotFound(f"unknown model {model!r}")
-    summary = write_evidence(ledger.log.read(model=model), out, model=model, since=start, until=end, source=ctx.obj["log_url"])
+    from ledger.checkpoints import latest_texts
+
+    summary = write_evidence(
+        ledger.log.read(model=model), out, model=model, since=start, until=end, source=ctx.obj["log_url"],
+        checkpoints=latest_texts(ledger.log),
+    )
     noted = f", {summary['unreadable']} unreadable record(s) noted" if summary["unreadable"] else ""
     click.echo(f"wrote {summary['events']} event(s) of {len(summary['chains'])} model(s) to {out}{noted}")
 
@@ -263,6 +268,13 @@ def _register_commands() -> None:
 
     for command in (*projection_commands, *consumer_commands, demo):
         main.add_command(command)
+
+    # The verifiable log (issue 10): its commands, and the auditor's options of `verify`.
+    from ledger import verifiable_cli
+
+    for command in verifiable_cli.commands:
+        main.add_command(command)
+    verifiable_cli.extend_verify(verify)
 
 
 _register_commands()
