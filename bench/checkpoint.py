@@ -1,7 +1,8 @@
 """The verifiable log's costs: tree building, proof checking, the auditor's
 ``verify --checkpoint``, and what a running ``checkpoint --follow`` costs appends.
 
-    python bench/checkpoint.py [--records 1000000] [--appends 300] [--skip-big]
+    python bench/checkpoint.py [--records 1000000] [--appends 300] [--rounds 3]
+                               [--skip-big] [--only-appends]
 
 Prints
 * building the Merkle tree from scratch over ``--records`` record bytes (in
@@ -12,7 +13,8 @@ Prints
   records, consistency proofs, every chain walked with the rules) over an
   embedded log of ``--records`` events;
 * single-event append rate on the embedded log with and without a
-  ``ledger checkpoint --follow --every 100 --interval 1`` process running.
+  ``ledger checkpoint --follow --every 100 --interval 1`` process running (one
+  follower, paused with SIGSTOP for the rounds without it; rounds alternate).
 
 The big log is generated once directly into SQLite (valid chained events of
 1,000 models, each a run of data snapshots) and cached under ``bench/.cache/``.
@@ -167,6 +169,11 @@ def _appends(url: str, count: int, tag: str) -> float:
 
 
 def append_figures(appends: int, rounds: int = 3) -> None:
+    """One follower process for the whole run, paused (SIGSTOP) for the rounds
+    without it: rounds alternate, so a busy shared machine's drift hits both
+    sides alike; medians are printed."""
+    import signal
+
     from ledger.notes import Signer
 
     work = Path(tempfile.mkdtemp(prefix="bench-append-"))
@@ -175,35 +182,44 @@ def append_figures(appends: int, rounds: int = 3) -> None:
     key.write_text(str(Signer.generate("bench.example/ledger")) + "\n")
     without, with_ = [], []
     env = {**os.environ, "PYTHONPATH": str(ROOT)}
-    for r in range(rounds):
-        without.append(_appends(url, appends, f"a{r}"))
-        follower = subprocess.Popen(
-            [sys.executable, "-m", "ledger.cli", "--log", url, "checkpoint", "--key", str(key), "--follow", "--every", "100", "--interval", "1"],
-            env=env, stdout=subprocess.DEVNULL, stderr=subprocess.PIPE,
-        )
-        try:
-            time.sleep(2.0)  # let it start and sign what is there
+    _appends(url, 50, "warm")
+    follower = subprocess.Popen(
+        [sys.executable, "-m", "ledger.cli", "--log", url, "checkpoint", "--key", str(key), "--follow", "--every", "100", "--interval", "1"],
+        env=env, stdout=subprocess.PIPE, stderr=subprocess.DEVNULL, text=True,
+    )
+    try:
+        time.sleep(3.0)  # started, and signed what is there
+        for r in range(rounds):
+            follower.send_signal(signal.SIGSTOP)
+            without.append(_appends(url, appends, f"a{r}"))
+            follower.send_signal(signal.SIGCONT)
+            time.sleep(1.5)  # it catches up with the paused round's records
             with_.append(_appends(url, appends, f"b{r}"))
-        finally:
-            follower.terminate()
-            follower.wait(10)
+    finally:
+        follower.send_signal(signal.SIGCONT)
+        follower.terminate()
+        out, _ = follower.communicate(timeout=10)
     a, b = sorted(without)[len(without) // 2], sorted(with_)[len(with_) // 2]
+    signed = out.count("signed ")
     print(f"appends without checkpoint --follow: {a:8.1f} events/s (median of {rounds} runs of {appends})")
-    print(f"appends with    checkpoint --follow: {b:8.1f} events/s ({100 * (a - b) / a:+.1f}% slower)")
+    print(f"appends with    checkpoint --follow: {b:8.1f} events/s ({100 * (a - b) / a:.1f}% slower; it signed {signed} checkpoints)")
 
 
 def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
     parser.add_argument("--records", type=int, default=1_000_000)
     parser.add_argument("--appends", type=int, default=300)
+    parser.add_argument("--rounds", type=int, default=3, help="Append runs with and without the follower (medians).")
     parser.add_argument("--skip-big", action="store_true", help="Skip the big embedded log (generation takes minutes once).")
+    parser.add_argument("--only-appends", action="store_true", help="Only the append rates.")
     args = parser.parse_args()
-    tree = tree_figures(args.records)
-    proof_figures(tree)
-    del tree
-    if not args.skip_big:
-        log_figures(args.records)
-    append_figures(args.appends)
+    if not args.only_appends:
+        tree = tree_figures(args.records)
+        proof_figures(tree)
+        del tree
+        if not args.skip_big:
+            log_figures(args.records)
+    append_figures(args.appends, args.rounds)
 
 
 if __name__ == "__main__":
