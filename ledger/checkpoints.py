@@ -250,8 +250,6 @@ def latest_texts(log_: EventLog) -> list[str]:
 class PartitionTree:
     tree: merkle.Tree = field(default_factory=merkle.Tree)
     last_offset: int = -1
-    offsets: list[int] = field(default_factory=list)
-    """Log offset of each leaf (to name a record the tree points at)."""
 
 
 class LogTrees:
@@ -275,7 +273,6 @@ class LogTrees:
                 self.on_record(part.tree.size + len(pending.get(record.position.partition, ())), record)
             batch = pending.setdefault(record.position.partition, [])
             batch.append(record.data)
-            part.offsets.append(record.position.offset)
             part.last_offset = record.position.offset
             if len(batch) >= self.BATCH:
                 part.tree.append_data(batch)
