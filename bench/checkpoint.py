@@ -202,7 +202,11 @@ def append_figures(appends: int, rounds: int = 3) -> None:
     a, b = sorted(without)[len(without) // 2], sorted(with_)[len(with_) // 2]
     signed = out.count("signed ")
     print(f"appends without checkpoint --follow: {a:8.1f} events/s (median of {rounds} runs of {appends})")
-    print(f"appends with    checkpoint --follow: {b:8.1f} events/s ({100 * (a - b) / a:.1f}% slower; it signed {signed} checkpoints)")
+    change = 100 * (b - a) / a
+    print(
+        f"appends with    checkpoint --follow: {b:8.1f} events/s ({abs(change):.1f}% {'lower' if change < 0 else 'higher'}; "
+        f"it signed {signed} checkpoints)"
+    )
 
 
 def main() -> None:

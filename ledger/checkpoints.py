@@ -39,9 +39,10 @@ import re
 import sqlite3
 import time
 from abc import ABC, abstractmethod
-from collections.abc import Callable, Iterable
+from collections.abc import Callable, Iterable, Iterator
 from dataclasses import dataclass, field
 from pathlib import Path
+from typing import NamedTuple
 
 from ledger import merkle, notes
 from ledger.errors import InputError, LedgerError, NotFound
@@ -252,28 +253,48 @@ class PartitionTree:
     last_offset: int = -1
 
 
+class Leaf(NamedTuple):
+    """What the tree needs of a record, without building a StoredRecord."""
+
+    partition: int
+    offset: int
+    model: str | None
+    data: bytes
+
+
+def _leaves(log_: EventLog, after: dict[int, int]) -> Iterator[Leaf]:
+    fast = getattr(log_, "read_leaves", None)
+    if fast is not None and log_.partitions() == [0]:
+        for offset, model, data in fast(after.get(0, -1)):
+            yield Leaf(0, offset, model, data)
+        return
+    for record in log_.read(after=after):
+        yield Leaf(record.position.partition, record.position.offset, record.model, record.data)
+
+
 class LogTrees:
     """The trees of every partition of a log, extended by reading only the
     records appended since the last call."""
 
     BATCH = 50_000
 
-    def __init__(self, log_: EventLog, *, on_record: Callable[[int, StoredRecord], None] | None = None):
+    def __init__(self, log_: EventLog, *, on_leaf: Callable[[int, Leaf], None] | None = None):
         self.log = log_
         self.partitions: dict[int, PartitionTree] = {p: PartitionTree() for p in log_.partitions()}
-        self.on_record = on_record
+        self.on_leaf = on_leaf
+        """Called with each new leaf's index in its partition's tree, and the leaf."""
 
     def update(self) -> dict[int, int]:
         """Read what was appended; return the new size of each partition's tree."""
         after = {p: t.last_offset for p, t in self.partitions.items()}
         pending: dict[int, list[bytes]] = {}
-        for record in self.log.read(after=after):
-            part = self.partitions.setdefault(record.position.partition, PartitionTree())
-            if self.on_record is not None:
-                self.on_record(part.tree.size + len(pending.get(record.position.partition, ())), record)
-            batch = pending.setdefault(record.position.partition, [])
-            batch.append(record.data)
-            part.last_offset = record.position.offset
+        for leaf in _leaves(self.log, after):
+            part = self.partitions.setdefault(leaf.partition, PartitionTree())
+            batch = pending.setdefault(leaf.partition, [])
+            if self.on_leaf is not None:
+                self.on_leaf(part.tree.size + len(batch), leaf)
+            batch.append(leaf.data)
+            part.last_offset = leaf.offset
             if len(batch) >= self.BATCH:
                 part.tree.append_data(batch)
                 batch.clear()
@@ -397,31 +418,32 @@ class Checkpointer:
 # --------------------------------------------------------------- proofs
 
 
-def find_record(log_: EventLog, event_id: str) -> tuple[int, int, StoredRecord, LogTrees]:
+def find_record(log_: EventLog, event_id: str) -> tuple[int, int, Leaf, LogTrees]:
     """Build the trees and find the record of ``event_id``: (partition, leaf
-    index, record, trees)."""
+    index, the record, trees)."""
     from ledger import codec
     from ledger.errors import DecodeError
 
     needle = event_id.encode("ascii", "replace")
     found: list = []
 
-    def look(index: int, record: StoredRecord) -> None:
-        if found or needle not in record.data:
+    def look(index: int, leaf: Leaf) -> None:
+        # The id's text is in the Avro bytes: decode only the few that hold it.
+        if found or needle not in leaf.data:
             return
         try:
-            event = codec.decode(record.data)
+            event = codec.decode(leaf.data)
         except DecodeError:
             return
         if str(event.event_id) == event_id:
-            found.append((record.position.partition, index, record))
+            found.append((leaf.partition, index, leaf))
 
-    trees = LogTrees(log_, on_record=look)
+    trees = LogTrees(log_, on_leaf=look)
     trees.update()
     if not found:
         raise NotFound(f"no event {event_id} in {log_.url}")
-    partition, index, record = found[0]
-    return partition, index, record, trees
+    partition, index, leaf = found[0]
+    return partition, index, leaf, trees
 
 
 def prove(log_: EventLog, event_id: str, store: CheckpointStore | None = None) -> Receipt:
@@ -527,31 +549,35 @@ class LogCheck:
         )
 
 
-def _walk_after(checks: list[LogCheck], records: list[tuple[int, StoredRecord]], home):
-    """Walk the chains of the records no checkpoint covers, each stream anchored
-    at its last covered event. The covered ones are proven by the tree already:
-    decoding a million of them again would cost minutes and prove nothing more
-    (``ledger verify`` walks every chain with the rules, when that is wanted)."""
+_MAX_OFFSET = 2**63 - 1
+
+
+def _read_partitions(log_: EventLog, starts: dict[int, int]) -> list[StoredRecord]:
+    """The records of the partitions in ``starts``, each after its given offset."""
+    after = {p: _MAX_OFFSET for p in log_.partitions()}
+    after.update(starts)
+    return [r for r in log_.read(after=after) if r.position.partition in starts]
+
+
+def _walk_after(log_: EventLog, boundary: dict[int, int], last_covered: dict[str, Leaf], home):
+    """Walk the chains of the records no checkpoint covers (those after offset
+    ``boundary[p]``), each stream anchored at its last covered event. The covered
+    ones are proven by the tree already: decoding a million of them again would
+    cost minutes and prove nothing more (``ledger verify`` walks every chain with
+    the rules, when that is wanted)."""
+    import hashlib
+
     from ledger import codec
     from ledger.errors import DecodeError
     from ledger.verify import verify as walk_chains
 
-    covered = {partition_of(c.saved.origin): c.saved.size for c in checks}
-    last_covered: dict[str, StoredRecord] = {}
-    after = []
-    for index, record in records:
-        if index < covered[record.position.partition]:
-            if record.model:
-                last_covered[record.model] = record
-        else:
-            after.append(record)
     anchors = {}
-    for model, record in last_covered.items():
+    for model, leaf in last_covered.items():
         try:
-            anchors[model] = (codec.decode(record.data).sequence, record.hash)
+            anchors[model] = (codec.decode(leaf.data).sequence, hashlib.sha256(leaf.data).hexdigest())
         except DecodeError:
             continue  # an unreadable last record: the stream's next event is checked from scratch
-    return walk_chains(after, anchors=anchors, home=home)
+    return walk_chains(_read_partitions(log_, boundary), anchors=anchors, home=home)
 
 
 def verify_log(
@@ -577,9 +603,22 @@ def verify_log(
         raise InputError("no checkpoint to verify against")
     for saved in saved_list:
         require_signatures(saved, log_key, witness_keys, min_witnesses)
-    wanted = {partition_of(s.checkpoint.origin) for s in saved_list}
-    records: list[tuple[int, StoredRecord]] = []
-    trees = LogTrees(log_, on_record=lambda i, r: records.append((i, r)) if r.position.partition in wanted else None)
+    covered: dict[int, int] = {}
+    for saved in saved_list:
+        partition = partition_of(saved.checkpoint.origin)
+        covered[partition] = max(covered.get(partition, 0), saved.checkpoint.size)
+    boundary = dict.fromkeys(covered, -1)
+    last_covered: dict[str, Leaf] = {}
+
+    def note(index: int, leaf: Leaf) -> None:
+        size = covered.get(leaf.partition)
+        if size is None or index >= size:
+            return
+        boundary[leaf.partition] = leaf.offset
+        if leaf.model:
+            last_covered[leaf.model] = leaf
+
+    trees = LogTrees(log_, on_leaf=note)
     trees.update()
     try:
         store = store if store is not None else store_for(log_)
@@ -619,10 +658,10 @@ def verify_log(
                 )
     home = getattr(log_, "partition_for", None)
     if all(not check.problems for check in checks):
-        report = _walk_after(checks, records, home)
+        report = _walk_after(log_, boundary, last_covered, home)
     else:
         # Something it covers changed: the chains of the whole partition name what.
-        report = walk_chains([r for _i, r in records], home=home)
+        report = walk_chains(_read_partitions(log_, dict.fromkeys(covered, -1)), home=home)
     for check in checks:
         partition = partition_of(check.saved.origin)
         check.chain_problems = [p for p in report.problems if p.position == "-" or p.position.startswith(f"{partition}:")]

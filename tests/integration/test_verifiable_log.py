@@ -96,6 +96,30 @@ def test_checkpoint_signs_once_per_growth_and_stores_beside_the_events(world):
     assert "16 record(s); checkpoint ledger.test/models/0@15: consistent" in result.output
 
 
+def test_a_forged_record_after_the_checkpoint_is_named_by_the_chains(world):
+    where, url, log_key, log_pub = world
+    assert cli(url, "checkpoint", "--key", str(log_key), "--out", str(where / "a.cp")).exit_code == 0
+    import hashlib
+
+    from ledger import codec
+
+    conn = sqlite3.connect(where / "log.db")
+    data = conn.execute("SELECT data FROM events WHERE model='fan' AND sequence=2").fetchone()[0]
+    event = codec.decode(data).model_copy(update={"actor": "mallory"})
+    forged = codec.encode(event).data
+    conn.execute(
+        "INSERT INTO events (model, sequence, event_id, event_type, fingerprint, data, hash, appended_ms)"
+        " VALUES ('fan', 6, ?, ?, ?, ?, ?, 0)",
+        ("00000000-0000-4000-8000-00000000000f", event.event_type, forged[2:10], forged, hashlib.sha256(forged).hexdigest()),
+    )
+    conn.commit()
+    conn.close()
+    result = cli(url, "verify", "--checkpoint", str(where / "a.cp"), "--key", str(log_pub))
+    assert result.exit_code == 1, result.output
+    assert "FAIL inserted: fan#2 at 0:16" in result.output
+    assert "partition 0: 16 record(s); checkpoint ledger.test/models/0@15: 1 problem(s)" in result.output
+
+
 def test_the_log_never_signs_a_checkpoint_inconsistent_with_one_it_signed(world):
     where, url, log_key, _ = world
     assert cli(url, "checkpoint", "--key", str(log_key)).exit_code == 0
