@@ -52,7 +52,12 @@ def _write(path: str | None, text: str) -> None:
 
 @click.group("keys")
 def keys() -> None:
-    """Ed25519 key pairs for signing checkpoints (the log's, a witness's)."""
+    """Ed25519 key pairs for signing checkpoints (the log's, a witness's).
+
+    \b
+    Example:
+      ledger keys generate --name ledger.example.com/models --out log
+    """
 
 
 @keys.command("generate")
@@ -329,6 +334,13 @@ _VERIFY_OPTIONS = [
 def extend_verify(command: click.Command) -> None:
     """Give ``verify`` the auditor's options; without them it runs as before."""
     command.params.extend(_VERIFY_OPTIONS)
+    command.help = (command.help or "") + (
+        "\n\n    With a saved checkpoint (the verifiable log):\n\n    \b\n"
+        "      ledger verify --checkpoint saved.checkpoint --key log.pub\n"
+        "      ledger verify --checkpoint saved.checkpoint --key log.pub --witness-key w.pub --min-witnesses 1\n"
+        "      ledger verify --receipt event.receipt --key log.pub           # offline\n"
+        "      ledger verify --file evidence.avro --checkpoint saved.checkpoint --key log.pub\n"
+    )
     original = command.callback
 
     @functools.wraps(original)
