@@ -313,10 +313,11 @@ def check_extends(tree: merkle.Tree, saved: Checkpoint, *, what: str = "the log"
     """Prove, with an RFC 9162 consistency proof from ``tree``, that ``tree``
     extends ``saved``; :class:`Inconsistent` names how it does not."""
     if tree.size < saved.size:
+        older = " (or the file was exported before that checkpoint was signed)" if what == "the file" else ""
         raise Inconsistent(
             f"{what} holds {tree.size} record(s) in partition {partition_of(saved.origin)}, "
             f"but checkpoint {saved.origin}@{saved.size} covers {saved.size}: records were deleted "
-            "or the log was truncated"
+            f"or the log was truncated{older}"
         )
     proof = tree.consistency_proof(saved.size, tree.size)
     try:

@@ -233,6 +233,33 @@ def test_a_witness_refuses_a_forked_history_loudly(world, tmp_path):
     assert alert["event_type"] == "WitnessRefusal" and "not consistent" in alert["summary"]
 
 
+def test_a_witness_refuses_a_rolled_back_log(world):
+    where, url, log_key, log_pub = world
+    w_key, _ = keypair(where, "witness.test", "w1")
+    assert cli(url, "checkpoint", "--key", str(log_key)).exit_code == 0
+    assert cli(url, "witness", "--key", str(w_key), "--state", str(where / "w.json"), "--log-key", str(log_pub)).exit_code == 0
+    conn = sqlite3.connect(where / "log.db")
+    conn.execute("DELETE FROM events WHERE position > 12")
+    conn.execute("DROP TABLE checkpoints")
+    conn.commit()
+    conn.close()
+    assert "signed ledger.test/models/0@12" in cli(url, "checkpoint", "--key", str(log_key)).output
+    result = cli(url, "witness", "--key", str(w_key), "--state", str(where / "w.json"), "--log-key", str(log_pub))
+    assert result.exit_code == 1
+    assert "refuses checkpoint ledger.test/models/0@12" in result.output and "a log never shrinks" in result.output
+
+
+def test_a_damaged_witness_state_is_bad_input_and_left_alone(world):
+    where, url, log_key, log_pub = world
+    w_key, _ = keypair(where, "witness.test", "w1")
+    assert cli(url, "checkpoint", "--key", str(log_key)).exit_code == 0
+    state = where / "w.json"
+    state.write_text("{not json")
+    result = cli(url, "witness", "--key", str(w_key), "--state", str(state), "--log-key", str(log_pub))
+    assert result.exit_code == 2 and "witness state" in result.output and "Traceback" not in result.output
+    assert state.read_text() == "{not json"
+
+
 def test_a_witness_refuses_a_checkpoint_not_signed_by_the_log(world):
     where, url, log_key, _ = world
     w_key, _ = keypair(where, "witness.test", "w1")
