@@ -19,7 +19,7 @@ from ledger import samples
 from ledger.cli import main
 from ledger.client import Ledger
 from ledger.notes import Receipt, SignedCheckpoint, Signer
-from tampering import build_ledger, middle_forged
+from tampering import Rec, build_ledger, middle_forged
 
 
 def cli(url, *args, env=None):
@@ -118,6 +118,38 @@ def test_a_forged_record_after_the_checkpoint_is_named_by_the_chains(world):
     assert result.exit_code == 1, result.output
     assert "FAIL inserted: fan#2 at 0:16" in result.output
     assert "partition 0: 16 record(s); checkpoint ledger.test/models/0@15: 1 problem(s)" in result.output
+
+
+def test_a_rewrite_after_the_saved_checkpoint_is_caught_by_the_logs_own_later_one(world):
+    where, url, log_key, log_pub = world
+    assert cli(url, "checkpoint", "--key", str(log_key), "--out", str(where / "a.cp")).exit_code == 0
+    with Ledger.open(url) as ledger:
+        for model in ("pump", "fan", "press"):
+            ledger.emit(samples.drift(model))
+    assert "signed ledger.test/models/0@18" in cli(url, "checkpoint", "--key", str(log_key)).output
+    # Event 17 (after the auditor's checkpoint, covered by the log's own) rewritten
+    # with its chain fixed: only the later checkpoint can tell.
+    from test_tamper_matrix import read_sqlite, rewrite_sqlite
+
+    from ledger import codec
+    from tampering import relink
+
+    original = read_sqlite(where / "log.db")
+    forged = list(original)
+    forged[16] = Rec(forged[16].model, codec.encode(codec.decode(forged[16].data).model_copy(update={"value": 0.01})).data)
+    conn = sqlite3.connect(where / "log.db")
+    kept = conn.execute("SELECT origin, size, note, stored_ms FROM checkpoints").fetchall()
+    conn.close()
+    rewrite_sqlite(where / "log.db", relink(forged, {forged[16].model}), {r.hash: r for r in original})
+    conn = sqlite3.connect(where / "log.db")
+    conn.executescript(cp.SqliteCheckpoints.SCHEMA)
+    conn.executemany("INSERT INTO checkpoints (origin, size, note, stored_ms) VALUES (?, ?, ?, ?)", kept)
+    conn.commit()
+    conn.close()
+    assert cli(url, "verify").exit_code == 0  # the chains see nothing
+    result = cli(url, "verify", "--checkpoint", str(where / "a.cp"), "--key", str(log_pub))
+    assert result.exit_code == 1, result.output
+    assert "FAIL the log's own latest checkpoint ledger.test/models/0@18 is not consistent" in result.output
 
 
 def test_the_log_never_signs_a_checkpoint_inconsistent_with_one_it_signed(world):
