@@ -12,6 +12,11 @@ SHA-256(name || 0x0A || 0x01 || public key), in hex. A signature line is
 ``— name base64(key id || signature)``. ``tests/unit/test_notes.py`` reproduces
 Go's own test vectors byte for byte.
 
+Witnesses may use c2sp.org/tlog-cosignature Ed25519 keys instead (algorithm byte
+0x04 in the key text and key id): their signature line carries
+``key id || 8-byte timestamp || signature`` over ``cosignature/v1``, ``time T``
+and the checkpoint text.
+
 Pure: no I/O, no ledger imports.
 """
 
@@ -21,6 +26,7 @@ import base64
 import binascii
 import hashlib
 import re
+import time
 from dataclasses import dataclass, field
 
 from cryptography.exceptions import InvalidSignature
@@ -28,6 +34,11 @@ from cryptography.hazmat.primitives.asymmetric.ed25519 import Ed25519PrivateKey,
 from cryptography.hazmat.primitives.serialization import Encoding, PublicFormat
 
 ALG_ED25519 = 0x01
+"""A signed-note Ed25519 key: signs the note text itself."""
+ALG_COSIGNATURE = 0x04
+"""A c2sp.org/tlog-cosignature Ed25519 key: signs ``cosignature/v1``, a
+``time`` line and the checkpoint text; the signature carries the timestamp."""
+_ALGORITHMS = {ALG_ED25519: "Ed25519", ALG_COSIGNATURE: "Ed25519 cosignature/v1"}
 MAX_SIGNATURES = 100
 _SIG_PREFIX = "\u2014 "  # an em dash and a space
 _SPACE = re.compile(r"\s")
@@ -41,10 +52,15 @@ def _valid_name(name: str) -> bool:
     return bool(name) and "+" not in name and not _SPACE.search(name)
 
 
-def key_id(name: str, public_key: bytes) -> int:
-    """The 32-bit key id of an Ed25519 key (``public_key`` without the algorithm byte)."""
-    digest = hashlib.sha256(name.encode("utf-8") + b"\n" + bytes([ALG_ED25519]) + public_key).digest()
+def key_id(name: str, public_key: bytes, algorithm: int = ALG_ED25519) -> int:
+    """The 32-bit key id: SHA-256(name || 0x0A || algorithm || public key)[:4]."""
+    digest = hashlib.sha256(name.encode("utf-8") + b"\n" + bytes([algorithm]) + public_key).digest()
     return int.from_bytes(digest[:4], "big")
+
+
+def cosigned_message(text: str, timestamp: int) -> bytes:
+    """What an Ed25519 cosignature signs (c2sp.org/tlog-cosignature)."""
+    return f"cosignature/v1\ntime {timestamp}\n{text}".encode()
 
 
 def _b64decode(text: str, what: str) -> bytes:
@@ -65,6 +81,7 @@ class Verifier:
     name: str
     key_id: int
     public_key: bytes
+    algorithm: int = ALG_ED25519
 
     @classmethod
     def parse(cls, vkey: str) -> Verifier:
@@ -76,14 +93,14 @@ class Verifier:
         name, ident, key = parts[0], _parse_id(parts[1]), _b64decode(parts[2], "the verifier key")
         if len(key) != 33:
             raise NoteError("malformed verifier key: not 1 + 32 bytes")
-        if key[0] != ALG_ED25519:
+        if key[0] not in _ALGORITHMS:
             raise NoteError(f"verifier key uses unknown algorithm {key[0]}")
-        if key_id(name, key[1:]) != ident:
+        if key_id(name, key[1:], key[0]) != ident:
             raise NoteError("verifier key id does not match its name and key")
-        return cls(name, ident, key[1:])
+        return cls(name, ident, key[1:], key[0])
 
     def __str__(self) -> str:
-        encoded = base64.b64encode(bytes([ALG_ED25519]) + self.public_key).decode()
+        encoded = base64.b64encode(bytes([self.algorithm]) + self.public_key).decode()
         return f"{self.name}+{self.key_id:08x}+{encoded}"
 
     def verify(self, message: bytes, signature: bytes) -> bool:
@@ -93,12 +110,23 @@ class Verifier:
             return False
         return True
 
+    def verify_note(self, text: str, raw: bytes) -> bool:
+        """Whether ``raw`` (a signature line's bytes after the key id) is this
+        key's valid signature of the note ``text``."""
+        if self.algorithm == ALG_COSIGNATURE:
+            if len(raw) != 8 + 64:
+                return False
+            timestamp = int.from_bytes(raw[:8], "big")
+            return timestamp < 2**63 and self.verify(cosigned_message(text, timestamp), raw[8:])
+        return self.verify(text.encode("utf-8"), raw)
+
 
 @dataclass(frozen=True)
 class Signer:
     name: str
     key_id: int
     seed: bytes = field(repr=False)
+    algorithm: int = ALG_ED25519
 
     @classmethod
     def parse(cls, skey: str) -> Signer:
@@ -110,35 +138,45 @@ class Signer:
         name, ident, key = parts[2], _parse_id(parts[3]), _b64decode(parts[4], "the signer key")
         if len(key) != 33:
             raise NoteError("malformed signer key: not 1 + 32 bytes")
-        if key[0] != ALG_ED25519:
+        if key[0] not in _ALGORITHMS:
             raise NoteError(f"signer key uses unknown algorithm {key[0]}")
-        signer = cls(name, ident, key[1:])
-        if key_id(name, signer.verifier().public_key) != ident:
+        signer = cls(name, ident, key[1:], key[0])
+        if signer.verifier().key_id != ident:
             raise NoteError("signer key id does not match its name and key")
         return signer
 
     @classmethod
-    def generate(cls, name: str) -> Signer:
+    def generate(cls, name: str, algorithm: int = ALG_ED25519) -> Signer:
+        """A new key; ``ALG_COSIGNATURE`` for a witness's tlog-cosignature key."""
         if not _valid_name(name):
             raise NoteError(f"key name {name!r} must be non-empty, without spaces or '+'")
+        if algorithm not in _ALGORITHMS:
+            raise NoteError(f"unknown key algorithm {algorithm}")
         private = Ed25519PrivateKey.generate()
         seed = private.private_bytes_raw()
         public = private.public_key().public_bytes(Encoding.Raw, PublicFormat.Raw)
-        return cls(name, key_id(name, public), seed)
+        return cls(name, key_id(name, public, algorithm), seed, algorithm)
 
     def _private(self) -> Ed25519PrivateKey:
         return Ed25519PrivateKey.from_private_bytes(self.seed)
 
     def verifier(self) -> Verifier:
         public = self._private().public_key().public_bytes(Encoding.Raw, PublicFormat.Raw)
-        return Verifier(self.name, key_id(self.name, public), public)
+        return Verifier(self.name, key_id(self.name, public, self.algorithm), public, self.algorithm)
 
     def __str__(self) -> str:
-        encoded = base64.b64encode(bytes([ALG_ED25519]) + self.seed).decode()
+        encoded = base64.b64encode(bytes([self.algorithm]) + self.seed).decode()
         return f"PRIVATE+KEY+{self.name}+{self.key_id:08x}+{encoded}"
 
     def sign(self, message: bytes) -> bytes:
         return self._private().sign(message)
+
+    def sign_note(self, text: str, timestamp: int | None = None) -> bytes:
+        """The bytes of this key's signature line after the key id."""
+        if self.algorithm == ALG_COSIGNATURE:
+            timestamp = int(time.time()) if timestamp is None else timestamp
+            return timestamp.to_bytes(8, "big") + self.sign(cosigned_message(text, timestamp))
+        return self.sign(text.encode("utf-8"))
 
 
 @dataclass(frozen=True)
@@ -162,7 +200,7 @@ class Note:
         for sig in self.signatures:
             if sig.name == verifier.name and sig.key_id == verifier.key_id:
                 raw = base64.b64decode(sig.base64)
-                if verifier.verify(self.text.encode("utf-8"), raw[4:]):
+                if verifier.verify_note(self.text, raw[4:]):
                     return True
         return False
 
@@ -175,17 +213,16 @@ class Note:
         return self.text + "\n" + "".join(s.line() for s in self.signatures)
 
 
-def sign(text: str, *signers: Signer, existing: tuple[Signature, ...] = ()) -> str:
+def sign(text: str, *signers: Signer, existing: tuple[Signature, ...] = (), timestamp: int | None = None) -> str:
     """The signed note: ``text`` (which must end with a newline), a blank line,
     the ``existing`` signatures not made again by a new signer, then the new ones
     (Go's ``note.Sign`` order)."""
     if not text.endswith("\n"):
         raise NoteError("malformed note: the text must end with a newline")
     _check_text(text)
-    message = text.encode("utf-8")
     new = []
     for signer in signers:
-        raw = signer.key_id.to_bytes(4, "big") + signer.sign(message)
+        raw = signer.key_id.to_bytes(4, "big") + signer.sign_note(text, timestamp)
         new.append(Signature(signer.name, signer.key_id, base64.b64encode(raw).decode()))
     again = {(s.name, s.key_id) for s in new}
     kept = [s for s in existing if (s.name, s.key_id) not in again]
@@ -289,9 +326,10 @@ def sign_checkpoint(checkpoint: Checkpoint, signer: Signer) -> SignedCheckpoint:
     return SignedCheckpoint.parse(sign(checkpoint.text(), signer))
 
 
-def cosign(signed: SignedCheckpoint, signer: Signer) -> SignedCheckpoint:
-    """Add ``signer``'s signature to a checkpoint, keeping the others."""
-    return SignedCheckpoint.parse(sign(signed.note.text, signer, existing=signed.note.signatures))
+def cosign(signed: SignedCheckpoint, signer: Signer, timestamp: int | None = None) -> SignedCheckpoint:
+    """Add ``signer``'s signature to a checkpoint, keeping the others: a
+    tlog-cosignature (with ``timestamp``, default now) for an ``ALG_COSIGNATURE`` key."""
+    return SignedCheckpoint.parse(sign(signed.note.text, signer, existing=signed.note.signatures, timestamp=timestamp))
 
 
 # --------------------------------------------------------------- receipts

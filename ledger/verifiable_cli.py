@@ -63,18 +63,20 @@ def keys() -> None:
 @keys.command("generate")
 @click.option("--name", required=True, help="The key's name: the log's or witness's identity, e.g. ledger.example.com/models.")
 @click.option("--out", "prefix", required=True, metavar="PREFIX", help="Writes PREFIX.key (private) and PREFIX.pub.")
-def keys_generate(name: str, prefix: str) -> None:
-    """Generate a key pair in the text form of Go's sumdb/note.
+@click.option("--witness", "for_witness", is_flag=True, help="A witness key: co-signs in the c2sp.org/tlog-cosignature format.")
+def keys_generate(name: str, prefix: str, for_witness: bool) -> None:
+    """Generate a key pair in the text form of Go's sumdb/note (a witness's
+    with --witness: a tlog-cosignature key, algorithm 0x04).
 
     \b
     Example:
       ledger keys generate --name ledger.example.com/models --out log
-      ledger keys generate --name witness.example.org --out witness
+      ledger keys generate --name witness.example.org --out witness --witness
     """
-    from ledger.notes import NoteError, Signer
+    from ledger.notes import ALG_COSIGNATURE, ALG_ED25519, NoteError, Signer
 
     try:
-        signer = Signer.generate(name)
+        signer = Signer.generate(name, ALG_COSIGNATURE if for_witness else ALG_ED25519)
     except NoteError as exc:
         raise InputError(str(exc)) from exc
     private, public = Path(f"{prefix}.key"), Path(f"{prefix}.pub")

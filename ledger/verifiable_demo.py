@@ -31,7 +31,7 @@ def tell(story, log_url: str, model: str, workdir: Path, run_dir: Path) -> None:
     if not log_key.exists():
         story.run("keys", "generate", "--name", LOG_KEY_NAME, "--out", str(workdir / "log"))
     if not witness_key.exists():
-        story.run("keys", "generate", "--name", WITNESS_KEY_NAME, "--out", str(workdir / "witness"))
+        story.run("keys", "generate", "--name", WITNESS_KEY_NAME, "--out", str(workdir / "witness"), "--witness")
     story.run("checkpoint", "--key", str(log_key))
     story.run("witness", "--key", str(witness_key), "--state", str(workdir / "witness-state.json"), "--log-key", str(log_pub))
 

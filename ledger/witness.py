@@ -8,9 +8,10 @@ witness remembers. A log that shows it a checkpoint inconsistent with that memor
 (a fork, a rewrite, a truncation) is refused with :class:`Inconsistent`, and the
 witness signs nothing for that origin again until a person looks.
 
-Co-signatures are plain Ed25519 signed-note signatures over the checkpoint text
-(what the original transparency-dev witnesses did), not the newer
-c2sp.org/tlog-cosignature format with its timestamp; an auditor counts them with
+A witness key made with ``keys generate --witness`` co-signs in the
+c2sp.org/tlog-cosignature Ed25519 format (``cosignature/v1``, a timestamp, the
+checkpoint); a plain signed-note key signs the checkpoint text as the first
+transparency-dev witnesses did. An auditor counts either with
 ``verify --witness-key K --min-witnesses N``.
 """
 

@@ -4,6 +4,7 @@ receipts and checkpoints that must all be refused."""
 
 from __future__ import annotations
 
+import base64
 import json
 import os
 import sqlite3
@@ -26,8 +27,8 @@ def cli(url, *args, env=None):
     return CliRunner().invoke(main, ["--log", url, *args], env=env)
 
 
-def keypair(where, name, prefix):
-    result = CliRunner().invoke(main, ["keys", "generate", "--name", name, "--out", str(where / prefix)])
+def keypair(where, name, prefix, *flags):
+    result = CliRunner().invoke(main, ["keys", "generate", "--name", name, "--out", str(where / prefix), *flags])
     assert result.exit_code == 0, result.output
     return where / f"{prefix}.key", where / f"{prefix}.pub"
 
@@ -218,8 +219,8 @@ def test_checkpoint_refuses_bad_keys_and_options(world):
 
 def test_a_witness_cosigns_and_an_auditor_can_require_it(world):
     where, url, log_key, log_pub = world
-    w_key, w_pub = keypair(where, "witness.test", "w1")
-    _, other_pub = keypair(where, "witness2.test", "w2")
+    w_key, w_pub = keypair(where, "witness.test", "w1", "--witness")
+    _, other_pub = keypair(where, "witness2.test", "w2", "--witness")
     assert cli(url, "checkpoint", "--key", str(log_key)).exit_code == 0
     result = cli(url, "witness", "--key", str(w_key), "--state", str(where / "w1.json"), "--log-key", str(log_pub))
     assert result.exit_code == 0, result.output
@@ -229,6 +230,8 @@ def test_a_witness_cosigns_and_an_auditor_can_require_it(world):
     assert cli(url, "checkpoint", "--key", str(log_key), "--out", str(where / "latest.cp")).exit_code == 0
     latest = cp.read_checkpoint_file(where / "latest.cp")
     assert len(latest.note.signatures) == 2
+    cosignature = base64.b64decode(latest.note.signatures[1].base64)
+    assert len(cosignature) == 4 + 8 + 64  # key id, timestamp, Ed25519 signature (tlog-cosignature)
 
     ok = cli(url, "verify", "--checkpoint", str(where / "latest.cp"), "--key", str(log_pub), "--witness-key", str(w_pub), "--min-witnesses", "1")
     assert ok.exit_code == 0, ok.output

@@ -171,3 +171,40 @@ def test_receipt_layout_round_trips():
 def test_malformed_receipts_are_refused(text, message):
     with pytest.raises(NoteError, match=message):
         Receipt.parse(text)
+
+
+# c2sp.org/tlog-cosignature: the example's witness line and the Ed25519 layout.
+COSIGNED_EXAMPLE_LINE = "— witness.example.com/w1 jWbPPwAAAABkGFDLEZMHwSRaJNiIDoe9DYn/zXcrtPHeolMI5OWXEhZCB9dlrDJsX3b2oyin1nPZqhf5nNo0xUe+mbIUBkBIfZ+qnA==\n"
+
+
+def test_the_spec_cosignature_line_carries_its_timestamp():
+    text = "example.com/behind-the-sofa\n20852163\nCsUYapGGPo4dkMgIAUqom/Xajj7h2fB2MPA3j2jxq2I=\n"
+    note = notes.parse(text + "\n" + COSIGNED_EXAMPLE_LINE)
+    raw = base64.b64decode(note.signatures[0].base64)
+    assert len(raw) == 4 + 8 + 64
+    assert int.from_bytes(raw[4:12], "big") == 1679315147  # the spec's "time 1679315147"
+
+
+def test_a_cosignature_signs_the_spec_message_and_only_verifies_as_one():
+    from cryptography.hazmat.primitives.asymmetric.ed25519 import Ed25519PublicKey
+
+    witness = Signer.generate("witness.example.com/w1", notes.ALG_COSIGNATURE)
+    text = "example.com/behind-the-sofa\n20852163\nCsUYapGGPo4dkMgIAUqom/Xajj7h2fB2MPA3j2jxq2I=\n"
+    log = Signer.generate("example.com/behind-the-sofa")
+    signed = notes.cosign(notes.sign_checkpoint(Checkpoint.parse_text(text), log), witness, timestamp=1679315147)
+    line = signed.note.signatures[-1]
+    raw = base64.b64decode(line.base64)
+    assert raw[:4] == witness.key_id.to_bytes(4, "big") and int.from_bytes(raw[4:12], "big") == 1679315147
+    message = b"cosignature/v1\ntime 1679315147\n" + text.encode()
+    Ed25519PublicKey.from_public_bytes(witness.verifier().public_key).verify(raw[12:], message)  # raises if not
+    vkey = str(witness.verifier())
+    assert base64.b64decode(vkey.split("+", 2)[2])[0] == 0x04
+    assert Verifier.parse(vkey) == witness.verifier() and Signer.parse(str(witness)) == witness
+    assert signed.note.signed_by(Verifier.parse(vkey)) and signed.note.signed_by(log.verifier())
+    # The same public key as a plain note key has another id and does not verify it.
+    plain = Verifier(witness.name, notes.key_id(witness.name, witness.verifier().public_key), witness.verifier().public_key)
+    assert plain.key_id != witness.key_id and not signed.note.signed_by(plain)
+    # A changed timestamp breaks the signature.
+    forged = base64.b64encode(raw[:4] + (1679315148).to_bytes(8, "big") + raw[12:]).decode()
+    tampered = notes.Note(signed.note.text, signed.note.signatures[:-1] + (notes.Signature(line.name, line.key_id, forged),))
+    assert not tampered.signed_by(witness.verifier())
