@@ -15,7 +15,7 @@ import kafka.errors as kerrors
 from kafka import KafkaAdminClient, KafkaConsumer, KafkaProducer, TopicPartition
 
 from ledger.backends.kafka import KafkaLog
-from ledger.checkpoints import CheckpointStore, log
+from ledger.checkpoint_store import CheckpointStore, log
 from ledger.errors import BackendError
 from ledger.notes import NoteError, SignedCheckpoint
 
