@@ -26,7 +26,7 @@ from pathlib import Path
 import fastavro
 
 from ledger import catalogue as _catalogue
-from ledger import codec
+from ledger import codec, merkle
 from ledger.errors import DecodeError, InputError
 from ledger.events import GENESIS_HASH
 from ledger.log import Position, StoredRecord
@@ -95,15 +95,25 @@ def export(
     since: datetime | None = None,
     until: datetime | None = None,
     source: str = "",
+    checkpoints: Iterable[str] = (),
 ) -> dict:
-    """Write the evidence file; return its summary (events and chains)."""
+    """Write the evidence file; return its summary (events and chains).
+
+    ``checkpoints`` are the log's latest signed checkpoints (with their
+    co-signatures), carried in the metadata; an unfiltered export also records
+    where the records it cannot carry (unreadable ones) sit in each partition's
+    Merkle tree, so ``verify --file F --checkpoint SAVED`` can rebuild the tree."""
     catalogue = _catalogue.default()
     chains: dict[str, dict] = {}
     rows = []
     unreadable = []
+    leaves: dict[int, int] = {}
+    absent: dict[int, dict[str, str]] = {}
     for record in records:
         if model is not None and record.model != model:
             continue
+        leaf_index = leaves.get(record.position.partition, 0)
+        leaves[record.position.partition] = leaf_index + 1
         try:
             event = codec.decode(record.data)
         except DecodeError as exc:
@@ -116,6 +126,7 @@ def export(
                 if record.timestamp_ms is not None
                 else None
             )
+            absent.setdefault(record.position.partition, {})[str(leaf_index)] = merkle.leaf_hash(record.data).hex()
             if appended is not None and ((since and appended < since) or (until and appended > until)):
                 continue
             unreadable.append(
@@ -152,6 +163,14 @@ def export(
         "ledger.chains": json.dumps(chains, sort_keys=True),
         "ledger.unreadable": json.dumps(unreadable),
         "ledger.schemas": json.dumps({e.fingerprint.hex(): e.text for e in catalogue.entries()}, sort_keys=True),
+        "ledger.checkpoints": json.dumps(list(checkpoints)),
+        "ledger.tree": json.dumps(
+            {
+                "complete": model is None and since is None and until is None,
+                "partitions": {str(p): {"leaves": n, "absent": absent.get(p, {})} for p, n in sorted(leaves.items())},
+            },
+            sort_keys=True,
+        ),
     }
     out = Path(out)
     try:
@@ -269,3 +288,126 @@ def _check_decoded_copies(report: Report, records: list[StoredRecord], copies: l
             None,
             "its decoded copy in the file differs from what its stored bytes decode to",
         )
+
+
+def _tree_rows(path: Path) -> tuple[dict, list[tuple[int, bytes]]]:
+    """The metadata and every row's (partition, stored bytes), in file order."""
+    try:
+        handle = path.open("rb")
+    except OSError as exc:
+        raise InputError(f"cannot read {path}: {exc}") from exc
+    with handle:
+        try:
+            reader = fastavro.reader(handle)
+            metadata = dict(reader.metadata)
+            if metadata.get("ledger.format") != FORMAT:
+                raise InputError(f"{path} is not a ledger evidence file (no {FORMAT} marker)")
+            rows = [(int(row["partition"]), bytes(row["data"])) for row in reader]
+        except InputError:
+            raise
+        except Exception as exc:  # noqa: BLE001 - fastavro, zlib and json raise many types on a damaged file
+            raise DecodeError(f"{path} is damaged: {type(exc).__name__}: {exc}") from exc
+    return metadata, rows
+
+
+def file_checkpoints(path: Path) -> list[str]:
+    """The signed checkpoints an evidence file carries (texts)."""
+    metadata, _rows = _tree_rows(Path(path))
+    try:
+        found = json.loads(metadata.get("ledger.checkpoints", "[]"))
+    except ValueError as exc:
+        raise DecodeError(f"{path} has damaged checkpoint metadata: {exc}") from exc
+    return [str(text) for text in found] if isinstance(found, list) else []
+
+
+def verify_file_against(path: Path, saved_texts, log_key, *, witness_keys=(), min_witnesses: int = 0) -> list:
+    """Prove an (unfiltered) evidence file holds the very records the saved
+    checkpoints cover: rebuild each partition's Merkle tree from the file's
+    stored bytes and check the consistency proof from the saved checkpoint, and
+    from it to the checkpoints the file carries. The file's chains are checked
+    too (:func:`verify_file`), to name the events."""
+    from ledger import checkpoints as cp
+
+    path = Path(path)
+    witness_keys = list(witness_keys)
+    saved_list = [cp.parse_signed(text, "the saved checkpoint") for text in saved_texts]
+    if not saved_list:
+        raise InputError("no checkpoint to verify against")
+    for saved in saved_list:
+        cp.require_signatures(saved, log_key, witness_keys, min_witnesses)
+    metadata, rows = _tree_rows(path)
+    try:
+        tree_meta = json.loads(metadata.get("ledger.tree", "null"))
+        carried = json.loads(metadata.get("ledger.checkpoints", "[]"))
+    except ValueError as exc:
+        raise DecodeError(f"{path} has damaged tree metadata: {exc}") from exc
+    if not isinstance(tree_meta, dict):
+        raise InputError(f"{path} was written without tree metadata: export it again to check it against a checkpoint")
+    if not tree_meta.get("complete"):
+        raise InputError(
+            f"{path} is a filtered export (--model/--since/--until): only a whole-log export can be "
+            "proved against a checkpoint"
+        )
+    report = verify_file(path)
+    checks = []
+    for saved in saved_list:
+        partition = cp.partition_of(saved.checkpoint.origin)
+        try:
+            absent = {
+                int(i): bytes.fromhex(h)
+                for i, h in ((tree_meta.get("partitions") or {}).get(str(partition)) or {}).get("absent", {}).items()
+            }
+        except (ValueError, AttributeError, TypeError) as exc:
+            raise DecodeError(f"{path} has damaged tree metadata: {exc}") from exc
+        hashes: list[bytes] = []
+        for part, data in rows:
+            if part != partition:
+                continue
+            while len(hashes) in absent:
+                hashes.append(absent.pop(len(hashes)))
+            hashes.append(merkle.leaf_hash(data))
+        while len(hashes) in absent:
+            hashes.append(absent.pop(len(hashes)))
+        tree = merkle.Tree()
+        try:
+            tree.append_hashes(hashes)
+        except ValueError as exc:
+            raise DecodeError(f"{path} has damaged tree metadata: {exc}") from exc
+        check = cp.LogCheck(saved.checkpoint, tree.size)
+        checks.append(check)
+        try:
+            cp.check_extends(tree, saved.checkpoint, what="the file")
+        except cp.Inconsistent as exc:
+            check.problems.append(str(exc))
+        else:
+            for text in carried if isinstance(carried, list) else []:
+                try:
+                    own = cp.parse_signed(str(text), "a checkpoint in the file")
+                except InputError as exc:
+                    check.problems.append(str(exc))
+                    continue
+                if own.checkpoint.origin != saved.checkpoint.origin:
+                    continue
+                if not own.note.signed_by(log_key):
+                    check.problems.append(f"the file's checkpoint {own.checkpoint.origin}@{own.checkpoint.size} is not signed by the log key")
+                    continue
+                other = own.checkpoint
+                low, high = sorted((saved.checkpoint, other), key=lambda c: c.size)
+                problem = None
+                if high.size > tree.size:
+                    problem = f"it covers {high.size} records, the file holds {tree.size}"
+                else:
+                    try:
+                        merkle.verify_consistency(low.size, high.size, tree.consistency_proof(low.size, high.size), low.root, high.root)
+                    except merkle.ProofError as exc:
+                        problem = str(exc)
+                if problem:
+                    check.problems.append(
+                        f"the file's checkpoint {other.origin}@{other.size} is not consistent with the saved one and the records: {problem}"
+                    )
+                else:
+                    check.latest = other
+        check.chain_problems = [
+            p for p in report.problems if p.position == "-" or p.position.startswith(f"{partition}:")
+        ]
+    return checks

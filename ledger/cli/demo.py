@@ -238,6 +238,10 @@ def demo(ctx: click.Context, workdir: Path) -> None:
     story.run("export", "--out", str(evidence), "--model", model)
     story.run("verify", "--file", str(evidence))
 
+    from ledger import verifiable_demo
+
+    verifiable_demo.tell(story, log_url, model, workdir, run_dir)
+
     click.echo()
     click.secho(f"Done: {model} told end to end; the ledger verifies.", fg="green", bold=True)
     click.echo(f"Try: ledger show {model}@2   ledger lineage {model}@2 --format mermaid   ledger audit --actor bob")

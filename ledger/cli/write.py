@@ -143,7 +143,12 @@ def export(ctx: click.Context, out: str, model: str | None, since: str | None, u
     ledger = open_ledger(ctx, must_exist=True)
     if model is not None and model not in ledger.log.models():
         raise NotFound(f"unknown model {model!r}")
-    summary = write_evidence(ledger.log.read(model=model), out, model=model, since=start, until=end, source=settings(ctx)["log_url"])
+    from ledger.checkpoints import latest_texts
+
+    summary = write_evidence(
+        ledger.log.read(model=model), out, model=model, since=start, until=end, source=settings(ctx)["log_url"],
+        checkpoints=latest_texts(ledger.log),
+    )
     noted = f", {summary['unreadable']} unreadable record(s) noted" if summary["unreadable"] else ""
     click.echo(f"wrote {summary['events']} event(s) of {len(summary['chains'])} model(s) to {out}{noted}")
 

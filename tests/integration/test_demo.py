@@ -38,6 +38,9 @@ def check_story(output: str, model: str) -> None:
     assert re.search(rf"{model}\s+active\s+2\s+2\s+production=v2 staging=v2", output)
     assert f"Done: {model} told end to end; the ledger verifies." in output
     assert "$ ledger verify\n" in output and ": intact" in output
+    assert re.search(r"co-signed ledger\.demo/log/\d+@\d+", output)
+    assert re.search(rf"receipt ok: event [0-9a-f-]{{36}} is leaf \d+ of ledger\.demo/log/\d+@\d+", output)
+    assert re.search(r"checkpoint ledger\.demo/log/\d+@\d+: consistent", output)
 
 
 @pytest.mark.slow

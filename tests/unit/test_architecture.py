@@ -24,6 +24,8 @@ PURE = (
     "ledger.data.contracts",
     "ledger.data.drift",
     "ledger.data.units",
+    "ledger.merkle",
+    "ledger.notes",
 )
 IO_LIBRARIES = ("kafka", "fastavro", "sqlalchemy", "click")
 CLI = "ledger.cli"
