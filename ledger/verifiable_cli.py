@@ -164,8 +164,8 @@ def _notify(config_path: str | None, message: str, origin: str) -> None:
             "text": message,
             "message": {"event_type": "WitnessRefusal", "model": origin, "summary": message, "event_id": str(uuid.uuid4())},
         }
-        for settings in config.channels:
-            channel = settings.channel(os.environ, time.time)
+        for channel_settings in config.channels:
+            channel = channel_settings.channel(os.environ, time.time)
             try:
                 channel.send(str(uuid.uuid4()), 1, payload)
             finally:
