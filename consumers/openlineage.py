@@ -396,10 +396,49 @@ def make_client(config: dict):
     if transport is None:
         return OpenLineageClient()
     try:
+        if transport.get("type") == "kafka":
+            return OpenLineageClient(transport=_checked_kafka(dict(transport)))
         return OpenLineageClient(transport=get_default_factory().create(config=dict(transport)))
     except (KeyError, TypeError, ValueError, RuntimeError, ImportError) as exc:
         hint = " (the kafka transport needs the confluent-kafka package)" if transport.get("type") == "kafka" else ""
         raise InputError(f"bad OpenLineage transport configuration: {exc!r}{hint}") from exc
+
+
+KAFKA_DELIVERY_TIMEOUT = 30.0
+
+
+def _checked_kafka(settings: dict):
+    """openlineage-python's Kafka transport, told to report a failed delivery.
+
+    Its own ``emit`` hands the delivery result to a callback that only logs it, so an
+    event the broker refused (an unknown topic, a timeout) would be recorded here as
+    delivered and never sent again. This one waits for the broker's answer to each
+    event and raises when it is a refusal or does not come, so the runner retries it
+    (``test_kafka_transport_loses_nothing_while_the_topic_is_missing``)."""
+    from openlineage.client.serde import Serde
+    from openlineage.client.transport.kafka import KafkaConfig, KafkaTransport
+
+    class CheckedKafkaTransport(KafkaTransport):
+        def emit(self, event) -> None:
+            failures: list = []
+
+            def delivered(err, msg) -> None:
+                if err is not None:
+                    failures.append(err)
+
+            if self.producer is None:
+                self._setup_producer(self.kafka_config.config)
+            key = self.message_key or self._get_message_key(event)
+            self.producer.produce(
+                topic=self.topic, key=key, value=Serde.to_json(event).encode("utf-8"), on_delivery=delivered
+            )
+            left = self.producer.flush(timeout=KAFKA_DELIVERY_TIMEOUT)
+            if failures:
+                raise RuntimeError(f"Kafka refused the event: {failures[0]}")
+            if left:
+                raise RuntimeError(f"Kafka did not confirm the event within {KAFKA_DELIVERY_TIMEOUT:g}s")
+
+    return CheckedKafkaTransport(KafkaConfig.from_dict(settings))
 
 
 def _console_to_stdout() -> None:

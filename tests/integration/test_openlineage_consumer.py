@@ -178,6 +178,56 @@ def test_kafka_transport_to_the_real_broker(world, kafka_bootstrap):
     check_events(events, world)
 
 
+@pytest.mark.kafka
+def test_kafka_transport_loses_nothing_while_the_topic_is_missing(world, kafka_bootstrap):
+    """The broker refuses events for a topic it does not have: none may be recorded
+    as delivered (openlineage-python's own transport only logs the refusal); once the
+    topic exists, every event arrives, once. The runner's clock is the test's, so the
+    retries are due when the test says, not seconds later."""
+    from kafka import KafkaConsumer
+    from kafka.admin import KafkaAdminClient, NewTopic
+
+    from consumers.openlineage import OpenLineageConsumer
+    from consumers.runner import RetryPolicy, Runner
+
+    topic = f"openlineage-late-{uuid.uuid4().hex[:8]}"
+    settings = {
+        "transport": {
+            "type": "kafka", "topic": topic, "flush": True,
+            "config": {"bootstrap.servers": kafka_bootstrap, "message.timeout.ms": "300"},
+        },
+        "retry": {"max_attempts": 10, "base_delay": 60.0, "max_delay": 60.0, "jitter": 0.0},
+    }
+    now = [1_000_000.0]
+
+    def run():
+        consumer = OpenLineageConsumer(settings)
+        assert consumer.retry == RetryPolicy(10, 60.0, 60.0, 0.0)
+        log = open_log(world["log"])
+        try:
+            return Runner(consumer, log, world["db"], clock=lambda: now[0]).run_once(max_wait=0)
+        finally:
+            consumer.close()
+            log.close()
+
+    first = run()
+    assert (first.delivered, first.dead_effects, first.waiting) == (0, 0, len(world["accepted"]))
+    admin = KafkaAdminClient(bootstrap_servers=kafka_bootstrap)
+    try:
+        admin.create_topics([NewTopic(topic, 1, 1)])
+    finally:
+        admin.close()
+    now[0] += 61
+    second = run()
+    assert (second.delivered, second.waiting) == (len(world["accepted"]), 0)
+    reader = KafkaConsumer(topic, bootstrap_servers=kafka_bootstrap, auto_offset_reset="earliest", consumer_timeout_ms=10000)
+    try:
+        events = [json.loads(m.value) for m in reader]
+    finally:
+        reader.close()
+    check_events(events, world)
+
+
 @pytest.mark.parametrize(
     "body, message",
     [
