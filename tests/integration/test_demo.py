@@ -38,6 +38,11 @@ def check_story(output: str, model: str) -> None:
     assert re.search(rf"{model}\s+active\s+2\s+2\s+production=v2 staging=v2", output)
     assert f"Done: {model} told end to end; the ledger verifies." in output
     assert "$ ledger verify\n" in output and ": intact" in output
+    # it ends with the lead times (the alert answered by v2, none open) and the report
+    assert f"$ ledger metrics --model {model}" in output
+    assert re.search(r"drift_to_replacement\s+1\s+0\s", output)
+    assert re.search(r"training_to_production\s+production\s+2\s", output)
+    assert f"wrote the audit report to demo/{model}/report.html" in output
 
 
 @pytest.mark.slow
@@ -46,6 +51,8 @@ def test_demo_runs_in_an_empty_directory_twice_without_corrupting_anything(tmp_p
     assert first.returncode == 0, first.stdout[-3000:] + first.stderr[-3000:]
     check_story(first.stdout + first.stderr, "pump-failure")
     assert (tmp_path / ".ledger" / "log.db").exists()
+    report = (tmp_path / "demo" / "pump-failure" / "report.html").read_text(encoding="utf-8")
+    assert 'data-model="pump-failure" data-version="2"' in report and "INTACT" in report
 
     second = ledger("demo", cwd=tmp_path)
     assert second.returncode == 0, second.stdout[-3000:] + second.stderr[-3000:]

@@ -96,19 +96,6 @@ def test_unwritable_output_is_exit_2(urls, tmp_path):
     assert result.exit_code == 2 and "cannot write" in result.output
 
 
-def test_demo_epilogue_prints_the_metrics_and_writes_the_report(urls, tmp_path, capsys):
-    from ledger.demo import Story
-    from projections.demo_epilogue import tell
-
-    story = Story(urls[1], urls[3], tmp_path)
-    path = tell(story, "churn", tmp_path)
-    printed = capsys.readouterr().out
-    assert "$ ledger metrics --model churn" in printed
-    assert "drift_to_replacement" in printed and "1d 0h" in printed
-    assert f"wrote the audit report to {path}" in printed
-    assert 'data-model="churn"' in path.read_text(encoding="utf-8")
-
-
 @pytest.mark.postgres
 def test_postgresql_views_give_the_same_metrics_and_report(urls, tmp_path, fresh_postgres):
     """The same log projected into PostgreSQL: the same metrics, the same report
