@@ -138,12 +138,19 @@ def _maker_checker(detail: dict) -> dict:
     }
 
 
+UPSTREAM_DEPTH = 9
+"""How far upstream a version's diagram reaches: far enough for a retraining to show
+its parent's whole generation (alert → deployment → approval → evaluation → version →
+run → snapshot → dataset), near enough that the diagram of the 100th version is not
+the whole history (``ledger lineage`` walks all of it)."""
+
+
 def _lineage_graph(engine: Engine, model: str, version: int, as_of: AsOf | None) -> dict:
-    """The version's neighbourhood: everything upstream, and downstream what
+    """The version's neighbourhood: upstream to :data:`UPSTREAM_DEPTH` edges, and downstream what
     happened to this version (evaluations, reviews, deployments, alerts) and the
     versions retrained from it."""
     root = _lineage.version_node(model, version)
-    up = queries.lineage(engine, root, direction="up", as_of=as_of)
+    up = queries.lineage(engine, root, direction="up", depth=UPSTREAM_DEPTH, as_of=as_of)
     down = queries.lineage(engine, root, direction="down", depth=5, as_of=as_of)
     nodes: dict[str, dict] = {}
     for n in up["nodes"]:
