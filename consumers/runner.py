@@ -189,6 +189,7 @@ Factory = Callable[[ConsumerOptions], Consumer]
 REGISTRY: dict[str, str | Factory] = {
     "notify": "consumers.notify:build",
     "retrain": "consumers.retrain:build",
+    "openlineage": "consumers.openlineage:build",
 }
 """Consumers by name: a factory, or ``"module:function"`` imported on first use
 (so the CLI never imports scikit-learn just to send an e-mail)."""

@@ -241,10 +241,22 @@ def demo(ctx: click.Context, workdir: Path) -> None:
     from ledger import verifiable_demo
 
     verifiable_demo.tell(story, log_url, model, workdir, run_dir)
+    report = tell_metrics_and_report(story, model, run_dir)
 
     click.echo()
     click.secho(f"Done: {model} told end to end; the ledger verifies.", fg="green", bold=True)
+    click.echo(f"Open the audit report: {report}")
     click.echo(f"Try: ledger show {model}@2   ledger lineage {model}@2 --format mermaid   ledger audit --actor bob")
+
+
+def tell_metrics_and_report(story: Story, model: str, run_dir: Path) -> Path:
+    """The demo's last chapter: the lead times, then the audit report written next
+    to the demo's files (returned)."""
+    story.chapter("Managers: how long did it take? Auditors: one report to keep")
+    story.run("metrics", "--model", model)
+    out = Path(run_dir) / "report.html"
+    story.run("report", "--out", str(out), "--model", model)
+    return out
 
 
 commands: list = [demo]

@@ -33,6 +33,8 @@ def _model_commands(tmp):
         "notifications --model": lambda v: ["notifications", "--model", v],
         "data snapshot": lambda v: ["data", "snapshot", v, "--dataset", "d", "--contract", str(tmp / "c.json"), "--data", str(tmp / "d.csv"), "--actor", "a"],
         "train": lambda v: ["train", v, "--snapshot", "s1", "--actor", "alice"],
+        "metrics --model": lambda v: ["metrics", "--model", v, "--no-refresh"],
+        "report --model": lambda v: ["report", "--out", str(tmp / "r.html"), "--model", v, "--no-refresh"],
     }
 
 
@@ -51,19 +53,29 @@ def _cut_commands(tmp, option):
         "lineage": lambda v: ["lineage", "churn@1", option, v, "--no-refresh"],
         "project": lambda v: ["project", option, v],
         "replay": lambda v: ["replay", "--db", f"sqlite:///{tmp / 'replay.db'}", option, v],
+        "metrics": lambda v: ["metrics", option, v, "--no-refresh"],
+        "report": lambda v: ["report", "--out", str(tmp / "r.html"), option, v, "--no-refresh"],
     }
 
 
 def _window_commands(tmp):
     return {
         f"{command} {option}": (lambda v, command=command, option=option: [*head, option, v])
-        for command, head in (("export", ["export", "--out", str(tmp / "e.avro")]), ("audit", ["audit", "--no-refresh"]))
+        for command, head in (
+            ("export", ["export", "--out", str(tmp / "e.avro")]),
+            ("audit", ["audit", "--no-refresh"]),
+            ("metrics", ["metrics", "--no-refresh"]),
+        )
         for option in ("--since", "--until")
     }
 
 
 def _environment_commands(tmp):
-    return {"drift check --environment": lambda v: ["drift", "check", "churn@1", "--data", str(tmp / "d.csv"), "--environment", v]}
+    return {
+        "drift check --environment": lambda v: ["drift", "check", "churn@1", "--data", str(tmp / "d.csv"), "--environment", v],
+        "metrics --production": lambda v: ["metrics", "--production", v, "--no-refresh"],
+        "report --production": lambda v: ["report", "--out", str(tmp / "r.html"), "--production", v, "--no-refresh"],
+    }
 
 
 KINDS = {
@@ -129,6 +141,8 @@ def test_good_values_pass_the_same_commands(world):
         ["audit", "--no-refresh", "--model", "churn", "--since", "2000-01-01", "--until", "2999-12-31"],
         ["verify", "--model", "churn"],
         ["export", "--out", str(tmp / "good.avro"), "--model", "churn", "--since", "2000-01-01"],
+        ["metrics", "--no-refresh", "--model", "churn", "--since", "2000-01-01", "--until", "2999-12-31", "--as-of", "2999-01-01"],
+        ["report", "--out", str(tmp / "good.html"), "--no-refresh", "--model", "churn", "--as-of-position", "0:5", "--production", "prod"],
     ):
         result = runner.invoke(main, ["--log", log_url, "--db", db, *args])
         assert result.exit_code == 0, (args, result.output)

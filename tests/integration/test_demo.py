@@ -41,6 +41,11 @@ def check_story(output: str, model: str) -> None:
     assert re.search(r"co-signed ledger\.demo/log/\d+@\d+", output)
     assert re.search(rf"receipt ok: event [0-9a-f-]{{36}} is leaf \d+ of ledger\.demo/log/\d+@\d+", output)
     assert re.search(r"checkpoint ledger\.demo/log/\d+@\d+: consistent", output)
+    # it ends with the lead times (the alert answered by v2, none open) and the report
+    assert f"$ ledger metrics --model {model}" in output
+    assert re.search(r"drift_to_replacement\s+1\s+0\s", output)
+    assert re.search(r"training_to_production\s+production\s+2\s", output)
+    assert f"wrote the audit report to demo/{model}/report.html" in output
 
 
 @pytest.mark.slow
@@ -49,6 +54,8 @@ def test_demo_runs_in_an_empty_directory_twice_without_corrupting_anything(tmp_p
     assert first.returncode == 0, first.stdout[-3000:] + first.stderr[-3000:]
     check_story(first.stdout + first.stderr, "pump-failure")
     assert (tmp_path / ".ledger" / "log.db").exists()
+    report = (tmp_path / "demo" / "pump-failure" / "report.html").read_text(encoding="utf-8")
+    assert 'data-model="pump-failure" data-version="2"' in report and "INTACT" in report
 
     second = ledger("demo", cwd=tmp_path)
     assert second.returncode == 0, second.stdout[-3000:] + second.stderr[-3000:]
