@@ -10,6 +10,7 @@ from __future__ import annotations
 
 import os
 import re
+import ssl
 import time
 import tomllib
 from collections.abc import Callable, Mapping
@@ -27,7 +28,7 @@ from pydantic import (
 )
 
 from consumers import notify_policy
-from consumers.channels import Channel, EmailChannel, FileChannel, WebhookChannel
+from consumers.channels import Channel, EmailChannel, FileChannel, WebhookChannel, tls_context
 from consumers.runner import (
     Consumer,
     ConsumerOptions,
@@ -78,6 +79,16 @@ def _secret(value: str | None, env_name: str | None, env: Mapping[str, str], wha
     return env[env_name]
 
 
+def _readable_ca_file(value: str | None) -> str | None:
+    # A CA file that cannot be loaded would fail every delivery at send time.
+    if value is not None:
+        try:
+            tls_context(value)
+        except (OSError, ssl.SSLError) as exc:
+            raise ValueError(f"cannot load the CA certificates in {value!r}: {exc}") from None
+    return value
+
+
 def _looks_like_address(value: str) -> bool:
     # A line break would be refused at send time (it would start another header),
     # so every delivery would be retried until dead. "Name <a@b>" stays allowed.
@@ -91,6 +102,13 @@ class WebhookSettings(_ChannelSettings):
     secret_env: str | None = None
     timeout: float = Field(default=10.0, gt=0)
     headers: dict[str, str] = Field(default_factory=dict)
+    ca_file: str | None = None
+    """PEM file of the CAs trusted for an https URL (default: the system's)."""
+
+    @field_validator("ca_file")
+    @classmethod
+    def _ca(cls, value: str | None) -> str | None:
+        return _readable_ca_file(value)
 
     @field_validator("url")
     @classmethod
@@ -122,7 +140,9 @@ class WebhookSettings(_ChannelSettings):
 
     def channel(self, env: Mapping[str, str], clock: Callable[[], float]) -> Channel:
         secret = _secret(self.secret, self.secret_env, env, f"webhook {self.name!r}")
-        return WebhookChannel(self.name, self.url, secret, timeout=self.timeout, headers=self.headers, clock=clock)
+        return WebhookChannel(
+            self.name, self.url, secret, timeout=self.timeout, headers=self.headers, clock=clock, ca_file=self.ca_file
+        )
 
 
 class EmailSettings(_ChannelSettings):
@@ -137,6 +157,13 @@ class EmailSettings(_ChannelSettings):
     password: str | None = None
     password_env: str | None = None
     timeout: float = Field(default=10.0, gt=0)
+    ca_file: str | None = None
+    """PEM file of the CAs trusted for STARTTLS or SMTPS (default: the system's)."""
+
+    @field_validator("ca_file")
+    @classmethod
+    def _ca(cls, value: str | None) -> str | None:
+        return _readable_ca_file(value)
 
     @field_validator("to", mode="before")
     @classmethod
@@ -179,6 +206,7 @@ class EmailSettings(_ChannelSettings):
             username=self.username,
             password=password,
             timeout=self.timeout,
+            ca_file=self.ca_file,
         )
 
 
