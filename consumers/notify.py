@@ -37,6 +37,7 @@ from consumers.runner import (
     Intent,
     RetryPolicy,
 )
+from ledger import faults
 from ledger.errors import InputError
 from ledger.events import BY_CLI_NAME, BY_TYPE, Event
 
@@ -370,7 +371,9 @@ class NotifyConsumer(Consumer):
                 f"channel {effect.channel!r} is no longer configured (configured: {', '.join(self.channels)})",
                 permanent=True,
             )
-        return channel.send(effect.id, effect.attempts, effect.payload)
+        outcome = channel.send(effect.id, effect.attempts, effect.payload)
+        faults.reached("notify-after-send")  # tests only: sent, not yet recorded
+        return outcome
 
     def close(self) -> None:
         for channel in self.channels.values():

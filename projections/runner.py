@@ -32,7 +32,7 @@ from itertools import islice
 from sqlalchemy import select
 from sqlalchemy.engine import Connection, Engine
 
-from ledger import codec, log_identity
+from ledger import codec, faults, log_identity
 from ledger.errors import BackendError, DecodeError, InputError, LedgerError
 from ledger.events import GENESIS_HASH, Event
 from ledger.log import EventLog, StoredRecord
@@ -337,6 +337,7 @@ class Runner:
                 )
                 for partition, offset in last.items():
                     moved[partition] = max(offset, moved.get(partition, -1))
+            faults.reached("project-before-commit")  # tests only: applied, not committed
         return Batch(len(applied), len(unreadable), moved)
 
     def run(
