@@ -90,6 +90,7 @@ DEPLOY_MESSAGE = {
         "prev_hash": None,
         "environment": "production",
         "replaced_version": 2,
+        "traffic_percent": 100,
     },
 }
 """What the documentation promises a receiver gets for DEPLOY, written out by hand."""
