@@ -105,6 +105,12 @@ class Channel(ABC):
         pass
 
 
+def tls_context(ca_file: str | None = None) -> ssl.SSLContext:
+    """A client context that verifies the server's certificate and host name,
+    against ``ca_file`` (PEM) when given, else the system's trusted CAs."""
+    return ssl.create_default_context(cafile=ca_file)
+
+
 class _NoRedirect(urllib.request.HTTPRedirectHandler):
     # A redirected POST would silently become a GET without the body and signature.
     def redirect_request(self, req, fp, code, msg, headers, newurl):
@@ -121,6 +127,7 @@ class WebhookChannel(Channel):
         timeout: float = 10.0,
         headers: Mapping[str, str] | None = None,
         clock: Callable[[], float] = time.time,
+        ca_file: str | None = None,
     ):
         self.name = name
         self.url = url
@@ -128,7 +135,7 @@ class WebhookChannel(Channel):
         self.timeout = timeout
         self.headers = dict(headers or {})
         self.clock = clock
-        self._opener = urllib.request.build_opener(_NoRedirect)
+        self._opener = urllib.request.build_opener(_NoRedirect, urllib.request.HTTPSHandler(context=tls_context(ca_file)))
 
     def request(self, delivery_id: str, attempt: int, message: Mapping) -> urllib.request.Request:
         body = webhook_body(message)
@@ -200,8 +207,10 @@ class EmailChannel(Channel):
         username: str | None = None,
         password: str | None = None,
         timeout: float = 10.0,
+        ca_file: str | None = None,
     ):
         self.name = name
+        self.ca_file = ca_file
         self.host = host
         self.port = port
         self.sender = sender
@@ -238,10 +247,16 @@ class EmailChannel(Channel):
         mail = self.email(delivery_id, payload)
         where = f"SMTP {self.host}:{self.port}"
         try:
-            factory = smtplib.SMTP_SSL if self.use_ssl else smtplib.SMTP
-            with factory(self.host, self.port, timeout=self.timeout) as smtp:
+            # smtplib.SMTP_SSL without a context does not check the certificate:
+            # the password and the mail would go to whoever answers.
+            context = tls_context(self.ca_file)
+            if self.use_ssl:
+                smtp = smtplib.SMTP_SSL(self.host, self.port, timeout=self.timeout, context=context)
+            else:
+                smtp = smtplib.SMTP(self.host, self.port, timeout=self.timeout)
+            with smtp:
                 if self.starttls:
-                    smtp.starttls(context=ssl.create_default_context())
+                    smtp.starttls(context=context)
                 if self.username:
                     smtp.login(self.username, self.password or "")
                 refused = smtp.send_message(mail)

@@ -10,6 +10,7 @@ from __future__ import annotations
 
 import os
 import re
+import ssl
 import time
 import tomllib
 from collections.abc import Callable, Mapping
@@ -27,7 +28,7 @@ from pydantic import (
 )
 
 from consumers import notify_policy
-from consumers.channels import Channel, EmailChannel, FileChannel, WebhookChannel
+from consumers.channels import Channel, EmailChannel, FileChannel, WebhookChannel, tls_context
 from consumers.runner import (
     Consumer,
     ConsumerOptions,
@@ -36,6 +37,7 @@ from consumers.runner import (
     Intent,
     RetryPolicy,
 )
+from ledger import faults
 from ledger.errors import InputError
 from ledger.parsing import validation_message
 from ledger.events import BY_CLI_NAME, BY_TYPE, Event
@@ -79,6 +81,16 @@ def _secret(value: str | None, env_name: str | None, env: Mapping[str, str], wha
     return env[env_name]
 
 
+def _readable_ca_file(value: str | None) -> str | None:
+    # A CA file that cannot be loaded would fail every delivery at send time.
+    if value is not None:
+        try:
+            tls_context(value)
+        except (OSError, ssl.SSLError) as exc:
+            raise ValueError(f"cannot load the CA certificates in {value!r}: {exc}") from None
+    return value
+
+
 def _looks_like_address(value: str) -> bool:
     # A line break would be refused at send time (it would start another header),
     # so every delivery would be retried until dead. "Name <a@b>" stays allowed.
@@ -92,6 +104,13 @@ class WebhookSettings(_ChannelSettings):
     secret_env: str | None = None
     timeout: float = Field(default=10.0, gt=0)
     headers: dict[str, str] = Field(default_factory=dict)
+    ca_file: str | None = None
+    """PEM file of the CAs trusted for an https URL (default: the system's)."""
+
+    @field_validator("ca_file")
+    @classmethod
+    def _ca(cls, value: str | None) -> str | None:
+        return _readable_ca_file(value)
 
     @field_validator("url")
     @classmethod
@@ -123,7 +142,9 @@ class WebhookSettings(_ChannelSettings):
 
     def channel(self, env: Mapping[str, str], clock: Callable[[], float]) -> Channel:
         secret = _secret(self.secret, self.secret_env, env, f"webhook {self.name!r}")
-        return WebhookChannel(self.name, self.url, secret, timeout=self.timeout, headers=self.headers, clock=clock)
+        return WebhookChannel(
+            self.name, self.url, secret, timeout=self.timeout, headers=self.headers, clock=clock, ca_file=self.ca_file
+        )
 
 
 class EmailSettings(_ChannelSettings):
@@ -138,6 +159,13 @@ class EmailSettings(_ChannelSettings):
     password: str | None = None
     password_env: str | None = None
     timeout: float = Field(default=10.0, gt=0)
+    ca_file: str | None = None
+    """PEM file of the CAs trusted for STARTTLS or SMTPS (default: the system's)."""
+
+    @field_validator("ca_file")
+    @classmethod
+    def _ca(cls, value: str | None) -> str | None:
+        return _readable_ca_file(value)
 
     @field_validator("to", mode="before")
     @classmethod
@@ -180,6 +208,7 @@ class EmailSettings(_ChannelSettings):
             username=self.username,
             password=password,
             timeout=self.timeout,
+            ca_file=self.ca_file,
         )
 
 
@@ -341,7 +370,9 @@ class NotifyConsumer(Consumer):
                 f"channel {effect.channel!r} is no longer configured (configured: {', '.join(self.channels)})",
                 permanent=True,
             )
-        return channel.send(effect.id, effect.attempts, effect.payload)
+        outcome = channel.send(effect.id, effect.attempts, effect.payload)
+        faults.reached("notify-after-send")  # tests only: sent, not yet recorded
+        return outcome
 
     def close(self) -> None:
         for channel in self.channels.values():

@@ -39,9 +39,9 @@ started job may run before another process presumes it dead and runs it again),
 ``artifacts_dir`` / ``LEDGER_ARTIFACTS_DIR``, ``thresholds`` (a table metric →
 minimum, default ``roc_auc = 0.7``).
 
-Test hook: with ``LEDGER_TEST_CRASH_AFTER_TRAIN=1`` the process exits with status
-137 (as if SIGKILLed) right after the artifact is written and before anything is
-recorded — the worst moment for a crash, which the tests use to prove exactly once.
+Fault point ``retrain-after-artifact`` (:mod:`ledger.faults`, tests only): right
+after the artifact is written and before anything is recorded — the worst moment
+for a crash, where the tests SIGKILL the process to prove exactly once.
 """
 
 from __future__ import annotations
@@ -54,6 +54,7 @@ from collections.abc import Mapping, Sequence
 from dataclasses import dataclass, field, fields
 from pathlib import Path
 
+from ledger import faults
 from ledger.data import datasets
 from ledger.errors import BackendError, ConflictError, InputError, LedgerError, NotFound, RuleViolation
 from ledger.events import DataSnapshotted, DriftDetected, Event, ModelEvaluated, ModelTrained
@@ -62,7 +63,6 @@ from consumers import training
 from consumers.runner import Consumer, ConsumerOptions, Effect, EffectFailed, Intent, RetryPolicy
 
 CHANNEL = "train"
-CRASH_HOOK = "LEDGER_TEST_CRASH_AFTER_TRAIN"
 
 
 def retraining_ids(alert_id: str | uuid.UUID) -> tuple[uuid.UUID, uuid.UUID]:
@@ -221,7 +221,7 @@ class Retrainer(Consumer):
                 trained_event_id=trained_id,
                 evaluated_event_id=evaluated_id,
                 artifacts_dir=self.settings.artifacts_dir,
-                after_artifact=self._crash_hook,
+                after_artifact=lambda uri: faults.reached("retrain-after-artifact"),
             )
         except RuleViolation:
             # Another process of this consumer may have recorded this very job while
@@ -249,10 +249,6 @@ class Retrainer(Consumer):
                 "event-id-unique", f"{trained.model} v{trained.version} holds the retraining's ModelTrained alone"
             )
         return f"already recorded as {trained.model} v{trained.version}"
-
-    def _crash_hook(self, artifact_uri: str) -> None:
-        if self.env.get(CRASH_HOOK) == "1":
-            os._exit(137)
 
     def close(self) -> None:
         if self._ledger is not None:

@@ -10,7 +10,11 @@
   CRC-64-AVRO fingerprint and the SHA-256 of the file's text.
 
 Published files are never edited: a test recomputes every fingerprint and hash
-against ``catalogue.json``. A new version is added with :func:`publish`.
+against ``catalogue.json``. A new version is added with :func:`publish`, which
+refuses one that is not compatible both ways with every published version of its
+type (new readers read old bytes, old readers read new bytes), checked with the
+Apache ``avro`` library's schema-resolution checker. The workflow is in
+``docs/schema-evolution.md``.
 
 Avro's parsing canonical form drops ``doc`` and ``default``, so two schemas that
 differ only there share a fingerprint; the catalogue refuses to hold two different
@@ -145,6 +149,44 @@ def expand(source_dir: Path, event_type: str) -> dict:
     return {**event, "fields": fields}
 
 
+def incompatibilities(reader_text: str, writer_text: str) -> list[str]:
+    """Why a reader with ``reader_text`` cannot read data written with
+    ``writer_text`` (Avro schema resolution), or ``[]`` when it can."""
+    try:
+        import avro.schema
+        from avro.compatibility import ReaderWriterCompatibilityChecker, SchemaCompatibilityType
+    except ImportError as exc:  # a publishing tool's need, not a reader's
+        raise SchemaError("publishing a schema version needs the Apache avro package: pip install avro") from exc
+    result = ReaderWriterCompatibilityChecker().get_compatibility(
+        avro.schema.parse(reader_text), avro.schema.parse(writer_text)
+    )
+    if result.compatibility is SchemaCompatibilityType.compatible:
+        return []
+    names = [f["name"] for f in json.loads(reader_text).get("fields", [])]
+
+    def named(location: str) -> str:
+        # "/fields/1/type" → "/fields/environment/type": the top level's field names
+        parts = location.split("/")
+        if len(parts) > 2 and parts[1] == "fields" and parts[2].isdigit() and int(parts[2]) < len(names):
+            parts[2] = names[int(parts[2])]
+        return "/".join(parts)
+
+    where = ", ".join(sorted({named(str(loc)) for loc in result.locations or ()} - {"/"}))
+    return [f"{message}{f' (at {where})' if where else ''}" for message in sorted(result.messages)]
+
+
+def _check_compatible(event_type: str, version: int, text: str, earlier: list[tuple[int, str]]) -> None:
+    for old_version, old_text in earlier:
+        problems = [f"reading v{old_version} bytes: {p}" for p in incompatibilities(text, old_text)]
+        problems += [f"v{old_version} readers reading v{version} bytes: {p}" for p in incompatibilities(old_text, text)]
+        if problems:
+            raise SchemaError(
+                f"{event_type} v{version} is not compatible with {event_type} v{old_version}: "
+                + "; ".join(problems)
+                + " (add fields with a default, never rename without an alias or change a type)"
+            )
+
+
 def publish(version: int, directory: Path | None = None) -> list[dict]:
     """Write ``full/<Type>.v<version>.avsc`` from ``v<version>/`` and add them to
     ``catalogue.json``. Refuses to overwrite anything already published."""
@@ -173,6 +215,12 @@ def publish(version: int, directory: Path | None = None) -> list[dict]:
                 f"v{twin[0]['version']} but a different text (only doc, aliases, defaults or "
                 "logical types differ): one fingerprint must name one schema"
             )
+        earlier = [
+            (s["version"], (directory / s["file"]).read_text())
+            for s in index["schemas"]
+            if s["event_type"] == event_type and s["version"] < version
+        ]
+        _check_compatible(event_type, version, text, earlier)
         pending.append((event_type, text))
     for event_type, text in pending:
         schema = json.loads(text)

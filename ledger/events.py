@@ -218,6 +218,9 @@ class ModelDeployed(Event):
     environment: Annotated[str, StringConstraints(pattern=r"^[A-Za-z0-9][A-Za-z0-9._\-]{0,63}$")]
     replaced_version: Version | None = None
     """Set by the ledger: the version this deployment displaced in that environment."""
+    traffic_percent: Annotated[int, Field(ge=1, le=100, strict=True)] = 100
+    """Share of the environment's traffic this version serves (a canary serves part
+    of it). Added in schema version 2; version 1 events read as 100."""
 
 
 class DriftDetected(Event):

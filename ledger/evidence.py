@@ -13,11 +13,21 @@ fingerprint → schema text) and, per model, the chain anchor and head
 (``ledger.chains``): the sequence and hash just before the first exported event, and
 the last exported sequence and hash. A file cut short, or with events removed at
 the end, no longer reaches its recorded head.
+
+``ledger.digest`` (format 2) is the SHA-256 of every other metadata entry and of
+each row's index (partition, offset, model, sequence, type, hash): an edit of the
+metadata or of a row's index that the chains cannot see (the source, the filters,
+a schema's text, a row's offset) fails verification. It is not a signature: who
+rewrites the file on purpose can recompute it, as they can the chain heads; only
+the log itself, or a checkpoint saved elsewhere, answers that. Format 1 files (no
+digest) are still verified, without that check.
 """
 
 from __future__ import annotations
 
 import copy
+import hashlib
+import io
 import json
 from collections.abc import Iterable
 from datetime import datetime, timezone
@@ -32,7 +42,24 @@ from ledger.events import GENESIS_HASH
 from ledger.log import Position, StoredRecord
 from ledger.verify import Problem, Report, verify
 
-FORMAT = "ledger-evidence/1"
+FORMAT = "ledger-evidence/2"
+FORMATS = ("ledger-evidence/1", FORMAT)
+"""Formats ``verify --file`` reads: 1 had no ``ledger.digest``."""
+
+FILE = "(evidence file)"
+"""The stream name of problems that belong to the whole file."""
+
+def _digest(metadata: dict, rows: Iterable[tuple]) -> str:
+    """SHA-256 binding every metadata entry but the digest (the container's schema
+    text too) to the rows' index."""
+    bound = {k: v.decode("utf-8", "replace") if isinstance(v, bytes) else v for k, v in metadata.items()}
+    bound.pop("ledger.digest", None)
+    text = json.dumps({"metadata": bound, "rows": [list(r) for r in rows]}, sort_keys=True, separators=(",", ":"))
+    return hashlib.sha256(text.encode("utf-8")).hexdigest()
+
+
+def _row_index(row: dict) -> tuple:
+    return (row["partition"], row["offset"], row["model"], row["sequence"], row["event_type"], row["hash"])
 
 
 def _event_union(catalogue: _catalogue.Catalogue) -> list:
@@ -172,10 +199,17 @@ def export(
             sort_keys=True,
         ),
     }
+    schema = fastavro.parse_schema(file_schema(catalogue))
+    # The digest covers the container's own entries as fastavro writes them: an
+    # empty file (a header only) shows what they will be.
+    header = io.BytesIO()
+    fastavro.writer(header, schema, [], codec="deflate", metadata=dict(metadata))
+    header.seek(0)
+    metadata["ledger.digest"] = _digest(fastavro.reader(header).metadata, (_row_index(r) for r in rows))
     out = Path(out)
     try:
         with out.open("wb") as handle:
-            fastavro.writer(handle, fastavro.parse_schema(file_schema(catalogue)), rows, codec="deflate", metadata=metadata)
+            fastavro.writer(handle, schema, rows, codec="deflate", metadata=metadata)
     except OSError as exc:
         raise InputError(f"cannot write {out}: {exc}") from exc
     return {"file": str(out), "events": len(rows), "chains": chains, "unreadable": len(unreadable)}
@@ -191,10 +225,8 @@ def recorded_heads(path: Path) -> dict[str, tuple[int, str]]:
         raise InputError(f"cannot read {path}: {exc}") from exc
     try:
         if raw[:4] == b"Obj\x01":
-            import io
-
             metadata = fastavro.reader(io.BytesIO(raw)).metadata
-            if metadata.get("ledger.format") != FORMAT:
+            if metadata.get("ledger.format") not in FORMATS:
                 raise InputError(f"{path} is not a ledger evidence file (no {FORMAT} marker)")
             chains = json.loads(metadata["ledger.chains"])
             return {m: (int(c["head_sequence"]), str(c["head_hash"])) for m, c in chains.items()}
@@ -219,7 +251,7 @@ def verify_file(path: Path) -> Report:
             # ApprovalRejected have the same fields.
             reader = fastavro.reader(handle, return_record_name=True, return_record_name_override=True)
             metadata = reader.metadata
-            if metadata.get("ledger.format") != FORMAT:
+            if metadata.get("ledger.format") not in FORMATS:
                 raise InputError(f"{path} is not a ledger evidence file (no {FORMAT} marker)")
             chains = json.loads(metadata["ledger.chains"])
             anchors = {m: (c["anchor_sequence"], c["anchor_hash"] or GENESIS_HASH) for m, c in chains.items()}
@@ -228,8 +260,9 @@ def verify_file(path: Path) -> Report:
                 Problem(item["model"], "undecodable", item["position"], None, None, f"{item['reason']} (sha256 {item['sha256']})")
                 for item in json.loads(metadata.get("ledger.unreadable", "[]"))
             ]
-            records, copies = [], []
+            records, copies, index = [], [], []
             for row in reader:
+                index.append(_row_index(row))
                 records.append(
                     StoredRecord(
                         position=Position(row["partition"], row["offset"]),
@@ -249,6 +282,8 @@ def verify_file(path: Path) -> Report:
     report = verify(records, anchors=anchors)
     report.unreadable.extend(unreadable)
     _check_decoded_copies(report, records, copies)
+    _check_row_index(report, records)
+    report.unreadable.extend(_file_problems(metadata, index, chains))
     for model, (head_sequence, head_hash) in heads.items():
         stream = report.streams.get(model)
         if stream is None:
@@ -265,6 +300,58 @@ def verify_file(path: Path) -> Report:
                 f"the file ends at #{stream.head_sequence} but its recorded head is #{head_sequence}",
             )
     return report
+
+
+def _file_problems(metadata: dict, index: list[tuple], chains: dict) -> list[Problem]:
+    """What is wrong with the file as a whole: its digest, and chains that name
+    other models than its rows."""
+    problems = []
+    recorded = metadata.get("ledger.digest")
+    if recorded is None and metadata.get("ledger.format") == FORMAT:
+        problems.append(Problem(FILE, "altered", "-", None, None, "the file has no ledger.digest"))
+    elif recorded is not None and recorded != _digest(metadata, index):
+        problems.append(
+            Problem(
+                FILE, "altered", "-", None, None,
+                "its metadata or its rows' positions, models, sequences, types or hashes differ from "
+                "what was exported (ledger.digest does not match)",
+            )
+        )
+    in_rows = {row[2] for row in index}
+    for model in sorted(in_rows - set(chains)):
+        problems.append(Problem(FILE, "altered", "-", None, None, f"model {model!r} has events but no chain anchor and head"))
+    return problems
+
+
+def _check_row_index(report: Report, records: list[StoredRecord]) -> None:
+    """Name the first row of a stream whose index (model, sequence, type) is not what
+    its bytes say, and rows that are out of log order (offsets only grow inside a
+    partition)."""
+    last_offset: dict[int, int] = {}
+    for record in records:
+        stream = report.streams.get(record.model)
+        problem = None
+        previous = last_offset.get(record.position.partition)
+        if previous is not None and record.position.offset <= previous:
+            problem = ("reordered", f"offset {record.position.offset} comes after offset {previous} of its partition")
+        last_offset[record.position.partition] = record.position.offset
+        try:
+            event = codec.decode(record.data)
+        except DecodeError:
+            event = None  # the chain check names undecodable bytes
+        if problem is None and event is not None and (
+            (event.model, event.sequence, event.event_type) != (record.model, record.sequence, record.event_type)
+        ):
+            problem = (
+                "altered",
+                f"the file lists it as {record.event_type} #{record.sequence} of {record.model!r}; "
+                f"its bytes are {event.event_type} #{event.sequence} of {event.model!r}",
+            )
+        if problem is None or stream is None:
+            continue
+        if stream.problem is not None and (stream.problem.sequence or 0) <= (record.sequence or 0):
+            continue
+        stream.problem = Problem(record.model, problem[0], str(record.position), record.sequence, None, problem[1])
 
 
 def _check_decoded_copies(report: Report, records: list[StoredRecord], copies: list) -> None:

@@ -62,6 +62,8 @@ def summarize(event: Event) -> str:
         text = f"deployed {v} to {event.environment}"
         if event.replaced_version is not None:
             text += f", replacing v{event.replaced_version}"
+        if event.traffic_percent != 100:
+            text += f" ({event.traffic_percent}% of traffic)"
         return text
     if isinstance(event, DriftDetected):
         what = f"{event.metric} of {event.feature}" if event.feature else event.metric

@@ -31,7 +31,7 @@ from itertools import islice
 from sqlalchemy import select
 from sqlalchemy.engine import Connection, Engine
 
-from ledger import codec
+from ledger import codec, faults
 from ledger.follow import LogFollower, Stop, backoff
 from ledger.errors import BackendError, DecodeError, InputError, LedgerError
 from ledger.events import GENESIS_HASH, Event
@@ -333,6 +333,7 @@ class Runner:
                 )
                 for partition, offset in last.items():
                     moved[partition] = max(offset, moved.get(partition, -1))
+            faults.reached("project-before-commit")  # tests only: applied, not committed
         return Batch(len(applied), len(unreadable), moved)
 
     def run(

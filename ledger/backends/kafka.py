@@ -34,6 +34,10 @@ state. Every process that appends to partition *p* uses the same transactional i
    broker gave them. ``commit_transaction`` returns before the coordinator has
    written the commit markers, so the append then waits (milliseconds) until the
    last stable offset passes its records: an accepted event is readable at once.
+   Between the send and the commit, the new event ids are checked against every
+   other partition (committed records and open transactions): event ids are unique
+   in the whole log, as on the embedded log (``_check_ids_unused``; the argument is
+   in ``docs/kafka-write-path.md``).
 
 If the commit fails because another writer took the id (``ProducerFencedError``,
 ``InvalidProducerEpochError``) or is refused otherwise, this process closes its
@@ -105,7 +109,7 @@ from kafka.partitioner import DefaultPartitioner
 from kafka.protocol.consumer.offsets import IsolationLevel
 
 from ledger import codec
-from ledger.errors import BackendError, ConflictError, DecodeError, InputError
+from ledger.errors import BackendError, ConflictError, DecodeError, InputError, RuleViolation
 from ledger.log import EventLog, NewRecord, PlanFn, Position, StoredRecord, StreamHead, StreamView
 
 log = logging.getLogger(__name__)
@@ -212,12 +216,19 @@ class _PartitionIndex:
     """First offset of the current producer's last commit (its markers may be pending)."""
     own_last: int | None = None
     """Last offset of that commit."""
+    owners: dict[str, str] = field(default_factory=dict)
+    """Event id → model of the event that first used it on this partition."""
 
     def add(self, record: StoredRecord, event_id: str | None) -> None:
         stream = self.streams.setdefault(record.model, _Stream())
         stream.records.append(record)
         if event_id:
             stream.by_event_id[event_id] = record
+            self.owners.setdefault(event_id, record.model)
+
+
+class _IdInFlight(Exception):
+    """An event id being appended is also in another writer's open transaction."""
 
 
 class _View(StreamView):
@@ -287,6 +298,7 @@ class KafkaLog(EventLog):
         self._producers: dict[int, KafkaProducer] = {}
         self._index: dict[int, _PartitionIndex] = {}
         self._consumer: KafkaConsumer | None = None
+        self._tail_consumer: KafkaConsumer | None = None
         self._closed = False
         self._admin = self._connect_admin()
         try:
@@ -453,12 +465,12 @@ class KafkaLog(EventLog):
         )
         return stored, text("event_id")
 
-    def _new_consumer(self) -> KafkaConsumer:
+    def _new_consumer(self, isolation_level: str = "read_committed") -> KafkaConsumer:
         return KafkaConsumer(
             **self._client_config(),
             group_id=None,
             enable_auto_commit=False,
-            isolation_level="read_committed",
+            isolation_level=isolation_level,
             auto_offset_reset="earliest",
         )
 
@@ -589,6 +601,14 @@ class KafkaLog(EventLog):
             index.next_offset = end
         if index.next_offset >= end:
             return index
+        self._index_committed(partition, index, end)
+        return index
+
+    def _index_committed(self, partition: int, index: _PartitionIndex, end: int) -> None:
+        """Read ``partition``'s committed records from ``index.next_offset`` up to
+        ``end`` into ``index``."""
+        if index.next_offset >= end:
+            return
         if self._consumer is None:
             self._consumer = self._new_consumer()
         tp = TopicPartition(self.topic, partition)
@@ -613,7 +633,63 @@ class KafkaLog(EventLog):
             # indexing anything twice.
             index.next_offset = raw.offset + 1
         index.next_offset = max(index.next_offset, end)
-        return index
+
+    def _event_id_of(self, raw) -> str | None:
+        stored, event_id = self._stored(raw)
+        if event_id is None and stored.model is not None:
+            try:
+                event_id = str(codec.decode(stored.data).event_id)
+            except DecodeError:
+                return None
+        return event_id
+
+    def _check_ids_unused(self, partition: int, model: str, records: Sequence[NewRecord]) -> None:
+        """Refuse event ids another model's event already holds, on any partition.
+
+        Called with ``records`` sent in this writer's open transaction (acknowledged,
+        not committed). This writer holds ``partition``'s writer role, so its index
+        of that partition is complete. Other partitions have writers of their own,
+        which this one cannot fence; so each is read in two parts, measured *after*
+        our records were acknowledged: its committed records (indexed, incrementally)
+        up to its last stable offset, then the records of still-open transactions
+        between that and its high watermark. Another writer appending the same id
+        to another partition at the same moment does the same: of two writes each
+        followed by a read of the other's partition, at least one read sees the
+        other's write, so at most one of them commits (both may step back; they
+        then retry with jitter). An id that is only in an open transaction is
+        :class:`_IdInFlight` (retry); a committed one is a rule violation."""
+        ids = {r.event_id for r in records}
+
+        def refuse(event_id: str, owner: str) -> None:
+            raise RuleViolation(
+                "event-id-unique", f"event id {event_id} is already used by an event of model {owner!r}"
+            )
+
+        own = self._index[partition]
+        for event_id in ids:
+            if event_id in own.owners and own.owners[event_id] != model:
+                refuse(event_id, own.owners[event_id])
+        others = [p for p in self.partitions() if p != partition]
+        if not others:
+            return
+        high = self._list_offsets(others, IsolationLevel.READ_UNCOMMITTED)
+        stable = self._list_offsets(others, IsolationLevel.READ_COMMITTED)
+        for other in others:
+            index = self._index.setdefault(other, _PartitionIndex())
+            self._index_committed(other, index, stable[other])
+            for event_id in ids:
+                if event_id in index.owners:
+                    refuse(event_id, index.owners[event_id])
+        for other in others:
+            start = self._index[other].next_offset
+            if start >= high[other]:
+                continue
+            if self._tail_consumer is None:
+                self._tail_consumer = self._new_consumer("read_uncommitted")
+            tp = TopicPartition(self.topic, other)
+            for raw in self._fetch(self._tail_consumer, tp, start, high[other]):
+                if self._event_id_of(raw) in ids:
+                    raise _IdInFlight(f"partition {other} has an open transaction with the same event id")
 
     def _await_markers(self, partition: int, last_offset: int) -> None:
         """Wait until ``read_committed`` readers see the records up to ``last_offset``.
@@ -673,8 +749,20 @@ class KafkaLog(EventLog):
                         producer.send(self.topic, value=r.data, key=key, headers=self._headers(r), partition=partition)
                         for r in records
                     ]
-                    producer.commit_transaction()
+                    # Acknowledged before the id check reads other partitions
+                    # (see _check_ids_unused); a refused record raises here.
                     metadata = [f.get(timeout=self._timeout_ms / 1000) for f in futures]
+                    try:
+                        self._check_ids_unused(partition, model, records)
+                    except (RuleViolation, _IdInFlight) as refused:
+                        producer.abort_transaction()
+                        if isinstance(refused, RuleViolation):
+                            raise
+                        lost = refused
+                        continue
+                    producer.commit_transaction()
+                except RuleViolation:
+                    raise
                 except Exception as exc:  # noqa: BLE001 - sorted out just below
                     self._drop_producer(partition)
                     if not isinstance(exc, (kerrors.KafkaError, OSError)):
@@ -710,6 +798,11 @@ class KafkaLog(EventLog):
                 index.own_last = stored[-1].position.offset
                 self._await_markers(partition, index.own_last)
                 return stored
+        if isinstance(lost, _IdInFlight):
+            raise ConflictError(
+                f"an event id of this append was in another writer's open transaction on every one of "
+                f"{MAX_ATTEMPTS} attempts ({lost}); try again"
+            )
         if _lost_writer_role(lost):
             raise ConflictError(
                 f"another process kept taking the writer role of partition {partition} of "
@@ -733,12 +826,14 @@ class KafkaLog(EventLog):
             self._closed = True
             for partition in list(self._producers):
                 self._drop_producer(partition)
-            if self._consumer is not None:
+            for consumer in (self._consumer, self._tail_consumer):
+                if consumer is None:
+                    continue
                 try:
-                    self._consumer.close(autocommit=False, timeout_ms=1000)
+                    consumer.close(autocommit=False, timeout_ms=1000)
                 except Exception:  # noqa: BLE001
-                    log.debug("closing the catch-up consumer failed", exc_info=True)
-                self._consumer = None
+                    log.debug("closing a catch-up consumer failed", exc_info=True)
+            self._consumer = self._tail_consumer = None
             try:
                 self._admin.close()
             except Exception:  # noqa: BLE001

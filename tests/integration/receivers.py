@@ -6,12 +6,15 @@
         smtp.messages   # every e-mail received: envelope and parsed message
 
 Both listen on 127.0.0.1 with a port the OS picks, in a thread of the test process.
+With ``tls=`` (a :class:`Certificates`) they speak TLS: HTTPS, SMTP with STARTTLS
+or SMTP over implicit TLS (SMTPS); ``logins=`` makes the SMTP server require AUTH.
 """
 
 from __future__ import annotations
 
 import json
 import socket
+import ssl
 import threading
 from dataclasses import dataclass
 from email import message_from_bytes, policy
@@ -32,10 +35,29 @@ class Received:
         return json.loads(self.body)
 
 
+class Certificates:
+    """A certificate authority made for the test (trustme) and a server
+    certificate it issued for 127.0.0.1 and localhost. ``ca_file`` is what a
+    client is told to trust."""
+
+    def __init__(self, directory):
+        import trustme
+
+        self.ca = trustme.CA()
+        self.server = self.ca.issue_cert("127.0.0.1", "localhost")
+        self.ca_file = str(directory / "test-ca.pem")
+        self.ca.cert_pem.write_to_path(self.ca_file)
+
+    def server_context(self) -> ssl.SSLContext:
+        context = ssl.create_default_context(ssl.Purpose.CLIENT_AUTH)
+        self.server.configure_cert(context)
+        return context
+
+
 class HttpReceiver:
     """Answers each POST with the next status of ``script`` (the last one repeats)."""
 
-    def __init__(self, script: list[int] | None = None, *, retry_after: str | None = None):
+    def __init__(self, script: list[int] | None = None, *, retry_after: str | None = None, tls: Certificates | None = None):
         self.script = list(script or [200])
         self.retry_after = retry_after
         self.requests: list[Received] = []
@@ -61,12 +83,15 @@ class HttpReceiver:
                 pass
 
         self.server = ThreadingHTTPServer(("127.0.0.1", 0), Handler)
+        self.tls = tls
+        if tls is not None:
+            self.server.socket = tls.server_context().wrap_socket(self.server.socket, server_side=True)
         self.thread = threading.Thread(target=self.server.serve_forever, daemon=True)
 
     @property
     def url(self) -> str:
         host, port = self.server.server_address[:2]
-        return f"http://{host}:{port}/hooks/ledger"
+        return f"{'https' if self.tls else 'http'}://{host}:{port}/hooks/ledger"
 
     def accepted(self) -> list[Received]:
         return [r for r in self.requests if 200 <= r.status < 300]
@@ -97,10 +122,19 @@ class SmtpReceiver:
     """A real SMTP server (aiosmtpd). ``refuse`` maps recipient → SMTP reply
     (e.g. ``"550 no such user"``) to refuse that recipient."""
 
-    def __init__(self, refuse: dict[str, str] | None = None):
+    def __init__(
+        self,
+        refuse: dict[str, str] | None = None,
+        *,
+        tls: Certificates | None = None,
+        mode: str = "starttls",
+        logins: dict[str, str] | None = None,
+    ):
         from aiosmtpd.controller import Controller
+        from aiosmtpd.smtp import AuthResult
 
         self.messages: list[Mail] = []
+        self.logins_tried: list[str] = []
         self.refuse = dict(refuse or {})
         receiver = self
 
@@ -116,9 +150,26 @@ class SmtpReceiver:
                 receiver.messages.append(Mail(envelope.mail_from, list(envelope.rcpt_tos), message))
                 return "250 Message accepted for delivery"
 
+        def authenticator(server, session, envelope, mechanism, auth_data):
+            user = auth_data.login.decode() if isinstance(auth_data.login, bytes) else auth_data.login
+            password = auth_data.password.decode() if isinstance(auth_data.password, bytes) else auth_data.password
+            receiver.logins_tried.append(user)
+            # handled=False: aiosmtpd answers the refusal (535) itself.
+            return AuthResult(success=(logins or {}).get(user) == password, handled=False)
+
+        options: dict = {}
+        if tls is not None and mode == "starttls":
+            options.update(tls_context=tls.server_context(), require_starttls=True)
+        elif tls is not None:
+            # aiosmtpd only counts STARTTLS as TLS for AUTH; with implicit TLS the
+            # whole connection is encrypted before the first SMTP line.
+            options.update(ssl_context=tls.server_context(), auth_require_tls=False)
+        if logins is not None:
+            # AUTH only over TLS (aiosmtpd's default), and mail only after AUTH.
+            options.update(authenticator=authenticator, auth_required=True)
         self.host = "127.0.0.1"
         self.port = free_port()
-        self.controller = Controller(Handler(), hostname=self.host, port=self.port)
+        self.controller = Controller(Handler(), hostname=self.host, port=self.port, **options)
 
     def __enter__(self) -> SmtpReceiver:
         self.controller.start()

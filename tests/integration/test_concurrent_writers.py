@@ -67,6 +67,29 @@ def _snapshot_many(url: str, worker: int, count: int, barrier, results) -> None:
         results.put((worker, [(str(a.event.event_id), a.event.sequence, a.duplicate) for a in accepted], conflicts))
 
 
+def _claim_ids(url: str, model: str, ids: list[str], barrier, results) -> None:
+    """For each id in turn, at the same moment as the other workers: append a
+    snapshot of ``model`` under that event id (retrying "try again")."""
+    with Ledger.open(url) as ledger:
+        outcomes = []
+        for number, event_id in enumerate(ids):
+            draft = samples.snapshot(model, f"s{number}").model_copy(update={"event_id": event_id})
+            barrier.wait(TIMEOUT_S)
+            for _ in range(20):
+                try:
+                    ledger.emit(draft)
+                    outcomes.append((event_id, "accepted"))
+                    break
+                except ConflictError:
+                    continue
+                except RuleViolation as exc:
+                    outcomes.append((event_id, exc.rule))
+                    break
+            else:
+                outcomes.append((event_id, "conflict"))
+        results.put((model, outcomes))
+
+
 def _zombie(url: str, pause_at: str, ready, go, results) -> None:
     """Holds the writer role, decides to train version 2 on the state it read, then
     stalls (before its transaction, or with it open) while another process writes."""
@@ -155,6 +178,32 @@ def url(request):
 
 
 # --- the races ---------------------------------------------------------------------
+
+
+def test_one_event_id_raced_onto_models_of_different_partitions_is_accepted_once(url):
+    # Event ids are unique in the whole log. On Kafka the models below live on
+    # different partitions, whose writers cannot fence each other.
+    import uuid
+
+    with Ledger.open(url) as ledger:
+        by_partition = {}
+        for i in range(30):
+            by_partition.setdefault(getattr(ledger.log, "partition_for", lambda m: i)(f"m{i}"), f"m{i}")
+        models = list(by_partition.values())[:3]
+    ids = [str(uuid.uuid4()) for _ in range(6)]
+    barrier, results = spawn.Barrier(len(models)), spawn.Queue()
+
+    _run(_claim_ids, [(url, model, ids, barrier, results) for model in models])
+    outcomes = dict(_drain(results, len(models)))
+
+    for number, event_id in enumerate(ids):
+        answers = [dict(outcomes[m])[event_id] for m in models]
+        assert answers.count("accepted") == 1, (number, answers)
+        assert set(answers) == {"accepted", "event-id-unique"}, (number, answers)
+    with Ledger.open(url) as ledger:
+        stored = [str(codec.decode(r.data).event_id) for r in ledger.log.read()]
+        assert sorted(stored) == sorted(ids)
+        assert ledger.verify().ok
 
 
 def test_racing_writers_of_one_version_exactly_one_wins(url):

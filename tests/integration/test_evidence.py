@@ -147,33 +147,6 @@ def test_an_edited_decoded_copy_is_named(log_url, tmp_path):
         assert "altered: pump#4" in result.output and "decoded" in result.output
 
 
-def test_a_damaged_evidence_file_is_one_clear_error_never_a_traceback(log_url, tmp_path):
-    import random
-
-    out = tmp_path / "evidence.avro"
-    run("--log", log_url, "export", "--out", str(out), "--model", "pump")
-    original = out.read_bytes()
-    with open(out, "rb") as handle:
-        sync = fastavro.reader(handle)._header["sync"]
-    blocks = original.index(sync) + len(sync)  # where the compressed records start
-    rng = random.Random(20260303)
-    damaged = tmp_path / "damaged.avro"
-    cases = [original[:cut] for cut in range(blocks, len(original), 97)]
-    for _ in range(60):
-        changed = bytearray(original)
-        changed[rng.randrange(blocks, len(original))] ^= 1 << rng.randrange(8)
-        cases.append(bytes(changed))
-    chains_at = original.index(b'"head_hash"')
-    cases.append(original[:chains_at] + b'"head_hasX"' + original[chains_at + 11 :])
-    for case in cases:
-        damaged.write_bytes(case)
-        result = run("verify", "--file", str(damaged))
-        assert result.exception is None or isinstance(result.exception, SystemExit), result.exception
-        assert result.exit_code in (0, 1), result.output
-        if result.exit_code == 1 and not result.stdout:
-            assert result.stderr.startswith("error: ") and len(result.stderr.splitlines()) == 1
-
-
 def test_a_log_holding_an_unreadable_record_still_exports_and_the_evidence_names_it(log_url, tmp_path):
     # On Kafka anyone may produce to the topic and nothing can be deleted: the
     # auditor must still get the evidence, and the evidence must say so.

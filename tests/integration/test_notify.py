@@ -278,36 +278,34 @@ def test_a_refused_recipient_is_dead_and_a_partial_refusal_is_not_resent(embedde
 # --- crashes and bad records --------------------------------------------------------
 
 
-class _Crash(BaseException):
-    """Stands for the process dying: nothing after it runs."""
-
-
-def test_a_crash_between_sending_and_recording_resends_the_same_delivery_after_the_lease(embedded_log, sqlite_db):
+def test_a_consumer_killed_between_sending_and_recording_resends_the_same_delivery_after_the_lease(embedded_log, db_url, tmp_path):
+    # A real `ledger consume notify` process, SIGKILLed by the fault point
+    # notify-after-send: the webhook got the delivery, the store never heard.
     lifecycle(embedded_log)
+    toml = tmp_path / "notify.toml"
     with HttpReceiver() as hook:
-        cfg = config(webhook=[{"url": hook.url, "secret": SECRET}], events=["deploy"])
-        consumer = NotifyConsumer(cfg, {})
-        sent = consumer.perform
-
-        def send_then_die(effect):
-            sent(effect)
-            raise _Crash
-
-        consumer.perform = send_then_die
-        with open_log(embedded_log) as event_log, pytest.raises(_Crash):
-            Runner(consumer, event_log, sqlite_db).run_once(max_wait=0)
+        toml.write_text(f'events = ["deploy"]\n[[webhook]]\nurl = "{hook.url}"\nsecret = "{SECRET}"\n')
+        command = [sys.executable, "-m", "ledger.cli", "--log", embedded_log, "--db", db_url,
+                   "consume", "notify", "--once", "--config", str(toml)]
+        env = {**os.environ, "PYTHONPATH": os.pathsep.join(sys.path)}
+        killed = subprocess.run(
+            command, env={**env, "LEDGER_FAULT_POINT": "notify-after-send"}, capture_output=True, text=True, timeout=120
+        )
+        assert killed.returncode == -signal.SIGKILL, killed.stderr
         assert len(hook.requests) == 1
-        assert deliveries(sqlite_db)[0]["status"] == "sending"
+        assert deliveries(db_url)[0]["status"] == "sending"
 
         # Within the lease, a restarted consumer leaves it alone (the sender might be alive).
-        run(embedded_log, sqlite_db, cfg, max_wait=0)
+        again = subprocess.run(command, env=env, capture_output=True, text=True, timeout=120)
+        assert again.returncode == 0, again.stderr
         assert len(hook.requests) == 1
         # After it, the delivery is presumed lost and sent again, with the same id.
+        cfg = config(webhook=[{"url": hook.url, "secret": SECRET}], events=["deploy"])
         later = time.time() + NotifyConsumer.lease_seconds + 1
-        run(embedded_log, sqlite_db, cfg, max_wait=0, clock=lambda: later)
+        run(embedded_log, db_url, cfg, max_wait=0, clock=lambda: later)
     assert len(hook.requests) == 2
     assert hook.requests[0].headers["X-Ledger-Delivery"] == hook.requests[1].headers["X-Ledger-Delivery"]
-    assert deliveries(sqlite_db)[0]["status"] == "delivered"
+    assert [r["status"] for r in deliveries(db_url)] == ["delivered"]
 
 
 def test_an_undecodable_record_in_the_embedded_log_is_dead_lettered_and_the_consumer_goes_on(tmp_path, sqlite_db):

@@ -4,7 +4,9 @@ alert, whatever is re-run, replayed, redelivered or killed half-way."""
 from __future__ import annotations
 
 import json
+import multiprocessing
 import os
+import signal
 import subprocess
 import sys
 from pathlib import Path
@@ -13,7 +15,7 @@ import pytest
 from drift_world import deploy_first_version, events_of, own_postgres, write_files  # noqa: F401 - fixture
 
 from consumers import store as consumer_store
-from consumers.retrain import CRASH_HOOK, Retrainer, Settings, retraining_ids
+from consumers.retrain import Retrainer, Settings, retraining_ids
 from consumers.runner import Runner
 from ledger.data import datasets, monitoring
 from ledger.client import Ledger
@@ -133,9 +135,9 @@ def test_each_alert_gets_its_own_retraining_and_none_approves(world):
 )
 @pytest.mark.slow  # three consumer processes, each importing scikit-learn
 def test_killed_between_training_and_recording_then_restarted(world):
-    """The consumer dies (status 137, as under SIGKILL) after the model file is
-    written and before anything is recorded; the restarted consumer trains again,
-    deterministically, and records exactly one version."""
+    """The consumer process is SIGKILLed (fault point retrain-after-artifact) after
+    the model file is written and before anything is recorded; the restarted
+    consumer trains again, deterministically, and records exactly one version."""
     artifacts = world["tmp"] / "artifacts"
     env = {
         **os.environ,
@@ -145,8 +147,10 @@ def test_killed_between_training_and_recording_then_restarted(world):
     command = [sys.executable, "-m", "ledger.cli", "--log", world["log"], "--db", world["db"], "consume", "retrain", "--once"]
     before = set((artifacts / MODEL).glob("*.joblib"))
 
-    crashed = subprocess.run(command, env={**env, CRASH_HOOK: "1"}, capture_output=True, text=True, timeout=300)
-    assert crashed.returncode == 137, crashed.stderr
+    crashed = subprocess.run(
+        command, env={**env, "LEDGER_FAULT_POINT": "retrain-after-artifact"}, capture_output=True, text=True, timeout=300
+    )
+    assert crashed.returncode == -signal.SIGKILL, crashed.stderr
     left_behind = set((artifacts / MODEL).glob("*.joblib")) - before
     assert len(left_behind) == 1  # trained and written …
     assert _retrainings(world["log"])[0] == []  # … but nothing recorded
@@ -211,35 +215,43 @@ def test_an_alert_below_its_threshold_trains_nothing(world):
     assert [t.trigger_alert_id for t in trained] == [str(world["alert"].event_id)]
 
 
-@pytest.mark.parametrize("urls", ["sqlite-log/sqlite-db"], indirect=True)
+def _retrain_once(log_url: str, artifacts: str, alert_id: str, payload: dict, barrier, results) -> None:
+    """One process of the retraining consumer running one job (module level for spawn)."""
+    consumer = Retrainer(log_url, Settings(artifacts_dir=Path(artifacts)), env={})
+    try:
+        barrier.wait(120)
+        results.put(("ok", consumer.retrain(alert_id, payload)))
+    except Exception as exc:  # noqa: BLE001 - reported to the test
+        results.put(("error", f"{type(exc).__name__}: {exc}"))
+    finally:
+        consumer.close()
+
+
+@pytest.mark.parametrize(
+    "urls",
+    ["sqlite-log/sqlite-db", pytest.param("kafka-log/postgres-db", marks=[pytest.mark.kafka, pytest.mark.postgres])],
+    indirect=True,
+)
+@pytest.mark.slow  # two processes, each importing scikit-learn
 def test_two_processes_running_one_job_record_one_version(world):
     """A lease that ran out under a slow training lets a second process start the
-    same job: both train, one records, the other recognises the result."""
-    import threading
-
+    same job: two real processes train at once, one records, the other
+    recognises the result."""
     from consumers.retrain import policy
 
+    spawn = multiprocessing.get_context("spawn")
     alert = world["alert"]
     payload = policy(alert)[0].payload
-    outcomes, errors = [], []
-    start = threading.Barrier(2)
-
-    def job():
-        consumer = Retrainer(world["log"], Settings(artifacts_dir=world["tmp"] / "artifacts"), env={})
-        try:
-            start.wait()
-            outcomes.append(consumer.retrain(str(alert.event_id), payload))
-        except Exception as exc:  # noqa: BLE001 - reported below
-            errors.append(exc)
-        finally:
-            consumer.close()
-
-    threads = [threading.Thread(target=job) for _ in range(2)]
-    for t in threads:
-        t.start()
-    for t in threads:
-        t.join()
-    assert errors == []
-    assert sorted(o.split()[0] for o in outcomes) == ["already", "trained"]
+    barrier, results = spawn.Barrier(2), spawn.Queue()
+    args = (world["log"], str(world["tmp"] / "artifacts"), str(alert.event_id), payload, barrier, results)
+    processes = [spawn.Process(target=_retrain_once, args=args) for _ in range(2)]
+    for process in processes:
+        process.start()
+    answers = [results.get(timeout=300) for _ in processes]
+    for process in processes:
+        process.join(60)
+    assert [p.exitcode for p in processes] == [0, 0]
+    assert [kind for kind, _ in answers] == ["ok", "ok"], answers
+    assert sorted(text.split()[0] for _, text in answers) == ["already", "trained"], answers
     trained, evaluated = _retrainings(world["log"])
     assert len(trained) == 1 and len(evaluated) == 1

@@ -127,3 +127,24 @@ def test_a_configuration_file_that_is_not_text_is_an_input_error(tmp_path):
     path.write_bytes(b"\xb6\x00\xff binary")
     with pytest.raises(InputError, match="notify.toml"):
         NotifyConfig.load(path, {})
+
+
+@pytest.mark.parametrize("kind", ["webhook", "email"])
+def test_a_ca_file_is_loaded_when_the_configuration_is_read(tmp_path, kind):
+    import trustme
+
+    good = tmp_path / "ca.pem"
+    trustme.CA().cert_pem.write_to_path(str(good))
+    garbage = tmp_path / "garbage.pem"
+    garbage.write_text("not a certificate")
+    base = (
+        {"url": "https://hooks.example.com/x"}
+        if kind == "webhook"
+        else {"host": "smtp.example.com", "from": "ledger@example.com", "to": ["ops@example.com"], "ssl": True}
+    )
+    config = NotifyConfig.parse({kind: [{**base, "ca_file": str(good)}]}, "test")
+    (channel,) = NotifyConsumer(config, {}).channels.values()
+    assert isinstance(channel, WebhookChannel | EmailChannel)
+    for bad in (garbage, tmp_path / "missing.pem"):
+        with pytest.raises(InputError, match=f"{kind}.0.ca_file.*cannot load the CA certificates"):
+            NotifyConfig.parse({kind: [{**base, "ca_file": str(bad)}]}, "test")

@@ -69,12 +69,39 @@ def test_message_has_the_documented_fields_and_the_whole_event():
     assert body["event"]["replaced_version"] == 2 and body["event"]["environment"] == "production"
 
 
+DEPLOY_MESSAGE = {
+    "event_id": str(DEPLOY.event_id),
+    "event_type": "ModelDeployed",
+    "model": "churn",
+    "version": 3,
+    "actor": "deployer",
+    "occurred_at": "2026-03-03T10:00:00+00:00",
+    "summary": "churn v3 deployed to production by deployer; replacing v2",
+    "event": {
+        "event_id": str(DEPLOY.event_id),
+        "model": "churn",
+        "version": 3,
+        "actor": "deployer",
+        "occurred_at": "2026-03-03T10:00:00Z",
+        "recorded_at": None,
+        "causation_id": None,
+        "correlation_id": None,
+        "sequence": None,
+        "prev_hash": None,
+        "environment": "production",
+        "replaced_version": 2,
+        "traffic_percent": 100,
+    },
+}
+"""What the documentation promises a receiver gets for DEPLOY, written out by hand."""
+
+
 def test_one_delivery_per_channel_for_the_events_people_act_on():
     routes = [Route("ops"), Route("mail"), Route("file")]
     intents = policy(DEPLOY, DEFAULT_EVENTS, routes)
     assert [i.channel for i in intents] == ["ops", "mail", "file"]
     assert all(i.payload == intents[0].payload for i in intents)
-    assert intents[0].payload["message"] == message(DEPLOY)
+    assert intents[0].payload == {"subject": "[ledger] churn v3 deployed to production by deployer", "message": DEPLOY_MESSAGE}
     snapshot = DataSnapshotted(
         model="churn", actor="etl", dataset="d", snapshot_id="s", content_hash="h", row_count=1,
         contract=DataContract(columns=(ColumnSpec(name="x"),)),
@@ -89,6 +116,16 @@ def test_a_channel_can_follow_its_own_event_types():
     assert [i.channel for i in policy(DEPLOY, ("DriftDetected",), routes)] == []
 
 
-def test_the_same_event_always_gives_the_same_deliveries():
-    routes = [Route("ops")]
-    assert policy(DRIFT, DEFAULT_EVENTS, routes) == policy(DRIFT, DEFAULT_EVENTS, routes)
+def test_the_same_event_read_back_from_its_bytes_gives_the_same_deliveries():
+    # A redelivered or replayed event is a new object decoded from the stored bytes:
+    # its deliveries (their identity and content) must not change.
+    from ledger import codec
+
+    stored = DRIFT.model_copy(update={"sequence": 4, "prev_hash": "0" * 64, "recorded_at": AT})
+    again = codec.decode(codec.encode(stored).data)
+    assert again is not stored
+    (first,), (second,) = policy(stored, DEFAULT_EVENTS, [Route("ops")]), policy(again, DEFAULT_EVENTS, [Route("ops")])
+    assert first == second
+    assert first.channel == "ops"
+    assert first.payload["subject"] == "[ledger] churn v3 drifted in production on tenure: psi 0.3141 (threshold 0.2)"
+    assert first.payload["message"]["event"]["recorded_at"] == "2026-03-03T10:00:00Z"

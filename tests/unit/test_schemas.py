@@ -19,6 +19,8 @@ SCHEMAS = catalogue.schema_dir()
 INDEX = json.loads((SCHEMAS / "catalogue.json").read_text())["schemas"]
 SAMPLES = Path(__file__).resolve().parent.parent / "fixtures" / "events"
 CAT = catalogue.default()
+NEXT = max(e["version"] for e in INDEX) + 1
+"""The version number the next publication would take."""
 
 
 @pytest.mark.parametrize("entry", INDEX, ids=lambda e: f"{e['event_type']}.v{e['version']}")
@@ -121,8 +123,42 @@ SAMPLE_FILES = sorted(SAMPLES.glob("v*/*.bin"))
 def test_stored_sample_bytes_stay_decodable(path):
     event = codec.decode(path.read_bytes())
     assert isinstance(event, Event)
-    expected = json.loads(path.with_suffix(".json").read_text())
-    assert event.model_dump(mode="json") == expected
+    written = json.loads(path.with_suffix(".json").read_text())
+    decoded = event.model_dump(mode="json")
+    # What the bytes held, unchanged; fields added by later schema versions read as
+    # their defaults (ModelDeployed v1 bytes: traffic_percent 100).
+    assert {k: v for k, v in decoded.items() if k in written} == written
+    added = set(decoded) - set(written)
+    assert {k: decoded[k] for k in added} == {k: type(event).model_fields[k].default for k in added}
+    assert isinstance(event, BY_TYPE[path.stem])
+
+
+def test_v1_bytes_of_a_deployment_decode_into_the_v2_model():
+    v1 = (SAMPLES / "v1" / "ModelDeployed.bin").read_bytes()
+    v2 = (SAMPLES / "v2" / "ModelDeployed.bin").read_bytes()
+    assert v1[2:10] == CAT.by_fingerprint(v1[2:10]).fingerprint and CAT.by_fingerprint(v1[2:10]).version == 1
+    assert CAT.by_fingerprint(v2[2:10]).version == 2 == CAT.latest("ModelDeployed").version
+    old, new = codec.decode(v1), codec.decode(v2)
+    assert (old.traffic_percent, new.traffic_percent) == (100, 25)
+    # Re-encoding writes the current version: the old bytes are never rewritten.
+    assert codec.encode(old).fingerprint == CAT.latest("ModelDeployed").fingerprint
+
+
+@pytest.mark.parametrize("version", [1, 2])
+def test_apache_avro_reads_both_versions_of_a_deployment(version):
+    import io
+
+    import avro.io
+
+    data = (SAMPLES / f"v{version}" / "ModelDeployed.bin").read_bytes()
+    writer = CAT.by_fingerprint(data[2:10])
+    reader = CAT.latest("ModelDeployed")
+    decoder = avro.io.BinaryDecoder(io.BytesIO(data[10:]))
+    record = avro.io.DatumReader(avro.schema.parse(writer.text), avro.schema.parse(reader.text)).read(decoder)
+    written = json.loads((SAMPLES / f"v{version}" / "ModelDeployed.json").read_text())
+    assert record["environment"] == written["environment"]
+    assert record["envelope"]["event_id"] == written["event_id"]
+    assert record["traffic_percent"] == written.get("traffic_percent", 100)
 
 
 def _copy_catalogue(tmp_path):
@@ -130,7 +166,7 @@ def _copy_catalogue(tmp_path):
 
     target = tmp_path / "schemas"
     shutil.copytree(SCHEMAS, target)
-    shutil.copytree(target / "v1", target / "v2")
+    shutil.copytree(target / "v1", target / f"v{NEXT}")
     return target
 
 
@@ -142,14 +178,14 @@ def test_publishing_a_version_that_only_changes_docs_is_refused_and_writes_nothi
     # Same parsing canonical form, different text: the catalogue could no longer
     # load (two schemas under one fingerprint) and every read would fail.
     directory = _copy_catalogue(tmp_path)
-    source = directory / "v2" / "io.mlledger.events.ModelRetired.avsc"
+    source = directory / f"v{NEXT}" / "io.mlledger.events.ModelRetired.avsc"
     schema = json.loads(source.read_text())
     schema["doc"] = schema.get("doc", "") + " (reworded)"
     source.write_text(json.dumps(schema, indent=2))
     before = _state(directory)
 
-    with pytest.raises(SchemaError, match="ModelRetired v2.*same fingerprint as ModelRetired v1"):
-        catalogue.publish(2, directory)
+    with pytest.raises(SchemaError, match=f"ModelRetired v{NEXT}.*same fingerprint as ModelRetired v1"):
+        catalogue.publish(NEXT, directory)
 
     assert _state(directory) == before
     catalogue.load(directory)
@@ -169,14 +205,61 @@ def test_republishing_a_published_version_is_refused_and_writes_nothing(tmp_path
 
 def test_publishing_a_new_version_adds_it_to_the_catalogue(tmp_path):
     directory = _copy_catalogue(tmp_path)
-    source = directory / "v2" / "io.mlledger.events.ModelRetired.avsc"
+    source = directory / f"v{NEXT}" / "io.mlledger.events.ModelRetired.avsc"
     schema = json.loads(source.read_text())
     schema["fields"].append({"name": "ticket", "type": ["null", "string"], "default": None, "doc": "Change ticket."})
     source.write_text(json.dumps(schema, indent=2))
 
-    added = catalogue.publish(2, directory)
+    added = catalogue.publish(NEXT, directory)
 
     assert "ModelRetired" in {a["event_type"] for a in added}
     loaded = catalogue.load(directory)
-    assert loaded.latest("ModelRetired").version == 2
+    assert loaded.latest("ModelRetired").version == NEXT
     assert _compatible(loaded.latest("ModelRetired").text, CAT.latest("ModelRetired").text)
+
+
+def _next_of(directory, event_type, change):
+    """``directory``'s schemas with a next version of ``event_type`` only: its
+    current source changed by ``change``."""
+    import shutil
+
+    current = CAT.latest(event_type).version
+    (directory / f"v{NEXT}").mkdir(exist_ok=True)
+    shutil.copy(directory / f"v{current}" / f"{catalogue.ENVELOPE}.avsc", directory / f"v{NEXT}")
+    source = directory / f"v{current}" / f"{catalogue.EVENTS_NAMESPACE}.{event_type}.avsc"
+    schema = change(json.loads(source.read_text()))
+    (directory / f"v{NEXT}" / source.name).write_text(json.dumps(schema, indent=2))
+
+
+@pytest.mark.parametrize(
+    ("change", "why"),
+    [
+        pytest.param(
+            lambda s: {**s, "fields": [*s["fields"], {"name": "ticket", "type": "string"}]},
+            "ticket", id="a-field-without-default",
+        ),
+        pytest.param(
+            lambda s: {**s, "fields": [{**f, "type": "int"} if f["name"] == "environment" else f for f in s["fields"]]},
+            "environment", id="a-field-changes-type",
+        ),
+        pytest.param(
+            lambda s: {**s, "fields": [f for f in s["fields"] if f["name"] != "environment"]},
+            "environment", id="a-field-without-default-removed",
+        ),
+    ],
+)
+def test_publishing_an_incompatible_version_is_refused_and_writes_nothing(tmp_path, change, why):
+    # The project's own check (catalogue.publish), not only this test file's: a v2
+    # that cannot read v1 bytes, or whose bytes v1 readers cannot read, is never
+    # published.
+    import shutil
+
+    directory = tmp_path / "schemas"
+    shutil.copytree(SCHEMAS, directory)
+    _next_of(directory, "ModelDeployed", change)
+    before = _state(directory)
+
+    with pytest.raises(SchemaError, match=rf"ModelDeployed v{NEXT} is not compatible with ModelDeployed v1.*{why}"):
+        catalogue.publish(NEXT, directory)
+
+    assert _state(directory) == before

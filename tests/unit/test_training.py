@@ -63,10 +63,34 @@ def test_the_artifact_is_the_fitted_pipeline(cancer, tmp_path):
     assert np.array_equal(loaded.predict(X), fitted.pipeline.predict(X))
 
 
+def _rows(dataset: datasets.Dataset, rows) -> datasets.Dataset:
+    """The CSV of ``rows`` of ``dataset``, parsed and validated again: another snapshot."""
+    names = [c.name for c in dataset.contract.columns]
+    lines = [",".join(names)]
+    lines += [",".join(str(dataset.columns[n].values[r].item()) for n in names) for r in rows]
+    return datasets.validate(datasets.parse_csv_text("\n".join(lines)), dataset.contract)
+
+
 def test_evaluation_on_a_separate_snapshot(cancer):
-    fitted = training.fit(cancer, cancer)  # evaluated on its own training data
+    from sklearn.metrics import accuracy_score, f1_score, roc_auc_score
+
+    # Every third row is held out as the evaluation snapshot; training never sees it.
+    held_out = [r for r in range(cancer.row_count) if r % 3 == 0]
+    train = _rows(cancer, [r for r in range(cancer.row_count) if r % 3])
+    evaluation = _rows(cancer, held_out)
+    fitted = training.fit(train, evaluation)
     assert fitted.hyperparameters["evaluation"] == "evaluation snapshot"
-    assert fitted.metrics["accuracy"] > 0.97
+
+    # The metrics are those of the evaluation rows, computed here with sklearn.
+    X = evaluation.matrix(list(cancer.feature_names), impute=False)
+    y = evaluation.target()
+    assert fitted.metrics["accuracy"] == pytest.approx(accuracy_score(y, fitted.pipeline.predict(X)))
+    assert fitted.metrics["f1"] == pytest.approx(f1_score(y, fitted.pipeline.predict(X)))
+    assert fitted.metrics["roc_auc"] == pytest.approx(roc_auc_score(y, fitted.pipeline.predict_proba(X)[:, 1]))
+    # … and not those of the training rows, nor of a holdout of them.
+    X_train = train.matrix(list(cancer.feature_names), impute=False)
+    assert fitted.metrics["accuracy"] != pytest.approx(accuracy_score(train.target(), fitted.pipeline.predict(X_train)))
+    assert fitted.metrics != training.fit(train).metrics
 
 
 @pytest.mark.parametrize(

@@ -19,13 +19,24 @@ def signed_request(secret=SECRET, at=1_700_000_000):
     return {k: v for k, v in request.header_items()}, request.data
 
 
+# The exact bytes a receiver gets (compact JSON, keys sorted, UTF-8), and their
+# signature as computed outside Python, by OpenSSL:
+#   printf '%s' 'd-123.1700000000.{"event_id":"e1",…,"version":3}' \
+#     | openssl dgst -sha256 -hmac whsec-test
+BODY = '{"event_id":"e1","event_type":"ModelDeployed","model":"churn","summary":"déployé","version":3}'.encode()
+OPENSSL_SIGNATURE = "sha256=1c7f8b80c329e7ddc89579d773d507702f3bad320aed45e53c73580ed53aad32"
+
+
 def test_the_signature_is_hmac_sha256_of_delivery_timestamp_and_raw_body():
     headers, body = signed_request()
-    expected = hmac.new(SECRET.encode(), b"d-123.1700000000." + body, hashlib.sha256).hexdigest()
-    assert headers["X-ledger-signature"] == f"sha256={expected}"
+    assert body == BODY
+    assert headers["X-ledger-signature"] == OPENSSL_SIGNATURE
     assert headers["X-ledger-timestamp"] == "1700000000"
     assert headers["X-ledger-delivery"] == headers["Idempotency-key"] == "d-123"
-    assert body == webhook_body(MESSAGE)
+    # The same recipe with the standard library, as a receiver in Python would write it.
+    expected = hmac.new(SECRET.encode(), b"d-123.1700000000." + BODY, hashlib.sha256).hexdigest()
+    assert OPENSSL_SIGNATURE == f"sha256={expected}"
+    assert webhook_body(MESSAGE) == BODY
 
 
 def test_a_receiver_accepts_the_genuine_request():

@@ -128,3 +128,52 @@ def test_sigkill_on_kafka_positions_per_partition(kafka_log_url, kafka_bootstrap
     kills = _crash_repeatedly(log, db_url, open_engine, kills_wanted=KAFKA_KILLS, top_up=top_up, rng=random.Random(4))
     assert kills == KAFKA_KILLS
     log.close()
+
+
+def _project_killed_at(log_url: str, db_url: str, point: str, batch_size: int) -> subprocess.CompletedProcess:
+    import os
+
+    return subprocess.run(
+        [sys.executable, "-c", "from ledger.cli import run; run()", "--log", log_url, "--db", db_url,
+         "project", "--batch-size", str(batch_size)],
+        env={**os.environ, "LEDGER_FAULT_POINT": point},
+        capture_output=True, text=True, timeout=300,
+    )
+
+
+@pytest.mark.parametrize("batch", [1, 3])
+def test_sigkill_before_a_batch_commits_leaves_the_views_at_the_batch_before(tmp_path, db_url, open_engine, batch):
+    # The fault point project-before-commit kills the projector (SIGKILL) with the
+    # batch applied inside its open transaction: batch 1 means before anything was
+    # ever committed. Nothing of the killed batch may remain, and a restart must
+    # give exactly a clean rebuild.
+    log = SqliteLog(tmp_path / "log.db")
+    populate(log, models=6, rounds=3, seed=7, prefix="c")
+    records = list(log.read())
+    size = 25
+    assert len(records) > 3 * size
+
+    killed = _project_killed_at(log.url, db_url, f"project-before-commit@{batch}", size)
+    assert killed.returncode == -signal.SIGKILL, killed.stderr
+
+    target = open_engine(db_url)
+    committed = records[(batch - 1) * size - 1].position.offset if batch > 1 else None
+    if committed is None:
+        assert Runner(target).position() == {}
+        empty = open_engine("sqlite://")
+        Runner(empty).positions()  # the tables, and nothing in them
+        assert db.dump(target) == db.dump(empty)
+    else:
+        assert _stored_position(target) == {0: committed}
+        reference = open_engine("sqlite://")
+        project(log, reference, as_of=AsOf.at_positions({0: committed}))
+        assert _uncut(db.dump(target)) == _uncut(db.dump(reference))
+
+    restarted = _project_killed_at(log.url, db_url, "", size)
+    assert restarted.returncode == 0, restarted.stderr
+    clean = build(log)
+    try:
+        assert db.dump(target) == db.dump(clean)
+    finally:
+        clean.dispose()
+    log.close()

@@ -147,3 +147,35 @@ def _until(condition, timeout=60.0):
     while not condition():
         assert time.monotonic() < deadline, "the follower did not catch up"
         time.sleep(0.1)
+
+
+def test_two_events_sharing_an_event_id_are_both_in_every_view(log, kafka_bootstrap, kafka_topic, engine):
+    # The writer refuses a reused event id (test_log_contract), but anyone allowed
+    # to produce to the topic can still write one: a well-formed, well-chained
+    # ModelTrained of "fraud" carrying the event id of churn's ModelTrained. No view
+    # keyed by event id may fold the two into one.
+    from ledger import codec, samples
+    from ledger.client import Ledger
+
+    ledger = Ledger(log)
+    ledger.emit(samples.snapshot("churn", "s1"))
+    churn = ledger.emit(samples.trained("churn", 1)).event
+    fraud_snapshot = ledger.emit(samples.snapshot("fraud", "s1"))
+    assert log.partition_for("churn") != log.partition_for("fraud")
+    copy = samples.trained("fraud", 1).model_copy(
+        update={"event_id": churn.event_id, "sequence": 2, "prev_hash": fraud_snapshot.hash, "recorded_at": churn.recorded_at}
+    )
+    _produce(kafka_bootstrap, kafka_topic, [(b"fraud", codec.encode(copy).data)])
+
+    project(log, engine)
+
+    trail = [r for r in queries.audit(engine) if r["event_id"] == str(churn.event_id)]
+    assert sorted((r["model"], r["event_type"], r["chain"]) for r in trail) == [
+        ("churn", "ModelTrained", "ok"),
+        ("fraud", "ModelTrained", "ok"),
+    ]
+    for model in ("churn", "fraud"):
+        assert [v["version"] for v in queries.model_versions(engine, model)] == [1]
+        upstream = {n["node_id"] for n in queries.lineage(engine, f"version:{model}@1")["nodes"]}
+        assert f"run:{model}/{churn.event_id}" in upstream, upstream
+        assert f"snapshot:{model}/s1" in upstream, upstream

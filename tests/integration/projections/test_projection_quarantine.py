@@ -40,7 +40,8 @@ def damaged(tmp_path):
     churn_bytes = next(r.data for r in log.read() if r.position == script.positions["churn s1"])
     bad = {
         "not avro": _insert(log, "ghost", 1, b"hello, world"),
-        "unknown fingerprint": _insert(log, "", 1, UNKNOWN_FINGERPRINT),
+        "unknown fingerprint": _insert(log, "ghost", 2, UNKNOWN_FINGERPRINT),
+        "no model key": _insert(log, "", 1, UNKNOWN_FINGERPRINT),
         "key mismatch": _insert(log, "fraud", -1, churn_bytes),
     }
     # The ledger goes on after the bad records.
@@ -52,16 +53,18 @@ def damaged(tmp_path):
 def test_bad_records_are_quarantined_with_position_and_reason(damaged, engine):
     log, _, bad = damaged
     report = project(log, engine)
-    assert report.unreadable == 3
+    assert report.unreadable == 4
     rows = {r["position"]: r for r in queries.quarantined(engine)}
     assert set(rows) == {f"0:{offset}" for offset in bad.values()}
     assert "not Avro single-object encoding" in rows[f"0:{bad['not avro']}"]["reason"]
     assert rows[f"0:{bad['not avro']}"]["model"] == "ghost"
     assert rows[f"0:{bad['not avro']}"]["sha256"] == hashlib.sha256(b"hello, world").hexdigest()
     assert rows[f"0:{bad['not avro']}"]["raw_length"] == len(b"hello, world")
-    assert rows[f"0:{bad['unknown fingerprint']}"]["reason"] == "record has no model key"
+    assert "unknown writer schema fingerprint 0123456789abcdef" in rows[f"0:{bad['unknown fingerprint']}"]["reason"]
+    assert rows[f"0:{bad['unknown fingerprint']}"]["model"] == "ghost"
+    assert rows[f"0:{bad['no model key']}"]["reason"] == "record has no model key"
     assert rows[f"0:{bad['key mismatch']}"]["reason"] == "the record's key names model 'fraud' but the event is for 'churn'"
-    assert queries.status(engine)["quarantined"] == 3
+    assert queries.status(engine)["quarantined"] == 4
 
 
 def test_events_after_bad_records_are_applied(damaged, engine):
@@ -87,7 +90,7 @@ def test_a_quarantined_record_is_not_quarantined_twice(damaged, engine):
     log, _, _ = damaged
     project(log, engine)
     assert project(log, engine).unreadable == 0
-    assert len(queries.quarantined(engine)) == 3
+    assert len(queries.quarantined(engine)) == 4
 
 
 def test_verify_reports_the_same_records(damaged):

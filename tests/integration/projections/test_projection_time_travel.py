@@ -10,7 +10,7 @@ from projection_scenario import EXPECTED, at, play, production
 
 from ledger.backends.sqlite import SqliteLog
 from ledger.cli import main
-from ledger.errors import InputError
+from ledger.errors import InputError, NotFound
 from projections import db, queries
 from projections.asof import AsOf
 from projections.runner import Runner, build, project
@@ -75,7 +75,7 @@ def test_what_was_in_production_on_3_march_who_approved_it_on_which_data(scripte
 
 def test_before_a_model_existed_it_is_unknown(scripted, engine):
     project(scripted.log, engine)
-    with pytest.raises(Exception, match="unknown model 'fraud' as of"):
+    with pytest.raises(NotFound, match="unknown model 'fraud' as of"):
         queries.model_versions(engine, "fraud", as_of=AsOf.at(at(1, 23)))
     assert [m["model"] for m in queries.list_models(engine, as_of=AsOf.at(at(1, 23)))] == ["churn"]
 
