@@ -41,6 +41,7 @@ def _target_commands(tmp):
         "show": lambda v: ["show", v, "--no-refresh"],
         "lineage": lambda v: ["lineage", v, "--no-refresh"],
         "drift check": lambda v: ["drift", "check", v, "--data", str(tmp / "d.csv")],
+        "feedback record": lambda v: ["feedback", "record", v, "--data", str(tmp / "d.csv"), "--environment", "production", "--actor", "t"],
     }
 
 
@@ -59,11 +60,23 @@ def _window_commands(tmp):
         f"{command} {option}": (lambda v, command=command, option=option: [*head, option, v])
         for command, head in (("export", ["export", "--out", str(tmp / "e.avro")]), ("audit", ["audit", "--no-refresh"]))
         for option in ("--since", "--until")
+    } | {
+        f"feedback record {option}": (
+            lambda v, option=option: [
+                "feedback", "record", "churn@1", "--data", str(tmp / "d.csv"), "--environment", "production", "--actor", "t", option, v,
+            ]
+        )
+        for option in ("--window-start", "--window-end")
     }
 
 
 def _environment_commands(tmp):
-    return {"drift check --environment": lambda v: ["drift", "check", "churn@1", "--data", str(tmp / "d.csv"), "--environment", v]}
+    return {
+        "drift check --environment": lambda v: ["drift", "check", "churn@1", "--data", str(tmp / "d.csv"), "--environment", v],
+        "feedback record --environment": lambda v: [
+            "feedback", "record", "churn@1", "--data", str(tmp / "d.csv"), "--environment", v, "--actor", "t"
+        ],
+    }
 
 
 KINDS = {

@@ -24,6 +24,7 @@ PURE = (
     "ledger.data.contracts",
     "ledger.data.drift",
     "ledger.data.units",
+    "ledger.data.feedback",
 )
 IO_LIBRARIES = ("kafka", "fastavro", "sqlalchemy", "click")
 CLI = "ledger.cli"
