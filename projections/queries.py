@@ -357,7 +357,7 @@ def resolve_node(text: str) -> str:
     """A node id from what a user types: ``churn@3`` is version 3 of churn; any
     other form must be a node id (``snapshot:churn/2026-03``, ``dataset:customers``…)."""
     value = text.strip()
-    prefixes = ("dataset:", "snapshot:", "run:", "version:", "evaluation:", "approval:", "deployment:", "drift:")
+    prefixes = ("dataset:", "snapshot:", "run:", "version:", "evaluation:", "approval:", "deployment:", "drift:", "feedback:", "degradation:")
     if value.startswith(prefixes):
         return value
     if "@" in value:

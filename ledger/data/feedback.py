@@ -286,3 +286,51 @@ def judge(metrics: Mapping[str, float], held_to: list[Check]) -> Verdict:
             crossed.append((check, value))
     crossed.sort(key=lambda cv: (-cv[0].shortfall(cv[1]), cv[0].metric))
     return Verdict(crossed, unmeasured, list(held_to))
+
+
+# --- learning from feedback ------------------------------------------------------
+
+
+def with_outcomes(train: Dataset, feedback: Dataset) -> Dataset:
+    """``train``'s rows followed by the labelled feedback rows, under ``train``'s
+    contract: the feedback's outcome becomes the target, its feature columns must
+    be the training features in the same units (otherwise there is nothing the
+    pipeline could learn from them, and saying so beats training on half)."""
+    from ledger.data.contracts import _cell, validate
+
+    target = train.contract.target
+    outcome = feedback.contract.target
+    if not target or not outcome:
+        raise InputError("learning from feedback needs a target in the training data and an outcome in the feedback")
+    rows: list[tuple[str, ...]] = []
+    specs = train.contract.columns
+    for r in range(train.row_count):
+        rows.append(tuple(_cell(s, train.columns[s.name].values[r]) for s in specs))
+    sources = []
+    for spec in specs:
+        name = outcome if spec.name == target else spec.name
+        column = feedback.columns.get(name)
+        if column is None:
+            raise InputError(f"the feedback data has no column {spec.name!r} of the training data: it cannot be learnt from")
+        if spec.name != target and (column.spec.unit or None) != (spec.unit or None):
+            raise InputError(
+                f"feedback column {name!r} is in {column.spec.unit or 'no unit'}, the training data in {spec.unit or 'no unit'}"
+            )
+        sources.append(column)
+    labels = np.asarray(feedback.columns[outcome].values, dtype=float)
+    added = 0
+    for r in range(feedback.row_count):
+        if np.isnan(labels[r]):
+            continue  # not labelled yet: nothing to learn
+        rows.append(tuple(_cell(spec, column.values[r]) for spec, column in zip(specs, sources, strict=True)))
+        added += 1
+    if not added:
+        raise InputError("the feedback holds no labelled row to learn from")
+    table = RawTable(
+        source="training data with labelled feedback",
+        names=tuple(s.name for s in specs),
+        units=tuple(s.unit for s in specs),
+        rows=tuple(rows),
+        lines=tuple(range(2, len(rows) + 2)),
+    )
+    return validate(table, train.contract)

@@ -92,3 +92,14 @@ def test_a_channel_can_follow_its_own_event_types():
 def test_the_same_event_always_gives_the_same_deliveries():
     routes = [Route("ops")]
     assert policy(DRIFT, DEFAULT_EVENTS, routes) == policy(DRIFT, DEFAULT_EVENTS, routes)
+
+
+def test_a_degradation_alert_is_notified_like_drift():
+    from ledger import samples
+
+    alert = samples.degraded("churn", "f1b2", version=3, value=0.25, threshold=0.6)
+    assert subject(alert) == "[ledger] churn v3 degraded in production: precision 0.25 < threshold 0.6"
+    assert "threshold from the field policy, feedback f1b2" in summary(alert)
+    routes = [Route("pager", frozenset({"DriftDetected", "PerformanceDegraded"})), Route("everything")]
+    assert [i.channel for i in policy(alert, DEFAULT_EVENTS, routes)] == ["pager", "everything"]
+    assert policy(samples.feedback("churn", 3), DEFAULT_EVENTS, routes) == []  # the report itself is not paged
