@@ -49,7 +49,7 @@ def test_resumes_exactly_where_it_stopped(log, engine):
     assert again.records == len(new)
     assert again.positions == {0: new[-1].position.offset}
     assert {name: p for name, p in Runner(engine).positions().items()} == {
-        name: {0: new[-1].position.offset} for name in ("registry", "lineage", "audit", "quarantine")
+        name: {0: new[-1].position.offset} for name in ("registry", "lineage", "audit", "quarantine", "field")
     }
     assert len(queries.audit(engine)) == len(list(log.read()))
 
