@@ -325,7 +325,7 @@ def _version_text(d: dict, cut) -> str:
 # --- lineage ---------------------------------------------------------------------------
 
 LINEAGE_FORMATS = ("tree", "json", "dot", "mermaid")
-_ACTOR_KEYS = ("by", "trained_by", "evaluated_by", "detected_by", "recorded_by")
+_ACTOR_KEYS = ("by", "trained_by", "evaluated_by", "detected_by", "recorded_by", "reported_by")
 
 
 def _actor(node: dict) -> str | None:
