@@ -157,3 +157,37 @@ def test_judge_names_the_worst_crossed_metric_and_what_it_could_not_measure():
 def test_a_bad_field_policy_is_one_clear_error(table, message):
     with pytest.raises(InputError, match=message):
         FieldPolicy.from_table(table)
+
+
+# --- learning from feedback ------------------------------------------------------
+
+from ledger.data.feedback import with_outcomes  # noqa: E402
+from ledger.events import ColumnSpec, DataContract  # noqa: E402
+
+TRAIN_CONTRACT = DataContract(
+    columns=(ColumnSpec(name="temp", unit="K"), ColumnSpec(name="failure", dtype="int")), target="failure"
+)
+TRAIN = validate(parse_csv_text("temp[K],failure\n300,0\n310,1\n", "train.csv"), TRAIN_CONTRACT)
+WITH_FEATURES = FeedbackContract(
+    columns=(
+        ColumnSpec(name="id", dtype="string"),
+        ColumnSpec(name="alarm", dtype="int"),
+        ColumnSpec(name="temp", unit="K"),
+        ColumnSpec(name="found", dtype="int", missing="allow"),
+    ),
+    key="id", prediction="alarm", outcome="found", timestamp=None,
+)
+
+
+def test_labelled_feedback_rows_join_the_training_data_with_their_outcome_as_target():
+    fb = validate(parse_csv_text("id,alarm,temp[C],found\na,1,30,0\nb,1,40,1\nc,0,20,\n", "fb.csv"), WITH_FEATURES.data_contract())
+    combined = with_outcomes(TRAIN, fb)
+    assert combined.row_count == 4  # two training rows, two labelled feedback rows, not the unlabelled one
+    assert combined.columns["temp"].values.tolist() == pytest.approx([300, 310, 303.15, 313.15])
+    assert combined.target().tolist() == [0, 1, 0, 1]
+
+
+def test_feedback_without_the_training_features_cannot_be_learnt_from():
+    bare = validate(parse_csv_text(ONE_FILE, "fb.csv"), CONTRACT.data_contract())
+    with pytest.raises(InputError, match="no column 'temp'"):
+        with_outcomes(TRAIN, bare)

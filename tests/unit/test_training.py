@@ -252,3 +252,16 @@ def test_a_degradation_alert_asks_for_one_retraining_and_feedback_alone_for_none
     assert policy(samples.feedback("churn", 3)) == []
     within = alert.model_copy(update={"value": 0.7})
     assert policy(within) == []
+
+
+def test_learning_from_feedback_is_off_unless_the_policy_says_so(tmp_path):
+    config = tmp_path / "retrain.toml"
+    config.write_text("[retrain]\ninclude_feedback = true\n")
+    assert retrain.Settings.load(None, {}).include_feedback is False
+    assert retrain.Settings.load(config, {}).include_feedback is True
+    assert retrain.Settings.load(config, {"LEDGER_RETRAIN_INCLUDE_FEEDBACK": "false"}).include_feedback is False
+    config.write_text('[retrain]\ninclude_feedback = "yes"\n')
+    with pytest.raises(InputError, match="include_feedback must be true or false"):
+        retrain.Settings.load(config, {})
+    with pytest.raises(InputError, match="LEDGER_RETRAIN_INCLUDE_FEEDBACK"):
+        retrain.Settings.load(None, {"LEDGER_RETRAIN_INCLUDE_FEEDBACK": "maybe"})
