@@ -93,3 +93,27 @@ def test_as_of_before_the_feedback_shows_none_of_it(recorded, world):  # noqa: F
     )
     (report,) = at_feedback["field_performance"]
     assert report["alerts"] == []
+
+
+def test_views_built_step_by_step_equal_views_rebuilt_at_once(world):  # noqa: F811
+    from projections import db
+
+    tmp, log_url = world
+    stepwise, at_once = f"sqlite:///{tmp / 'stepwise.db'}", f"sqlite:///{tmp / 'at-once.db'}"
+
+    def ledger(*args, views=stepwise, expect=0):
+        result = CliRunner().invoke(main, ["--log", log_url, "--db", views, *args])
+        assert result.exit_code == expect, result.output
+        return result
+
+    ledger("project")
+    for data in ("good.csv", "poor.csv"):
+        ledger(
+            "feedback", "record", f"{M}@1", "--data", str(tmp / data), "--environment", "production",
+            "--actor", "technicians", "--data-dir", str(tmp / "data"), expect=(6 if data == "poor.csv" else 0),
+        )
+        ledger("project")
+    ledger("project", views=at_once)
+    dumps = [db.dump(db.open_db(url)) for url in (stepwise, at_once)]
+    assert '"field_feedback"' in dumps[0] and dumps[0].count('"technicians"') >= 3
+    assert dumps[0] == dumps[1]
