@@ -1,4 +1,4 @@
-"""The notification consumer: on approve, reject, deploy, drift and retire, one
+"""The notification consumer: on approve, reject, deploy, drift, degradation and retire, one
 delivery per configured channel (webhook, e-mail, file/stdout), each delivered
 once, retried with backoff, and dead-lettered with its reason when it cannot be.
 

@@ -17,6 +17,7 @@ from ledger.events import (
     ModelApproved,
     ModelDeployed,
     ModelRetired,
+    PerformanceDegraded,
 )
 
 DEFAULT_EVENTS: tuple[str, ...] = (
@@ -24,9 +25,10 @@ DEFAULT_EVENTS: tuple[str, ...] = (
     ApprovalRejected.event_type,
     ModelDeployed.event_type,
     DriftDetected.event_type,
+    PerformanceDegraded.event_type,
     ModelRetired.event_type,
 )
-"""The events people act on: approve, reject, deploy, drift, retire."""
+"""The events people act on: approve, reject, deploy, drift, degradation, retire."""
 
 
 @dataclass(frozen=True, slots=True)
@@ -61,6 +63,12 @@ def headline(event: Event) -> str:
             f"{subject} drifted in {event.environment}{where}: {event.metric} "
             f"{_number(event.value)} (threshold {_number(event.threshold)})"
         )
+    if isinstance(event, PerformanceDegraded):
+        sign = "<" if event.bound == "minimum" else ">"
+        return (
+            f"{subject} degraded in {event.environment}: {event.metric} "
+            f"{_number(event.value)} {sign} threshold {_number(event.threshold)}"
+        )
     if isinstance(event, ModelRetired):
         scope = "" if event.version is not None else " (every version)"
         return f"{subject} retired{scope} by {event.actor}"
@@ -74,6 +82,11 @@ def summary(event: Event) -> str:
         parts.append(f"replacing v{event.replaced_version}")
     if isinstance(event, DriftDetected):
         parts.append(f"reported by {event.actor}, reference snapshot {event.reference_snapshot_id}")
+    if isinstance(event, PerformanceDegraded):
+        parts.append(
+            f"reported by {event.actor}, threshold from the {event.threshold_source.replace('-', ' ')}, "
+            f"feedback {event.feedback_event_id}"
+        )
     reason = getattr(event, "reason", "")
     if reason:
         parts.append(f"reason: {reason}")

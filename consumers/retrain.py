@@ -32,8 +32,17 @@ event with a used event id in a stream, and step 1 recognises the first. Two
 processes that both run the job (a lease ran out under a slow training) may both
 train, but only one records; the other finds the events and stops.
 
+Degradation alerts (``PerformanceDegraded``, from ``ledger feedback record``) are
+treated the same way: one training per alert, on the newest snapshot of the
+dataset the degraded version was trained on, recorded with
+``trigger="degradation"``. With ``include_feedback = true`` the labelled feedback
+rows (the alert's feedback snapshot) are added to that data, registered as a new
+snapshot of the same dataset (its id derived from its content, so a re-run finds
+it), and the new version is trained on it.
+
 Configuration (``--config FILE.toml``, table ``[retrain]``; environment variables
-win): ``actor`` / ``LEDGER_RETRAIN_ACTOR`` (default ``retrainer``),
+win): ``include_feedback`` / ``LEDGER_RETRAIN_INCLUDE_FEEDBACK`` (default false),
+``actor`` / ``LEDGER_RETRAIN_ACTOR`` (default ``retrainer``),
 ``lease_seconds`` / ``LEDGER_RETRAIN_LEASE_SECONDS`` (default 1800: how long a
 started job may run before another process presumes it dead and runs it again),
 ``artifacts_dir`` / ``LEDGER_ARTIFACTS_DIR``, ``thresholds`` (a table metric →
@@ -54,10 +63,12 @@ from collections.abc import Mapping, Sequence
 from dataclasses import dataclass, field, fields
 from pathlib import Path
 
-from ledger import faults
+from ledger import faults, rules
 from ledger.data import datasets
+from ledger.data.feedback import with_outcomes
+from ledger.data.monitoring import _prepare_snapshot
 from ledger.errors import BackendError, ConflictError, InputError, LedgerError, NotFound, RuleViolation
-from ledger.events import DataSnapshotted, DriftDetected, Event, ModelEvaluated, ModelTrained
+from ledger.events import DataSnapshotted, DriftDetected, Event, ModelEvaluated, ModelTrained, PerformanceDegraded
 
 from consumers import training
 from consumers.runner import Consumer, ConsumerOptions, Effect, EffectFailed, Intent, RetryPolicy
@@ -72,7 +83,25 @@ def retraining_ids(alert_id: str | uuid.UUID) -> tuple[uuid.UUID, uuid.UUID]:
 
 
 def policy(event: Event) -> list[Intent]:
-    """One training per drift alert that reached its threshold; nothing else."""
+    """One training per drift or degradation alert that crossed its threshold; nothing else."""
+    if isinstance(event, PerformanceDegraded) and event.crossed:
+        return [
+            Intent(
+                CHANNEL,
+                {
+                    "kind": "degradation",
+                    "model": event.model,
+                    "version": event.version,
+                    "environment": event.environment,
+                    "metric": event.metric,
+                    "value": event.value,
+                    "threshold": event.threshold,
+                    "feedback_event_id": event.feedback_event_id,
+                    "feedback_snapshot_id": event.snapshot_id,
+                    "correlation_id": event.correlation_id,
+                },
+            )
+        ]
     if not isinstance(event, DriftDetected) or not event.crossed:
         return []
     return [
@@ -112,12 +141,21 @@ def choose_snapshot(stream: Sequence[Event], alert_id: str, reference_snapshot_i
     return newest_by_dataset[reference.dataset]
 
 
+def training_snapshot_of(stream: Sequence[Event], version: int) -> str:
+    """The snapshot ``version`` was trained on (the first of its ``snapshot_ids``)."""
+    trained = next((e for e in stream if isinstance(e, ModelTrained) and e.version == version), None)
+    if trained is None:
+        raise NotFound(f"version {version} has no ModelTrained in its stream")
+    return trained.snapshot_ids[0]
+
+
 @dataclass(frozen=True)
 class Settings:
     actor: str = "retrainer"
     lease_seconds: float = 1800.0
     artifacts_dir: Path | None = None
     thresholds: Mapping[str, float] = field(default_factory=lambda: dict(training.DEFAULT_THRESHOLDS))
+    include_feedback: bool = False
 
     @classmethod
     def load(cls, config_path: Path | None, env: Mapping[str, str]) -> Settings:
@@ -148,13 +186,22 @@ class Settings:
         if not isinstance(thresholds, dict):
             raise InputError(f"thresholds must be a table of metric = minimum, e.g. {{ roc_auc = 0.7 }}, not {thresholds!r}")
         minimums = training.check_thresholds(thresholds)
+        include = env.get("LEDGER_RETRAIN_INCLUDE_FEEDBACK")
+        if include is not None:
+            if include.strip().lower() not in ("true", "false", "1", "0"):
+                raise InputError(f"LEDGER_RETRAIN_INCLUDE_FEEDBACK must be true or false, not {include!r}")
+            include = include.strip().lower() in ("true", "1")
+        else:
+            include = table.get("include_feedback", False)
+        if not isinstance(include, bool):
+            raise InputError(f"include_feedback must be true or false, not {include!r}")
         try:
             lease = float(lease)
         except (TypeError, ValueError):
             raise InputError(f"lease_seconds must be a number of seconds, not {lease!r}") from None
         if not (math.isfinite(lease) and lease > 0):
             raise InputError(f"lease_seconds must be a positive number of seconds, not {lease!r}")
-        return cls(actor, lease, Path(artifacts) if artifacts else None, minimums)
+        return cls(actor, lease, Path(artifacts) if artifacts else None, minimums, include)
 
 
 _KEYS = frozenset(field.name for field in fields(Settings))
@@ -203,8 +250,13 @@ class Retrainer(Consumer):
         done = self._recorded(stream, trained_id, evaluated_id)
         if done is not None:
             return done
-        snapshot = choose_snapshot(stream, alert_id, alert["reference_snapshot_id"])
-        fitted = training.fit(datasets.load_snapshot(snapshot))
+        degradation = alert.get("kind") == "degradation"
+        reference_id = alert["reference_snapshot_id"] if not degradation else training_snapshot_of(stream, alert["version"])
+        snapshot = choose_snapshot(stream, alert_id, reference_id)
+        data = datasets.load_snapshot(snapshot)
+        if degradation and self.settings.include_feedback and alert.get("feedback_snapshot_id"):
+            snapshot, data = self._with_feedback(stream, snapshot, data, alert["feedback_snapshot_id"])
+        fitted = training.fit(data)
         try:
             result = training.record(
                 self.ledger,
@@ -214,7 +266,7 @@ class Retrainer(Consumer):
                 snapshot_id=snapshot.snapshot_id,
                 thresholds=self.settings.thresholds,
                 parent_version=alert["version"],
-                trigger="drift",
+                trigger="degradation" if degradation else "drift",
                 trigger_alert_id=alert_id,
                 causation_id=alert_id,
                 correlation_id=alert.get("correlation_id") or alert_id,
@@ -236,6 +288,30 @@ class Retrainer(Consumer):
             return f"already recorded as {model} v{result.version}"
         verdict = "passed" if result.evaluated.event.passed else "failed"
         return f"trained {model} v{result.version} on {snapshot.snapshot_id}; evaluation {verdict}"
+
+    def _with_feedback(self, stream, snapshot: DataSnapshotted, data, feedback_snapshot_id: str):
+        """The training data plus the labelled feedback, registered as a snapshot of
+        the training dataset (the same content gives the same id: a re-run finds it)."""
+        feedback = next(
+            (e for e in stream if isinstance(e, DataSnapshotted) and e.snapshot_id == feedback_snapshot_id), None
+        )
+        if feedback is None:
+            raise NotFound(f"the alert's feedback snapshot {feedback_snapshot_id!r} is not in the stream")
+        combined = with_outcomes(data, datasets.load_snapshot(feedback))
+        for attempt in range(2):
+            draft, new = _prepare_snapshot(
+                stream, combined, model=snapshot.model, dataset=snapshot.dataset, actor=self.settings.actor,
+                snapshot_id=None, store=datasets.DataStore(),
+            )
+            if not new:
+                return draft, combined
+            try:
+                return self.ledger.emit(draft).event, combined
+            except RuleViolation as exc:
+                if attempt or exc.rule != rules.SNAPSHOT_UNIQUE:
+                    raise
+                stream = list(self.ledger.events(snapshot.model))
+        raise AssertionError("unreachable")  # pragma: no cover
 
     @staticmethod
     def _recorded(stream: Sequence[Event], trained_id: uuid.UUID, evaluated_id: uuid.UUID) -> str | None:

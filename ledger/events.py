@@ -162,9 +162,10 @@ class ModelTrained(Event):
     artifact_uri: Name
     artifact_hash: Name
     parent_version: Version | None = None
-    trigger: Literal["manual", "drift", "schedule"] = "manual"
+    trigger: Literal["manual", "drift", "schedule", "degradation"] = "manual"
     trigger_alert_id: str | None = None
-    """Event id of the ``DriftDetected`` alert that caused this retraining."""
+    """Event id of the alert (``DriftDetected`` or ``PerformanceDegraded``) that
+    caused this retraining."""
 
     @field_validator("hyperparameters", mode="before")
     @classmethod
@@ -242,6 +243,62 @@ class DriftDetected(Event):
         return self.value >= self.threshold
 
 
+Environment = Annotated[str, StringConstraints(pattern=r"^[A-Za-z0-9][A-Za-z0-9._\-]{0,63}$")]
+
+
+class FeedbackRecorded(Event):
+    """Outcomes observed in the field for a deployed version over a window: how
+    many labelled predictions, how many alarms, how many alarms were confirmed,
+    and the metrics computed from them. The data is a registered snapshot; the
+    reporter (a technician, a labelling job) is the actor. The count and range
+    checks are lifecycle rules (:func:`ledger.rules.feedback_problems`)."""
+
+    event_type: ClassVar[str] = "FeedbackRecorded"
+    cli_name: ClassVar[str] = "feedback"
+
+    version: Version
+    environment: Environment
+    window_start: UtcDatetime
+    window_end: UtcDatetime
+    predictions: int
+    """Predictions whose outcome is known (labelled)."""
+    alarms: int
+    """Labelled predictions of the positive class (the alarms raised)."""
+    confirmed: int
+    """Alarms the outcome confirmed (true positives)."""
+    unlabelled: int = 0
+    """Predictions in the data whose outcome is not known yet."""
+    metrics: dict[str, float]
+    snapshot_id: Name
+    """The registered snapshot holding the joined predictions and outcomes."""
+
+
+class PerformanceDegraded(Event):
+    """A field metric of a deployed version crossed its threshold: the
+    feedback counterpart of ``DriftDetected``, and an alert like it (retraining
+    and notifications react to both)."""
+
+    event_type: ClassVar[str] = "PerformanceDegraded"
+    cli_name: ClassVar[str] = "degraded"
+
+    version: Version
+    environment: Environment
+    metric: Name
+    value: float
+    threshold: float
+    bound: Literal["minimum", "maximum"] = "minimum"
+    """``minimum``: the alert fires below the threshold; ``maximum``: above it."""
+    threshold_source: Literal["evaluation", "field-policy"] = "evaluation"
+    feedback_event_id: str
+    """Event id of the ``FeedbackRecorded`` whose metric crossed the threshold."""
+    snapshot_id: str | None = None
+    """The feedback data's snapshot (what a retraining may learn from)."""
+
+    @property
+    def crossed(self) -> bool:
+        return self.value < self.threshold if self.bound == "minimum" else self.value > self.threshold
+
+
 class ModelRetired(Event):
     event_type: ClassVar[str] = "ModelRetired"
     cli_name: ClassVar[str] = "retire"
@@ -258,6 +315,8 @@ EVENT_CLASSES: tuple[type[Event], ...] = (
     ModelDeployed,
     DriftDetected,
     ModelRetired,
+    FeedbackRecorded,
+    PerformanceDegraded,
 )
 BY_TYPE: dict[str, type[Event]] = {cls.event_type: cls for cls in EVENT_CLASSES}
 BY_CLI_NAME: dict[str, type[Event]] = {cls.cli_name: cls for cls in EVENT_CLASSES}

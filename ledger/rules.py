@@ -8,6 +8,7 @@ state. No I/O here: the append path and the tests drive it with plain events.
 
 from __future__ import annotations
 
+import math
 from dataclasses import dataclass, field, replace
 from datetime import datetime
 
@@ -18,11 +19,13 @@ from ledger.events import (
     DataSnapshotted,
     DriftDetected,
     Event,
+    FeedbackRecorded,
     ModelApproved,
     ModelDeployed,
     ModelEvaluated,
     ModelRetired,
     ModelTrained,
+    PerformanceDegraded,
 )
 
 # Rule names: stable identifiers a caller can match on (and the CLI prints).
@@ -40,6 +43,14 @@ DRIFT_ON_DEPLOYED = "drift-names-deployed-version"
 RETIRED = "nothing-after-retirement"
 MODEL_RETIRED = "model-retired"
 MODEL_MISMATCH = "wrong-stream"
+FEEDBACK_ON_DEPLOYED = "feedback-names-deployed-version"
+FEEDBACK_CONSISTENT = "feedback-counts-consistent"
+DEGRADATION_NAMES_FEEDBACK = "degradation-names-feedback"
+
+RATE_METRICS = frozenset(
+    {"precision", "recall", "f1", "accuracy", "false_alarm_rate", "miss_rate", "specificity", "roc_auc"}
+)
+"""Field metrics that are fractions: a value outside [0, 1] is a broken report."""
 
 
 @dataclass(frozen=True)
@@ -77,6 +88,8 @@ class ModelState:
     """Environment → version currently deployed there."""
     retired: bool = False
     last_recorded_at: datetime | None = None
+    feedback: dict[str, tuple[int, str]] = field(default_factory=dict)
+    """``FeedbackRecorded`` event id → (version, environment) it is about."""
 
     def version(self, number: int | None) -> VersionState:
         state = self.versions.get(number) if number is not None else None
@@ -164,7 +177,56 @@ def check(state: ModelState, event: Event) -> Event:
     if isinstance(event, ModelRetired):
         return event
 
+    if isinstance(event, FeedbackRecorded):
+        if state.deployed.get(event.environment) != event.version:
+            where = state.deployed.get(event.environment)
+            now = f"version {where} is" if where else "nothing is"
+            _refuse(FEEDBACK_ON_DEPLOYED, f"{label} is not deployed to {event.environment} ({now})")
+        problems = feedback_problems(event)
+        if problems:
+            _refuse(FEEDBACK_CONSISTENT, f"feedback on {label}: " + "; ".join(problems))
+        return event
+
+    if isinstance(event, PerformanceDegraded):
+        about = state.feedback.get(event.feedback_event_id)
+        if about is None:
+            _refuse(
+                DEGRADATION_NAMES_FEEDBACK,
+                f"degradation alert on {label} names feedback {event.feedback_event_id!r}, "
+                f"which is not a FeedbackRecorded of {state.model!r}",
+            )
+        if about != (event.version, event.environment):
+            _refuse(
+                DEGRADATION_NAMES_FEEDBACK,
+                f"degradation alert on {label} in {event.environment} names feedback about "
+                f"{state.model}@{about[0]} in {about[1]}",
+            )
+        return event
+
     raise RuleViolation("unknown-event", f"no rule knows {type(event).__name__}")
+
+
+def feedback_problems(event: FeedbackRecorded) -> list[str]:
+    """What makes a feedback report impossible: negative counts, more confirmed
+    alarms than alarms or more alarms than predictions, a window that ends before
+    it starts, a rate outside [0, 1], a metric that is not a finite number."""
+    problems = []
+    counts = {"predictions": event.predictions, "alarms": event.alarms, "confirmed": event.confirmed, "unlabelled": event.unlabelled}
+    negative = [name for name, count in counts.items() if count < 0]
+    if negative:
+        problems.append(f"negative count(s): {', '.join(f'{n}={counts[n]}' for n in negative)}")
+    if event.confirmed > event.alarms:
+        problems.append(f"{event.confirmed} confirmed alarms out of {event.alarms} alarms")
+    if event.alarms > event.predictions:
+        problems.append(f"{event.alarms} alarms out of {event.predictions} predictions")
+    if event.window_end < event.window_start:
+        problems.append(f"the window ends ({event.window_end.isoformat()}) before it starts ({event.window_start.isoformat()})")
+    for name, value in sorted(event.metrics.items()):
+        if not math.isfinite(value):
+            problems.append(f"metric {name} is {value}, not a finite number")
+        elif name in RATE_METRICS and not 0.0 <= value <= 1.0:
+            problems.append(f"metric {name} is {value:g}, outside [0, 1]")
+    return problems
 
 
 def apply(state: ModelState, event: Event, event_hash: str) -> ModelState:
@@ -173,6 +235,7 @@ def apply(state: ModelState, event: Event, event_hash: str) -> ModelState:
     deployed = state.deployed
     snapshots = state.snapshots
     retired = state.retired
+    feedback = state.feedback
 
     def update(number: int, **changes) -> dict[int, VersionState]:
         return {**versions, number: replace(versions[number], **changes)}
@@ -200,6 +263,8 @@ def apply(state: ModelState, event: Event, event_hash: str) -> ModelState:
         else:
             versions = update(event.version, retired=True)
             deployed = {env: v for env, v in deployed.items() if v != event.version}
+    elif isinstance(event, FeedbackRecorded):
+        feedback = {**feedback, str(event.event_id): (event.version, event.environment)}
     return ModelState(
         model=state.model,
         sequence=event.sequence or state.sequence + 1,
@@ -209,4 +274,5 @@ def apply(state: ModelState, event: Event, event_hash: str) -> ModelState:
         deployed=deployed,
         retired=retired,
         last_recorded_at=event.recorded_at or state.last_recorded_at,
+        feedback=feedback,
     )

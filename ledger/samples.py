@@ -12,11 +12,13 @@ from ledger.events import (
     DataSnapshotted,
     DriftDetected,
     FeatureStats,
+    FeedbackRecorded,
     ModelApproved,
     ModelDeployed,
     ModelEvaluated,
     ModelRetired,
     ModelTrained,
+    PerformanceDegraded,
 )
 
 CONTRACT = DataContract(
@@ -92,6 +94,52 @@ def drift(model: str, version: int = 1, environment: str = "production", value: 
         value=value,
         threshold=0.2,
         reference_snapshot_id="s1",
+    )
+
+
+def feedback(
+    model: str,
+    version: int = 1,
+    environment: str = "production",
+    snapshot_id: str = "fb1",
+    actor: str = "technicians",
+    **fields,
+) -> FeedbackRecorded:
+    """200 labelled predictions, 40 alarms of which 10 were real failures."""
+    values = {
+        "window_start": "2026-03-01T00:00:00Z",
+        "window_end": "2026-03-08T00:00:00Z",
+        "predictions": 200,
+        "alarms": 40,
+        "confirmed": 10,
+        "unlabelled": 5,
+        "metrics": {"precision": 0.25, "recall": 0.8333, "false_alarm_rate": 0.1604, "accuracy": 0.835},
+        **fields,
+    }
+    return FeedbackRecorded(
+        model=model, version=version, actor=actor, environment=environment, snapshot_id=snapshot_id, **values
+    )
+
+
+def degraded(
+    model: str,
+    feedback_event_id: str,
+    version: int = 1,
+    environment: str = "production",
+    value: float = 0.25,
+    threshold: float = 0.5,
+) -> PerformanceDegraded:
+    return PerformanceDegraded(
+        model=model,
+        version=version,
+        actor="technicians",
+        environment=environment,
+        metric="precision",
+        value=value,
+        threshold=threshold,
+        threshold_source="field-policy",
+        feedback_event_id=feedback_event_id,
+        snapshot_id="fb1",
     )
 
 

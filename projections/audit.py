@@ -17,11 +17,13 @@ from ledger.events import (
     DataSnapshotted,
     DriftDetected,
     Event,
+    FeedbackRecorded,
     ModelApproved,
     ModelDeployed,
     ModelEvaluated,
     ModelRetired,
     ModelTrained,
+    PerformanceDegraded,
 )
 from projections.asof import iso
 from projections.base import Item, Projection
@@ -71,6 +73,19 @@ def summarize(event: Event) -> str:
         return (
             f"drift on {v} in {event.environment}: {what} {_number(event.value)} "
             f"{side} threshold {_number(event.threshold)} (reference {event.reference_snapshot_id})"
+        )
+    if isinstance(event, FeedbackRecorded):
+        metrics = ", ".join(f"{k}={_number(event.metrics[k])}" for k in sorted(event.metrics))
+        return (
+            f"field feedback on {v} in {event.environment}: {event.predictions} labelled predictions, "
+            f"{event.alarms} alarms, {event.confirmed} confirmed" + (f" ({metrics})" if metrics else "")
+            + f", data {event.snapshot_id}"
+        )
+    if isinstance(event, PerformanceDegraded):
+        side = "below" if event.bound == "minimum" else "above"
+        return (
+            f"degradation of {v} in {event.environment}: {event.metric} {_number(event.value)} {side} "
+            f"threshold {_number(event.threshold)} ({event.threshold_source}; feedback {event.feedback_event_id})"
         )
     if isinstance(event, ModelRetired):
         target = v if event.version is not None else "the model"

@@ -8,6 +8,8 @@
     evaluation ─reviewed→ approval ─deployed→ deployment ─observed→ drift_alert
     snapshot ─reference_for→ drift_alert               (the data drift was measured against)
     drift_alert ─triggered→ training_run               (a retraining on drift)
+    deployment ─observed→ feedback ←feedback_data─ snapshot   (field outcomes)
+    feedback ─raised→ degradation_alert ─triggered→ training_run  (a retraining on degradation)
 
 Node ids are readable and stable (``version:churn@3``, ``snapshot:churn/2026-03``,
 ``evaluation:churn/<event id>``): everything but a dataset belongs to one model
@@ -30,10 +32,12 @@ from ledger.events import (
     ApprovalRejected,
     DataSnapshotted,
     DriftDetected,
+    FeedbackRecorded,
     ModelApproved,
     ModelDeployed,
     ModelEvaluated,
     ModelTrained,
+    PerformanceDegraded,
 )
 from projections import db
 from projections.base import Item, Projection, as_json
@@ -48,6 +52,8 @@ KINDS = (
     "approval",
     "deployment",
     "drift_alert",
+    "feedback",
+    "degradation_alert",
 )
 
 
@@ -83,6 +89,14 @@ def drift_node(model: str, event_id: str) -> str:
     return f"drift:{model}/{event_id}"
 
 
+def feedback_node(model: str, event_id: str) -> str:
+    return f"feedback:{model}/{event_id}"
+
+
+def degradation_node(model: str, event_id: str) -> str:
+    return f"degradation:{model}/{event_id}"
+
+
 _n = lin_nodes.c
 _LATEST = (
     select(_n.node_id)
@@ -97,7 +111,10 @@ class Lineage(Projection):
     name = "lineage"
     follows = frozenset(
         t.event_type
-        for t in (DataSnapshotted, ModelTrained, ModelEvaluated, ModelApproved, ApprovalRejected, ModelDeployed, DriftDetected)
+        for t in (
+            DataSnapshotted, ModelTrained, ModelEvaluated, ModelApproved, ApprovalRejected, ModelDeployed, DriftDetected,
+            FeedbackRecorded, PerformanceDegraded,
+        )
     )
 
     def handlers(self):
@@ -109,6 +126,8 @@ class Lineage(Projection):
             ApprovalRejected.event_type: self._reviewed,
             ModelDeployed.event_type: self._deployed,
             DriftDetected.event_type: self._drift,
+            FeedbackRecorded.event_type: self._feedback,
+            PerformanceDegraded.event_type: self._degraded,
         }
 
     # --- writing -----------------------------------------------------------------
@@ -231,7 +250,8 @@ class Lineage(Projection):
         if e.parent_version is not None:
             self._edge(item, version_node(e.model, e.parent_version), version, "parent_of")
         if e.trigger_alert_id:
-            self._edge(item, drift_node(e.model, e.trigger_alert_id), run, "triggered")
+            alert = degradation_node if e.trigger == "degradation" else drift_node
+            self._edge(item, alert(e.model, e.trigger_alert_id), run, "triggered")
 
     def _evaluated(self, conn: Connection, item: Item) -> None:
         e: ModelEvaluated = item.event
@@ -287,3 +307,43 @@ class Lineage(Projection):
         )
         self._edge(item, source, node, "observed")
         self._edge(item, snapshot_node(e.model, e.reference_snapshot_id), node, "reference_for")
+
+    def _feedback(self, conn: Connection, item: Item) -> None:
+        e: FeedbackRecorded = item.event
+        node = feedback_node(e.model, str(e.event_id))
+        source = self._latest(conn, e.model, e.version, "deployment", e.environment) or version_node(e.model, e.version)
+        attrs = {
+            "window_start": e.window_start.isoformat(),
+            "window_end": e.window_end.isoformat(),
+            "predictions": e.predictions,
+            "alarms": e.alarms,
+            "confirmed": e.confirmed,
+            "unlabelled": e.unlabelled,
+            "metrics": dict(e.metrics),
+            "snapshot_id": e.snapshot_id,
+            "reported_by": e.actor,
+        }
+        self._node(
+            item, node, "feedback", f"field feedback on {e.model}@{e.version} in {e.environment}", attrs,
+            version=e.version, environment=e.environment,
+        )
+        self._edge(item, source, node, "observed")
+        self._edge(item, snapshot_node(e.model, e.snapshot_id), node, "feedback_data")
+
+    def _degraded(self, conn: Connection, item: Item) -> None:
+        e: PerformanceDegraded = item.event
+        node = degradation_node(e.model, str(e.event_id))
+        attrs = {
+            "metric": e.metric,
+            "value": e.value,
+            "threshold": e.threshold,
+            "bound": e.bound,
+            "threshold_source": e.threshold_source,
+            "feedback_event_id": e.feedback_event_id,
+            "reported_by": e.actor,
+        }
+        self._node(
+            item, node, "degradation_alert", f"{e.metric} degraded on {e.model}@{e.version} in {e.environment}", attrs,
+            version=e.version, environment=e.environment,
+        )
+        self._edge(item, feedback_node(e.model, e.feedback_event_id), node, "raised")

@@ -25,6 +25,8 @@ from projections import db as _db
 from projections import lineage as _lineage
 from projections.asof import AsOf, iso
 from projections.tables import (
+    field_alerts,
+    field_feedback,
     audit_events,
     lin_edges,
     lin_nodes,
@@ -357,7 +359,7 @@ def resolve_node(text: str) -> str:
     """A node id from what a user types: ``churn@3`` is version 3 of churn; any
     other form must be a node id (``snapshot:churn/2026-03``, ``dataset:customers``…)."""
     value = text.strip()
-    prefixes = ("dataset:", "snapshot:", "run:", "version:", "evaluation:", "approval:", "deployment:", "drift:")
+    prefixes = ("dataset:", "snapshot:", "run:", "version:", "evaluation:", "approval:", "deployment:", "drift:", "feedback:", "degradation:")
     if value.startswith(prefixes):
         return value
     if "@" in value:
@@ -618,3 +620,65 @@ def version_links(database: Engine | Connection, model: str, version: int, *, as
             for r in nodes("drift_alert")
         ]
     return {"snapshots": snapshots, "reviews": reviews, "drift_alerts": alerts}
+
+
+# --- field performance -------------------------------------------------------------
+
+
+def field_performance(
+    database: Engine | Connection, model: str | None = None, *, version: int | None = None, as_of: AsOf | None = None
+) -> list[dict]:
+    """Every feedback report at the cut (oldest first), each with the degradation
+    alerts raised on it and the offline metrics of the version's latest
+    evaluation at the cut, so field and offline numbers sit side by side."""
+    f, a = field_feedback.c, field_alerts.c
+    query = select(field_feedback).where(_known(as_of, f.recorded_at, f.partition, f.offset))
+    if model is not None:
+        query = query.where(f.model == model)
+    if version is not None:
+        query = query.where(f.version == version)
+    with _connection(database) as conn:
+        rows = [dict(r) for r in conn.execute(query.order_by(f.model, f.recorded_at, f.partition, f.offset)).mappings()]
+        alerts: dict[str, list[dict]] = {}
+        if rows:
+            found = conn.execute(
+                select(field_alerts)
+                .where(a.feedback_event_id.in_([r["event_id"] for r in rows]), _known(as_of, a.recorded_at, a.partition, a.offset))
+                .order_by(a.recorded_at, a.offset)
+            ).mappings()
+            for alert in found:
+                alerts.setdefault(alert["feedback_event_id"], []).append(
+                    {k: alert[k] for k in ("event_id", "recorded_at", "reported_by", "metric", "value", "threshold", "bound", "threshold_source")}
+                )
+        offline = {m: latest_metrics(conn, m, as_of=as_of) for m in sorted({r["model"] for r in rows})}
+    return [
+        {
+            "model": r["model"],
+            "version": r["version"],
+            "environment": r["environment"],
+            "event_id": r["event_id"],
+            "recorded_at": r["recorded_at"],
+            "reported_by": r["reported_by"],
+            "window_start": r["window_start"],
+            "window_end": r["window_end"],
+            "predictions": r["predictions"],
+            "alarms": r["alarms"],
+            "confirmed": r["confirmed"],
+            "unlabelled": r["unlabelled"],
+            "metrics": _loads(r["metrics"], {}),
+            "offline_metrics": offline[r["model"]].get(r["version"], {}),
+            "snapshot_id": r["snapshot_id"],
+            "alerts": alerts.get(r["event_id"], []),
+        }
+        for r in rows
+    ]
+
+
+def latest_field_performance(
+    database: Engine | Connection, model: str | None = None, *, as_of: AsOf | None = None
+) -> dict[tuple[str, int, str], dict]:
+    """(model, version, environment) → its newest feedback report at the cut."""
+    latest: dict[tuple[str, int, str], dict] = {}
+    for report in field_performance(database, model, as_of=as_of):
+        latest[(report["model"], report["version"], report["environment"])] = report
+    return latest

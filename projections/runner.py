@@ -40,6 +40,7 @@ from projections import db, tables
 from projections.asof import AsOf, iso, iso_ms
 from projections.audit import Audit
 from projections.base import Item, Projection
+from projections.field import FieldPerformance
 from projections.lineage import Lineage
 from projections.quarantine import Quarantine
 from projections.registry import Registry
@@ -48,7 +49,7 @@ DEFAULT_BATCH_SIZE = 500
 
 
 def default_projections() -> list[Projection]:
-    return [Registry(), Lineage(), Audit(), Quarantine()]
+    return [Registry(), Lineage(), Audit(), Quarantine(), FieldPerformance()]
 
 
 @dataclass

@@ -243,6 +243,54 @@ reg_deployments = Table(
 same environment, or a retirement, ends it (``ended_*``)."""
 Index("ix_reg_deployments_env", reg_deployments.c.model, reg_deployments.c.environment, reg_deployments.c.ended_offset)
 
+# --- field performance (registry) ------------------------------------------------
+
+field_feedback = Table(
+    "field_feedback",
+    metadata,
+    Column("model", Text, nullable=False),
+    Column("version", Integer, nullable=False),
+    Column("environment", Text, nullable=False),
+    *_position(),
+    Column("event_id", String(36), nullable=False),
+    Column("recorded_at", TS, nullable=False),
+    Column("reported_by", Text, nullable=False),
+    Column("window_start", TS, nullable=False),
+    Column("window_end", TS, nullable=False),
+    Column("predictions", BigInteger, nullable=False),
+    Column("alarms", BigInteger, nullable=False),
+    Column("confirmed", BigInteger, nullable=False),
+    Column("unlabelled", BigInteger, nullable=False),
+    Column("metrics", Text, nullable=False),
+    Column("snapshot_id", Text, nullable=False),
+    PrimaryKeyConstraint("partition", "offset", name="pk_field_feedback"),
+)
+"""One row per ``FeedbackRecorded``: a version's outcomes in one environment over
+a window (``metrics`` is JSON). The latest row per version and environment is its
+field performance, shown beside its offline evaluation."""
+Index("ix_field_feedback_version", field_feedback.c.model, field_feedback.c.version, field_feedback.c.environment)
+
+field_alerts = Table(
+    "field_alerts",
+    metadata,
+    Column("model", Text, nullable=False),
+    Column("version", Integer, nullable=False),
+    Column("environment", Text, nullable=False),
+    *_position(),
+    Column("event_id", String(36), nullable=False),
+    Column("recorded_at", TS, nullable=False),
+    Column("reported_by", Text, nullable=False),
+    Column("metric", Text, nullable=False),
+    Column("value", Double, nullable=False),
+    Column("threshold", Double, nullable=False),
+    Column("bound", String(16), nullable=False),
+    Column("threshold_source", String(32), nullable=False),
+    Column("feedback_event_id", String(64), nullable=False),
+    PrimaryKeyConstraint("partition", "offset", name="pk_field_alerts"),
+)
+"""One row per ``PerformanceDegraded``."""
+Index("ix_field_alerts_feedback", field_alerts.c.feedback_event_id)
+
 # --- lineage -----------------------------------------------------------------------
 
 lin_nodes = Table(

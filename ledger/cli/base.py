@@ -12,6 +12,7 @@ Exit codes:
   3  the log or database is unreachable or misconfigured
   4  unknown model, version or record
   5  `ledger drift check` only: drift detected (and recorded)
+  6  `ledger feedback record` only: field performance degraded (alert recorded)
   130  interrupted (Ctrl-C)
 """
 
@@ -29,6 +30,9 @@ from ledger.errors import InputError, LedgerError
 EXIT_OK, EXIT_REJECTED, EXIT_BAD_INPUT, EXIT_BACKEND, EXIT_NOT_FOUND = 0, 1, 2, 3, 4
 EXIT_DRIFT = 5
 """``ledger drift check``: drift detected and recorded (or already recorded)."""
+EXIT_DEGRADED = 6
+"""``ledger feedback record``: a field metric crossed its threshold; the
+degradation alert is recorded (or already was)."""
 EXIT_INTERRUPTED = 130
 
 

@@ -7,7 +7,12 @@ with its contract → train → evaluate → approve (another person) → deploy
 staging, then production → a summer heat wave shifts the sensors (the new file
 even reports temperatures in °C) → ``ledger drift check`` → the retraining consumer
 trains v2 on the new snapshot → a person approves → deploy v2 → retire v1 → the
-notification consumer tells everyone once. Then the registry, v2's lineage, the
+notification consumer tells everyone once. The second half: weeks later the
+technicians' feedback shows that most of v2's alarms are false while its inputs
+have not drifted (``ledger drift check`` says so) → ``ledger feedback record``
+records the degradation alert → the retraining consumer trains v3 on the data
+plus the labelled feedback → Carol approves v3 and it replaces v2. Then the
+registry (field performance beside the offline evaluation), v3's lineage, the
 audit trail, ``ledger verify`` and an offline-verified evidence file.
 
 Every step runs a real ``ledger`` command in this process, printed as you would
@@ -92,6 +97,55 @@ def sensor_rows(seed: int, rows: int, *, heat_wave: bool = False) -> tuple[list[
     return header, table
 
 
+FEEDBACK_COLUMNS = [
+    {"name": "alarm_id", "dtype": "string"},
+    {"name": "predicted_at", "dtype": "datetime"},
+    {"name": "alarm", "dtype": "int", "minimum": 0, "maximum": 1},
+    *[c for c in CONTRACT["columns"] if c["name"] != "failure"],
+    {"name": "failure", "dtype": "int", "missing": "allow"},
+]
+FEEDBACK_CONTRACT = {
+    "columns": FEEDBACK_COLUMNS,
+    "key": "alarm_id",
+    "prediction": "alarm",
+    "outcome": "failure",
+    "timestamp": "predicted_at",
+    "positive": 1,
+    "sampling": "one row per prediction served in production, with the technician's finding",
+}
+FIELD_POLICY = """# The maintenance team's field policy: at least 60% of alarms must be real.
+[feedback]
+minimums = { precision = 0.6 }
+"""
+
+
+def april_rows(seed: int, rows: int) -> tuple[tuple[list[str], list[list]], tuple[list[str], list[list]]]:
+    """April in production: pumps like the heat-wave ones (the same population,
+    resampled with a little sensor noise, so the inputs do not drift), the alarm
+    the deployed version raised for each reading — most real failures flagged, but
+    three in ten healthy pumps too — and, for all but the last days, what the
+    technician found. Returns the sensor file (for the drift check) and the
+    feedback file."""
+    import numpy as np
+
+    header, population = sensor_rows(seed=seed, rows=3000, heat_wave=True)
+    rng = np.random.default_rng(seed + 4)
+    picks = rng.choice(len(population), size=rows, replace=True)
+    sensors, feedback = [], []
+    for i, index in enumerate(picks):
+        air, process, speed, torque, wear, failure = population[index]
+        air = float(air) + 273.15 + rng.normal(0, 0.1)
+        process = float(process) + 273.15 + rng.normal(0, 0.1)
+        values = [f"{air:.2f}", f"{process:.2f}", speed, torque, wear]
+        alarm = int(rng.random() < (0.9 if failure else 0.3))
+        known = "" if i >= rows - 40 else failure
+        sensors.append([*values, failure])
+        feedback.append([f"a{i:05d}", f"2026-04-{1 + i * 28 // rows:02d}T{i % 24:02d}:00:00Z", alarm, *values, known])
+    sensor_header = ["air_temperature[K]", *header[1:]]
+    sensor_header[1] = "process_temperature[K]"
+    return (sensor_header, sensors), (["alarm_id", "predicted_at", "alarm", *sensor_header], feedback)
+
+
 def _write_csv(path: Path, header: list[str], rows: list[list]) -> None:
     with path.open("w", newline="", encoding="utf-8") as handle:
         writer = csv.writer(handle)
@@ -157,9 +211,12 @@ def demo(ctx: click.Context, workdir: Path) -> None:
 
     Snapshot sensor data with a data contract → train → evaluate → approve (another
     person) → deploy to staging and production → drift detected on new data →
-    retrain on a new snapshot → approve → deploy v2 → retire v1, with the drift
-    check, the retraining consumer and the notification consumer doing their real
-    work; then the registry, the lineage of v2, the audit trail and verification.
+    retrain on a new snapshot → approve → deploy v2 → retire v1; then field
+    feedback shows too many false alarms though the inputs have not drifted →
+    degradation alert → retrain v3 with the feedback → another person approves →
+    v3 replaces v2. The drift check, the feedback command, the retraining
+    consumer and the notification consumer do their real work; then the
+    registry, the lineage of v2 and v3, the audit trail and verification.
     Run it in an empty directory: with no --log it uses the embedded default
     (./.ledger/). Running it again tells a second story under a new model name.
 
@@ -176,6 +233,10 @@ def demo(ctx: click.Context, workdir: Path) -> None:
     contract = run_dir / "contract.json"
     january, summer = run_dir / "sensors-january.csv", run_dir / "sensors-heat-wave.csv"
     notify = run_dir / "notify.toml"
+    april_sensors, april_feedback = run_dir / "sensors-april.csv", run_dir / "feedback-april.csv"
+    feedback_contract, field_policy, retrain_config = (
+        run_dir / "feedback-contract.json", run_dir / "field-policy.toml", run_dir / "retrain.toml",
+    )
     notifications = run_dir / "notifications.jsonl"
     try:
         run_dir.mkdir(parents=True, exist_ok=True)
@@ -183,6 +244,12 @@ def demo(ctx: click.Context, workdir: Path) -> None:
         _write_csv(january, *sensor_rows(seed=7, rows=3000))
         _write_csv(summer, *sensor_rows(seed=7, rows=3000, heat_wave=True))
         notify.write_text(f'[[file]]\nname = "team-feed"\npath = {json.dumps(str(notifications))}\n', encoding="utf-8")
+        sensors_april, feedback_rows = april_rows(seed=7, rows=1200)
+        _write_csv(april_sensors, *sensors_april)
+        _write_csv(april_feedback, *feedback_rows)
+        feedback_contract.write_text(json.dumps(FEEDBACK_CONTRACT, indent=2), encoding="utf-8")
+        field_policy.write_text(FIELD_POLICY, encoding="utf-8")
+        retrain_config.write_text("[retrain]\ninclude_feedback = true\n", encoding="utf-8")
     except OSError as exc:
         raise InputError(f"cannot write the demo's files in {run_dir}: {exc.strerror or exc}") from exc
 
@@ -217,6 +284,24 @@ def demo(ctx: click.Context, workdir: Path) -> None:
     story.emit("deploy", "deployer", {"model": model, "version": 2, "environment": "production"})
     story.emit("retire", "bob", {"model": model, "version": 1, "reason": "replaced by v2 everywhere"})
 
+    story.chapter("April: the inputs look like the data v2 was trained on — no drift …")
+    story.run("drift", "check", f"{model}@2", "--data", str(april_sensors), "--environment", "production", "--actor", "drift-monitor")
+
+    story.chapter("… but the technicians' findings say most of v2's alarms are false")
+    story.run(
+        "feedback", "record", f"{model}@2", "--data", str(april_feedback), "--contract", str(feedback_contract),
+        "--environment", "production", "--actor", "field-technicians", "--policy", str(field_policy), expect=(6,),
+    )
+
+    story.chapter("The same pipeline reacts: the retraining consumer trains v3, learning from the feedback")
+    story.run("consume", "retrain", "--once", "--config", str(retrain_config))
+
+    story.chapter("Carol approves v3; it replaces v2 in staging and production; v2 is retired")
+    story.emit("approve", "carol", {"model": model, "version": 3, "reason": "retrained on field feedback, passes policy"})
+    story.emit("deploy", "deployer", {"model": model, "version": 3, "environment": "staging"})
+    story.emit("deploy", "deployer", {"model": model, "version": 3, "environment": "production"})
+    story.emit("retire", "carol", {"model": model, "version": 2, "reason": "too many false alarms in the field; replaced by v3"})
+
     story.chapter("The notification consumer tells the team, once per event")
     story.run("consume", "notify", "--once", "--config", str(notify))
     story.run("notifications", "--model", model)
@@ -225,9 +310,11 @@ def demo(ctx: click.Context, workdir: Path) -> None:
     story.run("project")
     story.run("models")
     story.run("show", model)
+    story.run("show", f"{model}@2")
 
-    story.chapter("Auditors: where did v2 come from?")
+    story.chapter("Auditors: where did v2 and v3 come from?")
     story.run("lineage", f"{model}@2", "--upstream")
+    story.run("lineage", f"{model}@3", "--upstream")
 
     story.chapter("Auditors: who did what, when")
     story.run("audit", "--model", model)
@@ -246,7 +333,7 @@ def demo(ctx: click.Context, workdir: Path) -> None:
     click.echo()
     click.secho(f"Done: {model} told end to end; the ledger verifies.", fg="green", bold=True)
     click.echo(f"Open the audit report: {report}")
-    click.echo(f"Try: ledger show {model}@2   ledger lineage {model}@2 --format mermaid   ledger audit --actor bob")
+    click.echo(f"Try: ledger show {model}@3   ledger lineage {model}@3 --format mermaid   ledger audit --actor carol")
 
 
 def tell_metrics_and_report(story: Story, model: str, run_dir: Path) -> Path:

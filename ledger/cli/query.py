@@ -98,9 +98,29 @@ def _deployed(deployed: dict) -> str:
     return " ".join(f"{env}=v{version}" for env, version in sorted(deployed.items()))
 
 
+def _field_text(report: dict) -> str:
+    """A feedback report in a few words: its metrics, and DEGRADED with the metric
+    that crossed its threshold."""
+    text = _metrics({k: round(v, 4) for k, v in report["metrics"].items()})
+    for alert in report["alerts"]:
+        sign = "<" if alert["bound"] == "minimum" else ">"
+        text += f" DEGRADED {alert['metric']} {_number(round(alert['value'], 4))} {sign} {_number(alert['threshold'])}"
+    return text
+
+
+def _field_of_deployed(deployed: dict, latest: dict, model: str) -> dict[str, dict]:
+    """Environment → the latest feedback report of the version deployed there."""
+    found = {}
+    for env, version in sorted(deployed.items()):
+        report = latest.get((model, version, env))
+        if report is not None:
+            found[env] = report
+    return found
+
+
 # --- models ----------------------------------------------------------------------------
 
-MODEL_COLUMNS = ("model", "status", "versions", "latest_version", "deployed", "created_at", "created_by")
+MODEL_COLUMNS = ("model", "status", "versions", "latest_version", "deployed", "field", "created_at", "created_by")
 
 
 @click.command()
@@ -123,15 +143,27 @@ def models(ctx, as_of_time, as_of_position, no_refresh, fmt, as_json, as_csv) ->
 
     out = chosen_format(fmt, as_json, as_csv)
     cut = parse_cut(as_of_time, as_of_position)
-    rows = queries.list_models(_views(ctx, refresh=not no_refresh), as_of=cut)
+    engine = _views(ctx, refresh=not no_refresh)
+    rows = queries.list_models(engine, as_of=cut)
+    latest = queries.latest_field_performance(engine, as_of=cut)
+    for r in rows:
+        r["field"] = _field_of_deployed(r["deployed"], latest, r["model"])
     if out != "json":
-        rows = [{**r, "deployed": _deployed(r["deployed"]), "created_at": _when(r["created_at"])} for r in rows]
+        rows = [
+            {
+                **r,
+                "deployed": _deployed(r["deployed"]),
+                "field": "; ".join(f"{env}: {_field_text(report)}" for env, report in r["field"].items()),
+                "created_at": _when(r["created_at"]),
+            }
+            for r in rows
+        ]
     click.echo(render(rows, MODEL_COLUMNS, out))
 
 
 # --- show ------------------------------------------------------------------------------
 
-VERSION_COLUMNS = ("version", "status", "trained_by", "approved_by", "deployed_to", "metrics", "trained_at", "parent_version")
+VERSION_COLUMNS = ("version", "status", "trained_by", "approved_by", "deployed_to", "metrics", "field", "trained_at", "parent_version")
 
 
 @click.command()
@@ -165,6 +197,7 @@ def show(ctx, target, as_of_time, as_of_position, no_refresh, fmt, as_json, as_c
     if version is not None:
         detail = queries.version_detail(engine, model, version, as_of=cut)
         detail.update(queries.version_links(engine, model, version, as_of=cut))
+        detail["field_performance"] = queries.field_performance(engine, model, version=version, as_of=cut)
         if out == "json":
             click.echo(json.dumps(detail, indent=2, default=str))
         else:
@@ -173,8 +206,10 @@ def show(ctx, target, as_of_time, as_of_position, no_refresh, fmt, as_json, as_c
     versions = queries.model_versions(engine, model, as_of=cut)
     metrics = queries.latest_metrics(engine, model, as_of=cut)
     summary = next(m for m in queries.list_models(engine, as_of=cut) if m["model"] == model)
+    latest = queries.latest_field_performance(engine, model, as_of=cut)
     for v in versions:
         v["metrics"] = metrics.get(v["version"], {})
+        v["field"] = {env: report for (_, number, env), report in sorted(latest.items()) if number == v["version"]}
     if out == "json":
         click.echo(json.dumps({"model": summary, "versions": versions}, indent=2, default=str))
         return
@@ -183,6 +218,7 @@ def show(ctx, target, as_of_time, as_of_position, no_refresh, fmt, as_json, as_c
             **v,
             "deployed_to": " ".join(v["deployed_in"]),
             "metrics": _metrics(v["metrics"]),
+            "field": "; ".join(f"{env}: {_field_text(report)}" for env, report in v["field"].items()),
             "trained_at": _when(v["trained_at"]),
         }
         for v in versions
@@ -215,7 +251,15 @@ def _version_text(d: dict, cut) -> str:
         ("code", d["code_ref"]),
         ("artifact", f"{d['artifact_uri']} {d['artifact_hash']}"),
         ("parent", f"v{d['parent_version']}" if d["parent_version"] is not None else "none (first of its line)"),
-        ("trigger", d["trigger"] + (f" (drift alert {d['trigger_alert_id']})" if d["trigger_alert_id"] else "")),
+        (
+            "trigger",
+            d["trigger"]
+            + (
+                f" ({'degradation' if d['trigger'] == 'degradation' else 'drift'} alert {d['trigger_alert_id']})"
+                if d["trigger_alert_id"]
+                else ""
+            ),
+        ),
     ]
     lines += [f"  {line}" for line in _aligned(facts)]
     lines += _section(
@@ -259,6 +303,18 @@ def _version_text(d: dict, cut) -> str:
             for a in d["drift_alerts"]
         ],
     )
+    field = []
+    for r in d.get("field_performance", []):
+        offline = {k: v for k, v in r["offline_metrics"].items() if k in r["metrics"]}
+        text = (
+            f"{_when(r['recorded_at'])} in {r['environment']} by {r['reported_by']}, predictions "
+            f"{_when(r['window_start'])} to {_when(r['window_end'])}: {r['predictions']} labelled "
+            f"({r['unlabelled']} unlabelled), {r['alarms']} alarms, {r['confirmed']} confirmed; field {_field_text(r)}"
+        )
+        if offline:
+            text += f"; offline {_metrics({k: round(v, 4) for k, v in offline.items()})}"
+        field.append(text + f" (feedback {r['event_id']})")
+    lines += _section("Field performance", field)
     lines += _section(
         "History",
         [f"{_when(h['from'])}  {h['status']:<10} {h['change']:<16} by {h['by']}" for h in d["history"]],
@@ -269,7 +325,7 @@ def _version_text(d: dict, cut) -> str:
 # --- lineage ---------------------------------------------------------------------------
 
 LINEAGE_FORMATS = ("tree", "json", "dot", "mermaid")
-_ACTOR_KEYS = ("by", "trained_by", "evaluated_by", "detected_by", "recorded_by")
+_ACTOR_KEYS = ("by", "trained_by", "evaluated_by", "detected_by", "recorded_by", "reported_by")
 
 
 def _actor(node: dict) -> str | None:

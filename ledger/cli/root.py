@@ -10,7 +10,7 @@ import sys
 import click
 
 from ledger import config
-from ledger.cli import consume, data, demo, project, query, report, verifiable, write
+from ledger.cli import consume, data, demo, feedback, project, query, report, verifiable, write
 from ledger.cli.base import LedgerGroup
 
 
@@ -39,12 +39,13 @@ def main(ctx: click.Context, log_url: str | None, db_url: str | None) -> None:
     \b
     Exit codes: 0 ok, 1 rejected or verification failed, 2 bad input,
     3 log/database unavailable, 4 unknown model or version,
-    5 drift detected (`drift check`).
+    5 drift detected (`drift check`), 6 field performance degraded
+    (`feedback record`).
     """
     ctx.obj = {"log_url": config.log_url(log_url), "db_url": config.db_url(db_url)}
 
 
-for _module in (write, project, query, report, consume, data, demo, verifiable):
+for _module in (write, project, query, report, consume, data, feedback, demo, verifiable):
     for _command in _module.commands:
         main.add_command(_command)
 verifiable.extend_verify(write.verify)  # the auditor's --receipt/--checkpoint options

@@ -43,6 +43,7 @@ def _target_commands(tmp):
         "show": lambda v: ["show", v, "--no-refresh"],
         "lineage": lambda v: ["lineage", v, "--no-refresh"],
         "drift check": lambda v: ["drift", "check", v, "--data", str(tmp / "d.csv")],
+        "feedback record": lambda v: ["feedback", "record", v, "--data", str(tmp / "d.csv"), "--environment", "production", "--actor", "t"],
     }
 
 
@@ -67,6 +68,13 @@ def _window_commands(tmp):
             ("metrics", ["metrics", "--no-refresh"]),
         )
         for option in ("--since", "--until")
+    } | {
+        f"feedback record {option}": (
+            lambda v, option=option: [
+                "feedback", "record", "churn@1", "--data", str(tmp / "d.csv"), "--environment", "production", "--actor", "t", option, v,
+            ]
+        )
+        for option in ("--window-start", "--window-end")
     }
 
 
@@ -75,6 +83,9 @@ def _environment_commands(tmp):
         "drift check --environment": lambda v: ["drift", "check", "churn@1", "--data", str(tmp / "d.csv"), "--environment", v],
         "metrics --production": lambda v: ["metrics", "--production", v, "--no-refresh"],
         "report --production": lambda v: ["report", "--out", str(tmp / "r.html"), "--production", v, "--no-refresh"],
+        "feedback record --environment": lambda v: [
+            "feedback", "record", "churn@1", "--data", str(tmp / "d.csv"), "--environment", v, "--actor", "t"
+        ],
     }
 
 

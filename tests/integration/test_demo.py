@@ -35,7 +35,15 @@ def check_story(output: str, model: str) -> None:
     assert "snapshot pump-sensors-2026-01" in lineage
     assert re.search(r"snapshot pump-sensors-[0-9a-f]{12}", lineage)
     assert "(drift_alert)" in lineage
-    assert re.search(rf"{model}\s+active\s+2\s+2\s+production=v2 staging=v2", output)
+    # The second half: field feedback, not drift, sends v2 back (lineage of v3).
+    # (stdout and stderr are read apart: the verdict lines come after the story)
+    assert "no drift: worst psi" in output and output.count("DRIFT DETECTED") == 1
+    assert "DEGRADATION: precision" in output and "(field-policy)" in output
+    lineage_v3 = output.split(f"$ ledger lineage {model}@3 --upstream", 1)[1].split("\n── ", 1)[0]
+    assert "triggered ← precision degraded" in lineage_v3 and "(degradation_alert) · field-technicians" in lineage_v3
+    assert "raised ← field feedback" in lineage_v3 and "feedback_data ← field-feedback snapshot" in lineage_v3
+    assert "DEGRADED precision" in output.split(f"$ ledger show {model}@2", 1)[1]
+    assert re.search(rf"{model}\s+active\s+3\s+3\s+production=v3 staging=v3", output)
     assert f"Done: {model} told end to end; the ledger verifies." in output
     assert "$ ledger verify\n" in output and ": intact" in output
     assert re.search(r"co-signed ledger\.demo/log/\d+@\d+", output)
@@ -63,7 +71,7 @@ def test_demo_runs_in_an_empty_directory_twice_without_corrupting_anything(tmp_p
 
     verified = ledger("verify", cwd=tmp_path)
     assert verified.returncode == 0
-    assert "2 stream(s), 28 event(s): intact" in verified.stdout
+    assert "2 stream(s), 50 event(s): intact" in verified.stdout
     models = ledger("models", "--json", cwd=tmp_path)
     assert models.returncode == 0, models.stderr
     assert '"pump-failure"' in models.stdout and '"pump-failure-2"' in models.stdout
@@ -80,7 +88,7 @@ def test_demo_on_kafka_and_postgresql(tmp_path, kafka_log_url, fresh_postgres):
     assert "kafka://" in result.stdout
     verified = ledger("verify", cwd=tmp_path, env_extra=env)
     assert verified.returncode == 0
-    assert "1 stream(s), 14 event(s): intact" in verified.stdout
+    assert "1 stream(s), 25 event(s): intact" in verified.stdout
 
 
 def test_demo_with_a_workdir_it_cannot_create_is_one_line_and_records_nothing(tmp_path):

@@ -26,6 +26,7 @@ PURE = (
     "ledger.data.units",
     "ledger.merkle",
     "ledger.notes",
+    "ledger.data.feedback",
 )
 IO_LIBRARIES = ("kafka", "fastavro", "sqlalchemy", "click")
 CLI = "ledger.cli"

@@ -129,3 +129,14 @@ def test_the_same_event_read_back_from_its_bytes_gives_the_same_deliveries():
     assert first.channel == "ops"
     assert first.payload["subject"] == "[ledger] churn v3 drifted in production on tenure: psi 0.3141 (threshold 0.2)"
     assert first.payload["message"]["event"]["recorded_at"] == "2026-03-03T10:00:00Z"
+
+
+def test_a_degradation_alert_is_notified_like_drift():
+    from ledger import samples
+
+    alert = samples.degraded("churn", "f1b2", version=3, value=0.25, threshold=0.6)
+    assert subject(alert) == "[ledger] churn v3 degraded in production: precision 0.25 < threshold 0.6"
+    assert "threshold from the field policy, feedback f1b2" in summary(alert)
+    routes = [Route("pager", frozenset({"DriftDetected", "PerformanceDegraded"})), Route("everything")]
+    assert [i.channel for i in policy(alert, DEFAULT_EVENTS, routes)] == ["pager", "everything"]
+    assert policy(samples.feedback("churn", 3), DEFAULT_EVENTS, routes) == []  # the report itself is not paged

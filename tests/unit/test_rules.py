@@ -125,3 +125,90 @@ def test_status_follows_the_lifecycle():
     assert statuses == ["trained", "evaluated", "approved", "approved"]
     assert state.deployed == {"production": 1}
     assert state.sequence == len(DEPLOYED)
+
+
+# --- field feedback and degradation alerts -------------------------------------
+
+FEEDBACK = samples.feedback(M)
+WITH_FEEDBACK = [*DEPLOYED, FEEDBACK]
+
+FEEDBACK_CASES = [
+    # rule, history, passing event, failing event
+    (rules.FEEDBACK_ON_DEPLOYED, DEPLOYED, samples.feedback(M), samples.feedback(M, environment="staging")),
+    (rules.FEEDBACK_ON_DEPLOYED, [*DEPLOYED, samples.trained(M, 2)], samples.feedback(M, 1), samples.feedback(M, 2)),
+    (rules.RETIRED, [*DEPLOYED, samples.retired(M, 1)], None, samples.feedback(M, 1)),
+    (rules.FEEDBACK_CONSISTENT, DEPLOYED, samples.feedback(M, confirmed=40), samples.feedback(M, confirmed=41)),
+    (rules.FEEDBACK_CONSISTENT, DEPLOYED, samples.feedback(M, alarms=200), samples.feedback(M, alarms=201)),
+    (rules.FEEDBACK_CONSISTENT, DEPLOYED, samples.feedback(M, predictions=40), samples.feedback(M, predictions=-1)),
+    (rules.FEEDBACK_CONSISTENT, DEPLOYED, samples.feedback(M, unlabelled=0), samples.feedback(M, unlabelled=-3)),
+    (rules.FEEDBACK_CONSISTENT, DEPLOYED, samples.feedback(M, confirmed=0), samples.feedback(M, confirmed=-1, alarms=-1)),
+    (
+        rules.FEEDBACK_CONSISTENT,
+        DEPLOYED,
+        samples.feedback(M, metrics={"precision": 1.0, "false_alarm_rate": 0.0}),
+        samples.feedback(M, metrics={"precision": 1.2}),
+    ),
+    (
+        rules.FEEDBACK_CONSISTENT,
+        DEPLOYED,
+        samples.feedback(M, metrics={"recall": 0.0}),
+        samples.feedback(M, metrics={"false_alarm_rate": -0.1}),
+    ),
+    (
+        rules.FEEDBACK_CONSISTENT,
+        DEPLOYED,
+        samples.feedback(M, metrics={"mean_lead_time_hours": 31.5}),
+        samples.feedback(M, metrics={"accuracy": float("nan")}),
+    ),
+    (
+        rules.FEEDBACK_CONSISTENT,
+        DEPLOYED,
+        samples.feedback(M, window_end="2026-03-01T00:00:00Z"),
+        samples.feedback(M, window_end="2026-02-28T23:59:59Z"),
+    ),
+    (
+        rules.DEGRADATION_NAMES_FEEDBACK,
+        WITH_FEEDBACK,
+        samples.degraded(M, str(FEEDBACK.event_id)),
+        samples.degraded(M, "00000000-0000-0000-0000-000000000000"),
+    ),
+    (
+        rules.DEGRADATION_NAMES_FEEDBACK,
+        [*WITH_FEEDBACK, samples.deployed(M, environment="staging")],
+        samples.degraded(M, str(FEEDBACK.event_id), environment="production"),
+        samples.degraded(M, str(FEEDBACK.event_id), environment="staging"),
+    ),
+    (
+        rules.DEGRADATION_NAMES_FEEDBACK,
+        [*WITH_FEEDBACK, samples.trained(M, 2)],
+        None,
+        samples.degraded(M, str(FEEDBACK.event_id), version=2),
+    ),
+]
+
+
+@pytest.mark.parametrize(
+    ("rule", "history", "good", "bad"), FEEDBACK_CASES, ids=[f"{c[0]}-{i}" for i, c in enumerate(FEEDBACK_CASES)]
+)
+def test_feedback_rule(rule, history, good, bad):
+    test_rule(rule, history, good, bad)
+
+
+def test_a_degradation_alert_cannot_name_another_models_feedback():
+    other = fold(WITH_FEEDBACK)  # stream "pm" holds FEEDBACK
+    mine = rules.ModelState("pm2")
+    for sequence, event in enumerate([e.model_copy(update={"model": "pm2"}) for e in DEPLOYED], start=1):
+        mine = rules.apply(mine, rules.check(mine, event).model_copy(update={"sequence": sequence}), "0" * 64)
+    alert = samples.degraded("pm2", str(FEEDBACK.event_id))
+    rules.check(other, samples.degraded(M, str(FEEDBACK.event_id)))
+    with pytest.raises(RuleViolation) as caught:
+        rules.check(mine, alert)
+    assert caught.value.rule == rules.DEGRADATION_NAMES_FEEDBACK
+
+
+def test_a_degradation_alert_names_feedback_recorded_before_it_even_after_a_redeploy():
+    # The new version replaced the one the feedback was about: the alert on the old
+    # version's feedback still names a real fact (the retraining it asks for is
+    # what produced the new version).
+    history = [*WITH_FEEDBACK, samples.trained(M, 2), samples.evaluated(M, 2), samples.approved(M, 2), samples.deployed(M, 2)]
+    rules.check(fold(history), samples.degraded(M, str(FEEDBACK.event_id)))

@@ -263,3 +263,29 @@ def test_a_settings_file_that_is_not_text_is_an_input_error(tmp_path):
     config.write_bytes(b"\xb6\x00\xff binary")
     with pytest.raises(InputError, match="retrain.toml"):
         retrain.Settings.load(config, {})
+
+
+def test_a_degradation_alert_asks_for_one_retraining_and_feedback_alone_for_none():
+    from consumers.retrain import policy
+    from ledger import samples
+
+    alert = samples.degraded("churn", "f1b2", version=3, value=0.25, threshold=0.6)
+    (intent,) = policy(alert)
+    assert intent.payload["kind"] == "degradation"
+    assert intent.payload["feedback_snapshot_id"] == "fb1" and intent.payload["version"] == 3
+    assert policy(samples.feedback("churn", 3)) == []
+    within = alert.model_copy(update={"value": 0.7})
+    assert policy(within) == []
+
+
+def test_learning_from_feedback_is_off_unless_the_policy_says_so(tmp_path):
+    config = tmp_path / "retrain.toml"
+    config.write_text("[retrain]\ninclude_feedback = true\n")
+    assert retrain.Settings.load(None, {}).include_feedback is False
+    assert retrain.Settings.load(config, {}).include_feedback is True
+    assert retrain.Settings.load(config, {"LEDGER_RETRAIN_INCLUDE_FEEDBACK": "false"}).include_feedback is False
+    config.write_text('[retrain]\ninclude_feedback = "yes"\n')
+    with pytest.raises(InputError, match="include_feedback must be true or false"):
+        retrain.Settings.load(config, {})
+    with pytest.raises(InputError, match="LEDGER_RETRAIN_INCLUDE_FEEDBACK"):
+        retrain.Settings.load(None, {"LEDGER_RETRAIN_INCLUDE_FEEDBACK": "maybe"})

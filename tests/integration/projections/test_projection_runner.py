@@ -21,7 +21,7 @@ from ledger.cli import main
 from ledger.errors import BackendError
 from projections import db, queries
 from projections.audit import Audit
-from projections.runner import Runner, build, project
+from projections.runner import Runner, build, default_projections, project
 from projections.synthetic import populate
 
 
@@ -49,7 +49,7 @@ def test_resumes_exactly_where_it_stopped(log, engine):
     assert again.records == len(new)
     assert again.positions == {0: new[-1].position.offset}
     assert {name: p for name, p in Runner(engine).positions().items()} == {
-        name: {0: new[-1].position.offset} for name in ("registry", "lineage", "audit", "quarantine")
+        name: {0: new[-1].position.offset} for name in ("registry", "lineage", "audit", "quarantine", "field")
     }
     assert len(queries.audit(engine)) == len(list(log.read()))
 
@@ -132,7 +132,7 @@ def _at(engine, log) -> bool:
     except Exception:
         return False
     last = _last_offset(log)
-    return len(positions) == 4 and all(p.get("0") == last for p in positions.values())
+    return len(positions) == len(default_projections()) and all(p.get("0") == last for p in positions.values())
 
 
 def _wait(condition, process, timeout=60.0):
