@@ -106,7 +106,7 @@ from kafka.protocol.consumer.offsets import IsolationLevel
 
 from ledger import codec
 from ledger.errors import BackendError, ConflictError, DecodeError, InputError
-from ledger.log import EventLog, NewRecord, PlanFn, Position, StoredRecord, StreamHead, StreamView
+from ledger.log import EventLog, NewRecord, PlanFn, Position, RoundPlanFn, StoredRecord, StreamHead, StreamView
 
 log = logging.getLogger(__name__)
 
@@ -649,9 +649,18 @@ class KafkaLog(EventLog):
         ]
 
     def append(self, model: str, plan: PlanFn) -> list[StoredRecord]:
+        return self._append(self.partition_for(model), repr(model), lambda views: plan(views(model)))
+
+    def append_round(self, partition: int, plan: RoundPlanFn) -> list[StoredRecord]:
+        """One transaction for records of several models of ``partition`` (a writer
+        service's group commit); the same write path as :meth:`append`."""
+        if partition not in range(self._partition_count):
+            raise InputError(f"{self.topic!r} has no partition {partition}")
+        return self._append(partition, f"partition {partition}", plan)
+
+    def _append(self, partition: int, target: str, plan: RoundPlanFn) -> list[StoredRecord]:
+        # ``target`` names what is appended to, in messages: a model, or a partition.
         self._check_open()
-        partition = self.partition_for(model)
-        key = model.encode("utf-8")
         lost = None
         with self._lock:
             for attempt in range(MAX_ATTEMPTS):
@@ -664,13 +673,18 @@ class KafkaLog(EventLog):
                     except _NeedsNewWriter:
                         self._drop_producer(partition)
                         continue
-                records = plan(_View(index.streams.get(model) or _Stream()))
+                records = plan(lambda name: _View(index.streams.get(name) or _Stream()))
                 if not records:
                     return []
+                for r in records:
+                    if self.partition_for(r.model) != partition:
+                        raise InputError(f"model {r.model!r} does not live in partition {partition}")
                 try:
                     producer.begin_transaction()
                     futures = [
-                        producer.send(self.topic, value=r.data, key=key, headers=self._headers(r), partition=partition)
+                        producer.send(
+                            self.topic, value=r.data, key=r.model.encode("utf-8"), headers=self._headers(r), partition=partition
+                        )
                         for r in records
                     ]
                     producer.commit_transaction()
@@ -682,10 +696,10 @@ class KafkaLog(EventLog):
                     if isinstance(exc, (kerrors.MessageSizeTooLargeError, kerrors.RecordListTooLargeError)):
                         # The broker's or producer's limit (set below ledger's own):
                         # retrying the same bytes cannot help.
-                        raise InputError(f"an event for {model!r} is too large for {self._where}: {exc}") from exc
+                        raise InputError(f"an event for {target} is too large for {self._where}: {exc}") from exc
                     if _unreachable(exc):
                         raise BackendError(
-                            f"cannot reach {self._where} while appending to {model!r}, outcome unknown: "
+                            f"cannot reach {self._where} while appending to {target}, outcome unknown: "
                             f"{exc}; retrying with the same event ids is safe (an event already "
                             "committed is answered as a duplicate)"
                         ) from exc
@@ -698,7 +712,7 @@ class KafkaLog(EventLog):
                     continue
                 stored = [
                     StoredRecord(
-                        Position(partition, meta.offset), model, r.sequence, r.event_type,
+                        Position(partition, meta.offset), r.model, r.sequence, r.event_type,
                         r.fingerprint, r.data, meta.timestamp, r.hash,
                     )
                     for r, meta in zip(records, metadata)
@@ -716,7 +730,7 @@ class KafkaLog(EventLog):
                 f"{self.topic!r} ({MAX_ATTEMPTS} attempts; last: {lost}); try again"
             )
         raise BackendError(
-            f"appending to {model!r} on {self._where} failed {MAX_ATTEMPTS} times (last: {lost}); "
+            f"appending to {target} on {self._where} failed {MAX_ATTEMPTS} times (last: {lost}); "
             "retrying with the same event ids is safe"
         )
 
