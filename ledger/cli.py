@@ -268,6 +268,17 @@ def _register_commands() -> None:
 _register_commands()
 
 
+def _register_service_commands() -> None:
+    # The ledger service (issue 11): for the lead to move into the CLI package.
+    from ledger.service.cli import principals, serve
+
+    main.add_command(serve)
+    main.add_command(principals)
+
+
+_register_service_commands()
+
+
 def run() -> None:  # pragma: no cover - console entry for `python -m ledger`
     main(prog_name="ledger")
 
