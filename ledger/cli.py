@@ -150,7 +150,13 @@ def emit(ctx: click.Context, event_type: str, actor: str, source, expect_sequenc
     except ValidationError as exc:
         raise InputError(f"invalid {event_type} event: {_validation_message(exc)}") from exc
     try:
-        accepted = open_ledger(ctx).emit(event, expected_sequence=expect_sequence)
+        from ledger.http_client import HttpLedger
+
+        # LEDGER_URL set: the service records the event (issue 11), retrying safely.
+        remote = HttpLedger.from_env()
+        if remote is not None:
+            ctx.call_on_close(remote.close)
+        accepted = (remote or open_ledger(ctx)).emit(event, expected_sequence=expect_sequence)
     except BackendError as exc:
         if "event_id" in fields:
             raise

@@ -62,7 +62,13 @@ def serve(ctx, principals_file, host, port, tls_cert, tls_key, deadline, log_lev
 
 @click.group()
 def principals() -> None:
-    """Manage the principals file the service authenticates against."""
+    """Manage the principals file the service authenticates against.
+
+    \b
+    Example:
+      ledger principals add ci --role evaluate --role read --file principals.toml
+      ledger principals list --file principals.toml
+    """
 
 
 @principals.command("add")
@@ -89,7 +95,12 @@ def add(name, roles, principals_file, replace) -> None:
 @principals.command("list")
 @click.option("--file", "principals_file", envvar="LEDGER_PRINCIPALS", required=True, type=click.Path(dir_okay=False), help=PRINCIPALS_HELP)
 def list_(principals_file) -> None:
-    """Print each principal and its roles."""
+    """Print each principal and its roles.
+
+    \b
+    Example:
+      ledger principals list --file principals.toml
+    """
     import tomllib
 
     from ledger.service.principals import Principals
