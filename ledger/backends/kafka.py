@@ -123,6 +123,7 @@ full jitter so that racing processes stop fencing each other in lock step."""
 OPTIONS: dict[str, type] = {
     "client_id": str,
     "timeout_ms": int,
+    "deadline_ms": int,
     "transaction_timeout_ms": int,
     "min_insync_replicas": int,
     "security_protocol": str,
@@ -165,6 +166,36 @@ def _lost_writer_role(exc: BaseException | None) -> bool:
 
 def _unreachable(exc: BaseException | None) -> bool:
     return _caused_by(exc, _UNREACHABLE)
+
+
+def _sender_alive(producer: KafkaProducer) -> bool:
+    sender = getattr(producer, "_sender", None)
+    return sender is None or sender.is_alive()
+
+
+def _commit(producer: KafkaProducer, timeout_s: float) -> None:
+    """``commit_transaction()`` with a bound.
+
+    kafka-python 3.0.12's ``commit_transaction`` waits on its result without a
+    timeout; after a broker SIGKILL the producer's I/O thread can die
+    (``IllegalStateError: Cannot reset producer state for a transactional
+    producer`` in ``kafka.producer.sender``) and the wait never ends, though the
+    broker has long aborted the transaction. These are the same three steps, with
+    the wait bounded; the caller then drops the producer. Outcome unknown: the
+    next writer's init settles the transaction, and a retry finds a committed
+    event by its id."""
+    manager = getattr(producer, "_transaction_manager", None)
+    if manager is None or not hasattr(manager, "begin_commit"):
+        producer.commit_transaction()  # another kafka-python: its own bounds apply
+        return
+    if not _sender_alive(producer):
+        raise kerrors.KafkaConnectionError("the producer's I/O thread is dead")
+    result = manager.begin_commit()
+    producer._sender.wakeup()
+    deadline = time.monotonic() + timeout_s
+    while not result.wait(timeout_ms=100):
+        if time.monotonic() > deadline or not _sender_alive(producer):
+            raise kerrors.KafkaTimeoutError(f"the transaction's commit was not confirmed within {timeout_s:.1f} s")
 
 
 _TOPIC_NAME = re.compile(r"[A-Za-z0-9._\-]{1,249}")
@@ -276,12 +307,13 @@ class KafkaLog(EventLog):
             raise InputError(f"partitions ({partitions}) and replication ({replication}) must be at least 1")
         self.topic = topic
         self.options = self._parse_options(options)
-        for name in ("timeout_ms", "transaction_timeout_ms", "min_insync_replicas"):
+        for name in ("timeout_ms", "deadline_ms", "transaction_timeout_ms", "min_insync_replicas"):
             if name in self.options and self.options[name] < 1:
                 raise InputError(f"Kafka log option {name} must be at least 1, not {self.options[name]}")
         self.replication = replication
         self.url = f"kafka://{','.join(self.bootstrap_servers)}/{topic}?partitions={partitions}&replication={replication}"
         self._timeout_ms = self.options.get("timeout_ms", 10_000)
+        self._deadline_ms = self.options.get("deadline_ms", self._timeout_ms)
         self._lock = threading.RLock()
         self._admin_lock = threading.Lock()
         self._producers: dict[int, KafkaProducer] = {}
@@ -319,6 +351,10 @@ class KafkaLog(EventLog):
             "client_id": self.options.get("client_id", "ledger"),
             "bootstrap_timeout_ms": self._timeout_ms,
             "request_timeout_ms": max(self._timeout_ms, 5_000),
+            # kafka-python backs off reconnects exponentially up to 30 s by default:
+            # after a broker restart the writer stalled 18-30 s though the broker
+            # answered after ~15 s. 1 s keeps the resumption within a second or so.
+            "reconnect_backoff_max_ms": 1_000,
         }
         config.update({k: self.options[k] for k in _SECURITY_OPTIONS if k in self.options})
         return config
@@ -515,12 +551,17 @@ class KafkaLog(EventLog):
 
     # ------------------------------------------------------------------ writing
 
-    def _producer(self, partition: int) -> tuple[KafkaProducer, bool]:
+    def _producer(self, partition: int, block_ms: int | None = None) -> tuple[KafkaProducer, bool]:
         """This process's producer for ``partition``, and whether it is new (just
         initialised, which fenced every other writer of the partition)."""
         producer = self._producers.get(partition)
-        if producer is not None:
+        if producer is not None and _sender_alive(producer):
             return producer, False
+        if producer is not None:
+            # Its I/O thread died (seen after a broker SIGKILL): every wait on it
+            # would last forever. Replace it; the new init settles its transaction.
+            log.warning("the writer of partition %d lost its I/O thread; replacing it", partition)
+            self._drop_producer(partition)
         config = self._client_config()
         producer = KafkaProducer(
             **config,
@@ -533,7 +574,7 @@ class KafkaLog(EventLog):
             # init_transactions (coordinator lookup, connect, InitProducerId): 100 ms
             # by default made every writer switch cost ~220 ms; 20 ms gives ~50 ms.
             retry_backoff_ms=20,
-            max_block_ms=self._timeout_ms,
+            max_block_ms=max(1, min(self._timeout_ms, block_ms or self._timeout_ms)),
             delivery_timeout_ms=config["request_timeout_ms"] + 5_000,
         )
         try:
@@ -615,13 +656,13 @@ class KafkaLog(EventLog):
         index.next_offset = max(index.next_offset, end)
         return index
 
-    def _await_markers(self, partition: int, last_offset: int) -> None:
+    def _await_markers(self, partition: int, last_offset: int, until: float | None = None) -> None:
         """Wait until ``read_committed`` readers see the records up to ``last_offset``.
 
         ``commit_transaction`` returns once the coordinator has logged the commit,
         before it writes the markers that make the records readable: without this,
         a client could be told "accepted" and not find its event when it reads."""
-        deadline = time.monotonic() + self._timeout_ms / 1000
+        deadline = min(time.monotonic() + self._timeout_ms / 1000, until or float("inf"))
         try:
             while self._list_offsets([partition], IsolationLevel.READ_COMMITTED)[partition] <= last_offset:
                 if time.monotonic() > deadline:
@@ -663,11 +704,20 @@ class KafkaLog(EventLog):
         self._check_open()
         lost = None
         with self._lock:
+            # Every append ends by ``until`` plus at most one step's own bound
+            # (timeout_ms): the steps below are given what is left.
+            until = time.monotonic() + self._deadline_ms / 1000
             for attempt in range(MAX_ATTEMPTS):
                 if attempt:
                     time.sleep(random.uniform(0, min(0.5, BACKOFF_S * 2**attempt)))
+                left_ms = int((until - time.monotonic()) * 1000)
+                if left_ms <= 0:
+                    raise BackendError(
+                        f"appending to {target} on {self._where} did not finish within {self._deadline_ms} ms "
+                        f"(last: {lost}), outcome unknown: retrying with the same event ids is safe"
+                    )
                 with self._kafka_errors(f"preparing to append to partition {partition}"):
-                    producer, fresh = self._producer(partition)
+                    producer, fresh = self._producer(partition, left_ms)
                     try:
                         index = self._catch_up(partition, fresh)
                     except _NeedsNewWriter:
@@ -687,8 +737,8 @@ class KafkaLog(EventLog):
                         )
                         for r in records
                     ]
-                    producer.commit_transaction()
-                    metadata = [f.get(timeout=self._timeout_ms / 1000) for f in futures]
+                    _commit(producer, max(0.5, min(self._timeout_ms / 1000, until - time.monotonic())))
+                    metadata = [f.get(timeout=max(0.5, until - time.monotonic())) for f in futures]
                 except Exception as exc:  # noqa: BLE001 - sorted out just below
                     self._drop_producer(partition)
                     if not isinstance(exc, (kerrors.KafkaError, OSError)):
@@ -722,7 +772,7 @@ class KafkaLog(EventLog):
                 index.next_offset = max(index.next_offset, stored[-1].position.offset + 1)
                 index.own_first = stored[0].position.offset
                 index.own_last = stored[-1].position.offset
-                self._await_markers(partition, index.own_last)
+                self._await_markers(partition, index.own_last, until)
                 return stored
         if _lost_writer_role(lost):
             raise ConflictError(

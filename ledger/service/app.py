@@ -57,6 +57,9 @@ MAX_BODY_BYTES = 8_000_000
 bytes encoded, see ``ledger.append.MAX_EVENT_BYTES``)."""
 MAX_BATCH = 1000
 SET_BY_LEDGER = ("sequence", "prev_hash", "recorded_at")
+STUCK_S = 3.0
+"""A round running longer than this makes the service not ready (rounds take
+milliseconds when the log answers)."""
 
 
 @dataclass
@@ -169,9 +172,12 @@ class Service:
             return self.not_ready_reason
         if not self.writers.ready:
             return "starting: taking the writer role and reading the log"
-        stuck = self.writers.stuck(self.settings.deadline)
+        failing = self.writers.failing()
+        if failing:
+            return f"the log is unreachable (partitions {failing}); appends are answered 503"
+        stuck = self.writers.stuck(STUCK_S)
         if stuck:
-            return f"the log has not answered for more than {self.settings.deadline:g} s (partitions {stuck})"
+            return f"the log has not answered for more than {STUCK_S:g} s (partitions {stuck})"
         return None
 
     def views(self):

@@ -54,6 +54,19 @@ class Request:
         return {str(d.event_id) for d in self.drafts}
 
 
+def _settle(future: Future, exc: BaseException | None, result=None) -> None:
+    """Answer a request unless it is already answered (or cancelled by its caller)."""
+    if future.done():
+        return
+    try:
+        if exc is not None:
+            future.set_exception(exc)
+        else:
+            future.set_result(result)
+    except Exception:  # noqa: BLE001 - InvalidStateError: answered meanwhile
+        pass
+
+
 class RoundObserver:
     """What a writer reports (the service turns it into metrics)."""
 
@@ -82,6 +95,9 @@ class PartitionWriter:
         self.ready = threading.Event()
         self.busy_since: float | None = None
         """Monotonic time the round now being committed began (None when idle)."""
+        self.failing_since: float | None = None
+        """Monotonic time since which every round failed to reach the log (None when
+        the last one did); while set, the writer probes the log every second."""
         self._thread = threading.Thread(target=self._run, name=f"ledger-writer-{partition}", daemon=True)
 
     def start(self) -> None:
@@ -118,7 +134,8 @@ class PartitionWriter:
     def _take_round(self) -> list[Request]:
         with self._cond:
             while not self._queue and not self._stop:
-                self._cond.wait()
+                if not self._cond.wait(1.0) and self.failing_since is not None:
+                    return []  # idle while the log is failing: probe it
             taken: list[Request] = []
             ids: set[str] = set()
             left: deque[Request] = deque()
@@ -128,7 +145,7 @@ class PartitionWriter:
                 if request.future.done():
                     continue
                 if now > request.deadline:
-                    request.future.set_exception(
+                    _settle(request.future, 
                         BackendError("the request was not started before its deadline; nothing was written")
                     )
                     continue
@@ -147,6 +164,8 @@ class PartitionWriter:
             if not requests:
                 if self._stop:
                     return
+                if self.failing_since is not None:
+                    self._probe()
                 continue
             self.busy_since = time.monotonic()
             try:
@@ -154,10 +173,17 @@ class PartitionWriter:
             except BaseException as exc:  # noqa: BLE001 - the thread must survive any one round
                 log.exception("partition %d: a round failed unexpectedly", self.partition)
                 for request in requests:
-                    if not request.future.done():
-                        request.future.set_exception(exc)
+                    _settle(request.future, exc)
             finally:
                 self.busy_since = None
+
+    def _probe(self) -> None:
+        try:
+            self.log.append_round(self.partition, lambda views: [])
+        except Exception as exc:  # noqa: BLE001 - still failing; readiness says so
+            log.info("partition %d: the log still fails: %s", self.partition, exc)
+        else:
+            self.failing_since = None
 
     def _commit(self, requests: list[Request]) -> None:
         started = time.monotonic()
@@ -197,19 +223,22 @@ class PartitionWriter:
                 for request in requests:
                     self._commit([request])
                 return
+            if isinstance(exc, BackendError) and self.failing_since is None:
+                self.failing_since = time.monotonic()
             for request in requests:
-                request.future.set_exception(exc)
+                _settle(request.future, exc)
             return
+        self.failing_since = None
         for model, state in outcome["states"].items():
             self.appender.remember(model, state)
         events = 0
         for request, result in zip(requests, outcome["results"]):
             if isinstance(result, Exception):
-                request.future.set_exception(result)
+                _settle(request.future, result)
             else:
                 answers: list[Accepted] = result.answers(stored)
                 events += sum(not a.duplicate for a in answers)
-                request.future.set_result(answers)
+                _settle(request.future, None, answers)
         self.observer.round_committed(self.partition, len(requests), events, time.monotonic() - started)
 
 
@@ -233,6 +262,10 @@ class Writers:
     @property
     def ready(self) -> bool:
         return all(w.ready.is_set() for w in self.by_partition.values())
+
+    def failing(self) -> list[int]:
+        """Partitions whose last round could not reach the log."""
+        return [p for p, w in self.by_partition.items() if w.failing_since is not None]
 
     def stuck(self, longer_than: float) -> list[int]:
         """Partitions whose current round has run longer than ``longer_than`` seconds."""
