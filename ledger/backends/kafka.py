@@ -784,6 +784,23 @@ class KafkaLog(EventLog):
             "retrying with the same event ids is safe"
         )
 
+    # ------------------------------------------------------------------ for a writer service
+
+    def client_config(self) -> dict:
+        """Connection settings of this log's clients (for the service's group membership)."""
+        return self._client_config()
+
+    def describe_groups(self, groups: list[str]) -> dict:
+        with self._admin_lock, self._kafka_errors("describing consumer groups"):
+            return self._admin.describe_groups(groups)
+
+    def release(self, partition: int) -> None:
+        """Give up the writer role of ``partition`` and forget its index: another
+        instance writes it now, so what this process read of it will be stale."""
+        with self._lock:
+            self._drop_producer(partition)
+            self._index.pop(partition, None)
+
     # ------------------------------------------------------------------ lifecycle
 
     def _check_open(self) -> None:

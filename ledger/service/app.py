@@ -33,9 +33,10 @@ from contextlib import asynccontextmanager
 from dataclasses import dataclass
 from typing import Annotated, Any
 
+import httpx
 from fastapi import Depends, FastAPI, Path, Query, Request
 from fastapi.exceptions import RequestValidationError
-from fastapi.responses import JSONResponse, PlainTextResponse
+from fastapi.responses import JSONResponse, PlainTextResponse, Response
 from fastapi.security import HTTPAuthorizationCredentials, HTTPBearer
 from prometheus_client import CONTENT_TYPE_LATEST, generate_latest
 from pydantic import ValidationError
@@ -47,8 +48,8 @@ from ledger.events import BY_CLI_NAME, BY_TYPE, EVENT_CLASSES, Event
 from ledger.service.metrics import Metrics
 from ledger.service.principals import Principal, Principals
 from ledger.service.problems import MEDIA_TYPE, Problem, from_error
+from ledger.service.writer import NotOwner, Writers
 from ledger.service.writer import Request as AppendRequest
-from ledger.service.writer import Writers
 
 log = logging.getLogger(__name__)
 
@@ -70,6 +71,9 @@ class Settings:
     deadline: float = 10.0
     """Seconds within which every append is answered."""
     open_retry: float = 1.0
+    advertise_url: str | None = None
+    """This instance's URL for its peers: set, on Kafka, instances share the
+    partitions through a consumer group and forward requests to the owner."""
 
 
 def _refuse_constant(name: str):
@@ -139,6 +143,7 @@ class Service:
         self.metrics = Metrics()
         self.log = None
         self.writers: Writers | None = None
+        self.membership = None
         self.engine = None
         self._views_lock = threading.Lock()
         self._closing = threading.Event()
@@ -162,14 +167,23 @@ class Service:
                 self._closing.wait(self.settings.open_retry)
                 continue
             self.log = log_
-            self.writers = Writers(log_, observer=self.metrics)
-            self.writers.start()
+            if self.settings.advertise_url and hasattr(log_, "describe_groups"):
+                from ledger.service.membership import Membership
+
+                self.writers = Writers(log_, observer=self.metrics, partitions=[])
+                self.membership = Membership(log_, self.settings.advertise_url, self.writers.assign, self.writers.revoke)
+                self.membership.start()
+            else:
+                self.writers = Writers(log_, observer=self.metrics)
+                self.writers.start()
             return
 
     def readiness(self) -> str | None:
         """None when ready, else why not."""
         if self.writers is None:
             return self.not_ready_reason
+        if self.membership is not None and not self.membership.joined.is_set():
+            return "starting: joining the group of writer instances"
         if not self.writers.ready:
             return "starting: taking the writer role and reading the log"
         failing = self.writers.failing()
@@ -195,6 +209,8 @@ class Service:
 
     def close(self) -> None:
         self._closing.set()
+        if self.membership is not None:
+            self.membership.stop()
         if self.writers is not None:
             self.writers.stop()
         if self.log is not None:
@@ -260,12 +276,47 @@ def create_app(settings: Settings) -> FastAPI:
             raw += chunk
             if len(raw) > MAX_BODY_BYTES:
                 raise Problem(400, "malformed-request", f"the body is larger than {MAX_BODY_BYTES:,} bytes")
+        request.state.raw = raw
         try:
             return json.loads(raw.decode("utf-8-sig"), parse_constant=_refuse_constant)
         except UnicodeDecodeError as exc:
             raise Problem(400, "malformed-request", f"the body is not UTF-8 text: {exc}") from exc
         except (json.JSONDecodeError, RecursionError) as exc:
             raise Problem(400, "malformed-request", f"malformed JSON: {exc}") from exc
+
+    async def _forward(request: Request, partition: int, started: float):
+        """Hand a request for a partition this instance does not write to the
+        instance that does (found through the group), and relay its answer."""
+        unavailable = {"rule": "not-ready", "headers": {"Retry-After": "1"}}
+        if service.membership is None:
+            raise Problem(503, "unavailable", f"partition {partition} has no writer here", **unavailable)
+        if request.headers.get("x-ledger-forwarded"):
+            raise Problem(503, "unavailable", f"partition {partition} is moving between instances; retry", **unavailable)
+        owner = await asyncio.to_thread(service.membership.owner_of, partition)
+        if owner is None or owner.rstrip("/") == settings.advertise_url.rstrip("/"):
+            service.membership.forget_owners()
+            raise Problem(503, "unavailable", f"partition {partition} has no writer yet (the group is rebalancing); retry", **unavailable)
+        headers = {
+            "authorization": request.headers.get("authorization", ""),
+            "content-type": "application/json",
+            "x-ledger-forwarded": settings.advertise_url,
+        }
+        left = max(0.1, started + settings.deadline - time.monotonic())
+        try:
+            async with httpx.AsyncClient(timeout=left) as http:
+                answer = await http.post(
+                    f"{owner.rstrip('/')}{request.url.path}", params=request.query_params, content=request.state.raw, headers=headers
+                )
+        except httpx.HTTPError as exc:
+            service.membership.forget_owners()
+            raise Problem(
+                503, "unavailable",
+                f"forwarding to {owner}, the writer of partition {partition}, failed ({type(exc).__name__}): "
+                "outcome unknown; retry with the same event ids",
+                rule="outcome-unknown", headers={"Retry-After": "1"},
+            ) from exc
+        forwarded = {"x-ledger-served-by": owner}
+        return Response(answer.content, answer.status_code, media_type=answer.headers.get("content-type"), headers=forwarded)
 
     async def _append(drafts: list[Event], who: Principal, expected_sequence: int | None) -> list[dict]:
         started = time.monotonic()
@@ -279,7 +330,7 @@ def create_app(settings: Settings) -> FastAPI:
             raise Problem(503, "unavailable", service.readiness() or "not ready", rule="not-ready", headers={"Retry-After": "1"})
         deadline = started + settings.deadline
         request = AppendRequest(model, drafts, expected_sequence, deadline)
-        future = asyncio.wrap_future(service.writers.submit(request))
+        future = asyncio.wrap_future(service.writers.submit(request))  # NotOwner: forwarded by the caller
         # asyncio.wait, not wait_for: a timeout must not cancel the request under
         # way (its outcome is then unknown; the retry finds it).
         done, _ = await asyncio.wait({future}, timeout=max(0.0, deadline - time.monotonic()))
@@ -295,6 +346,8 @@ def create_app(settings: Settings) -> FastAPI:
                 rule="outcome-unknown", headers={"Retry-After": "1"},
             )
         exc = future.exception()
+        if isinstance(exc, NotOwner):
+            raise exc
         if exc is not None:
             problem = from_error(exc)
             m.append_seconds.labels("refused" if problem.status < 500 else "unknown").observe(time.monotonic() - started)
@@ -327,8 +380,12 @@ def create_app(settings: Settings) -> FastAPI:
         who: Annotated[Principal, Depends(principal)],
         expected_sequence: Annotated[int | None, Query(ge=0, description="Refuse (409 conflict) unless the stream is at this sequence.")] = None,
     ):
+        started = time.monotonic()
         draft = _draft(await _body(request), who, "the event")
-        [answer] = await _append([draft], who, expected_sequence)
+        try:
+            [answer] = await _append([draft], who, expected_sequence)
+        except NotOwner as moved:
+            return await _forward(request, moved.partition, started)
         return JSONResponse(answer, status_code=200 if answer["duplicate"] else 201)
 
     @app.post(
@@ -366,8 +423,12 @@ def create_app(settings: Settings) -> FastAPI:
             raise Problem(422, "invalid-event", "expected_sequence must be a non-negative integer")
         if not 1 <= len(body["events"]) <= MAX_BATCH:
             raise Problem(422, "invalid-event", f"a batch holds 1 to {MAX_BATCH} events")
+        started = time.monotonic()
         drafts = [_draft(item, who, f"events[{i}]") for i, item in enumerate(body["events"])]
-        answers = await _append(drafts, who, expected)
+        try:
+            answers = await _append(drafts, who, expected)
+        except NotOwner as moved:
+            return await _forward(request, moved.partition, started)
         status = 200 if all(a["duplicate"] for a in answers) else 201
         return JSONResponse({"accepted": answers}, status_code=status)
 

@@ -16,9 +16,17 @@ PRINCIPALS_HELP = "The principals file (TOML): who may call the service, with wh
 @click.option("--tls-cert", type=click.Path(exists=True, dir_okay=False), default=None, help="PEM certificate: serve HTTPS (with --tls-key).")
 @click.option("--tls-key", type=click.Path(exists=True, dir_okay=False), default=None, help="PEM private key of --tls-cert.")
 @click.option("--deadline", default=10.0, show_default=True, type=click.FloatRange(0.1, 300), help="Seconds within which every append is answered (else 503, outcome unknown).")
+@click.option(
+    "--advertise",
+    "advertise_url",
+    default=None,
+    metavar="URL",
+    help="This instance's URL as its peers reach it. On Kafka, instances that advertise share the partitions "
+    "through a consumer group (one writer each) and forward requests to the owner.",
+)
 @click.option("--log-level", default="info", show_default=True, type=click.Choice(["critical", "error", "warning", "info", "debug"]))
 @click.pass_context
-def serve(ctx, principals_file, host, port, tls_cert, tls_key, deadline, log_level) -> None:
+def serve(ctx, principals_file, host, port, tls_cert, tls_key, deadline, advertise_url, log_level) -> None:
     """Run the ledger service: the one writer of the log, over authenticated HTTP.
 
     The log and the views are --log / --db of `ledger` (LEDGER_LOG, LEDGER_DB).
@@ -30,6 +38,8 @@ def serve(ctx, principals_file, host, port, tls_cert, tls_key, deadline, log_lev
     Example:
       ledger principals add alice --role approve --role read --file principals.toml
       ledger --log kafka://127.0.0.1:19092/ledger.lifecycle serve --principals principals.toml --port 8080
+      # two instances sharing the partitions, each forwarding to the other:
+      ledger --log kafka://… serve --principals principals.toml --port 8081 --advertise http://10.0.0.1:8081
     """
     import uvicorn
 
@@ -47,6 +57,7 @@ def serve(ctx, principals_file, host, port, tls_cert, tls_key, deadline, log_lev
         db_url=config.db_url(obj.get("db_url")),
         principals=principals_file,
         deadline=deadline,
+        advertise_url=advertise_url,
     )
     uvicorn.run(
         create_app(settings),

@@ -37,6 +37,15 @@ from ledger.log import EventLog
 
 log = logging.getLogger(__name__)
 
+class NotOwner(BackendError):
+    """This instance does not (or no longer) write the request's partition; the
+    request was not started, so forwarding it to the owner is safe."""
+
+    def __init__(self, partition: int):
+        super().__init__(f"this instance does not write partition {partition}")
+        self.partition = partition
+
+
 MAX_ROUND = 256
 """Requests folded into one append at most (bounds a transaction's size)."""
 
@@ -112,7 +121,7 @@ class PartitionWriter:
     def submit(self, request: Request) -> Future:
         with self._cond:
             if self._stop:
-                raise BackendError("the service is shutting down")
+                raise NotOwner(self.partition)
             self._queue.append(request)
             self._cond.notify()
         return request.future
@@ -136,6 +145,12 @@ class PartitionWriter:
             while not self._queue and not self._stop:
                 if not self._cond.wait(1.0) and self.failing_since is not None:
                     return []  # idle while the log is failing: probe it
+            if self._stop:
+                # Moving to another instance (or shutting down): what is queued was
+                # not started, and is handed back to be forwarded.
+                while self._queue:
+                    _settle(self._queue.popleft().future, NotOwner(self.partition))
+                return []
             taken: list[Request] = []
             ids: set[str] = set()
             left: deque[Request] = deque()
@@ -243,34 +258,59 @@ class PartitionWriter:
 
 
 class Writers:
-    """The writers of every partition of a log."""
+    """The writers of the partitions this instance writes: all of them, or those
+    its group membership assigns (:meth:`assign`, :meth:`revoke`)."""
 
-    def __init__(self, log: EventLog, *, observer: RoundObserver | None = None):
+    def __init__(self, log: EventLog, *, observer: RoundObserver | None = None, partitions: list[int] | None = None):
         self.log = log
+        self.observer = observer
         self.appender = Appender(log)
-        partitions = log.partitions()
-        self.by_partition = {p: PartitionWriter(log, self.appender, p, observer=observer) for p in partitions}
+        self._lock = threading.Lock()
+        self.by_partition: dict[int, PartitionWriter] = {}
+        self._initial = log.partitions() if partitions is None else partitions
 
     def start(self) -> None:
-        for writer in self.by_partition.values():
-            writer.start()
+        self.assign(self._initial)
+
+    def assign(self, partitions: list[int]) -> None:
+        with self._lock:
+            for partition in partitions:
+                if partition not in self.by_partition:
+                    writer = PartitionWriter(self.log, self.appender, partition, observer=self.observer)
+                    self.by_partition[partition] = writer
+                    writer.start()
+
+    def revoke(self, partitions: list[int]) -> None:
+        with self._lock:
+            writers = [self.by_partition.pop(p) for p in partitions if p in self.by_partition]
+        for writer in writers:
+            writer.stop()
+            release = getattr(self.log, "release", None)
+            if release is not None:
+                release(writer.partition)
 
     def stop(self) -> None:
-        for writer in self.by_partition.values():
-            writer.stop()
+        self.revoke(list(self.by_partition))
+
+    def owns(self, partition: int) -> bool:
+        return partition in self.by_partition
 
     @property
     def ready(self) -> bool:
-        return all(w.ready.is_set() for w in self.by_partition.values())
+        return all(w.ready.is_set() for w in list(self.by_partition.values()))
 
     def failing(self) -> list[int]:
         """Partitions whose last round could not reach the log."""
-        return [p for p, w in self.by_partition.items() if w.failing_since is not None]
+        return [p for p, w in list(self.by_partition.items()) if w.failing_since is not None]
 
     def stuck(self, longer_than: float) -> list[int]:
         """Partitions whose current round has run longer than ``longer_than`` seconds."""
         now = time.monotonic()
-        return [p for p, w in self.by_partition.items() if w.busy_since is not None and now - w.busy_since > longer_than]
+        return [p for p, w in list(self.by_partition.items()) if w.busy_since is not None and now - w.busy_since > longer_than]
 
     def submit(self, request: Request) -> Future:
-        return self.by_partition[self.log.partition_for(request.model)].submit(request)
+        partition = self.log.partition_for(request.model)
+        writer = self.by_partition.get(partition)
+        if writer is None:
+            raise NotOwner(partition)
+        return writer.submit(request)
