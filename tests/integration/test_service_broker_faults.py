@@ -35,7 +35,9 @@ STEP_MS = 3000
 
 
 class PrivateBroker:
-    def __init__(self, data: Path):
+    """A broker of this test's own (ports, data directory), via scripts/kafka.sh."""
+
+    def __init__(self, data: Path, **env: str):
         self.port, self.controller = free_port(), free_port()
         self.env = {
             **os.environ,
@@ -43,6 +45,7 @@ class PrivateBroker:
             "LEDGER_KAFKA_PORT": str(self.port),
             "LEDGER_KAFKA_CONTROLLER_PORT": str(self.controller),
             "LEDGER_KAFKA_HEAP": "-Xms128m -Xmx384m",
+            **env,
         }
         self.pid_file = data / "kafka.pid"
 
