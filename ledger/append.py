@@ -8,6 +8,7 @@ which appends them atomically or calls the plan again if another writer won.
 
 from __future__ import annotations
 
+import json
 import threading
 from collections.abc import Callable, Iterable
 from dataclasses import dataclass
@@ -73,6 +74,8 @@ def fold(model: str, records: Iterable[StoredRecord], state: rules.ModelState | 
 
 def _nul_field(value, path: str = "") -> str | None:
     """Dotted path of the first string holding a NUL character, if any."""
+    if not path and "\\u0000" not in json.dumps(value):
+        return None  # the common case, checked in C: no NUL anywhere
     if isinstance(value, str):
         return path or "value" if "\x00" in value else None
     if isinstance(value, dict):

@@ -253,7 +253,8 @@ def create_app(settings: Settings) -> FastAPI:
         log.exception("unexpected error answering %s %s", request.method, request.url.path)
         return from_error(exc).response()
 
-    def principal(credentials: Annotated[HTTPAuthorizationCredentials | None, Depends(bearer)]) -> Principal:
+    # async: a sync dependency costs a thread-pool hop per request.
+    async def principal(credentials: Annotated[HTTPAuthorizationCredentials | None, Depends(bearer)]) -> Principal:
         challenge = {"WWW-Authenticate": 'Bearer realm="ledger"'}
         if credentials is None:
             raise Problem(401, "unauthenticated", "send Authorization: Bearer TOKEN", headers=challenge)
@@ -262,7 +263,7 @@ def create_app(settings: Settings) -> FastAPI:
             raise Problem(401, "unauthenticated", "unknown or revoked token", headers=challenge)
         return found
 
-    def reader(who: Annotated[Principal, Depends(principal)]) -> Principal:
+    async def reader(who: Annotated[Principal, Depends(principal)]) -> Principal:
         if not who.may("read"):
             raise Problem(403, "forbidden", f"principal {who.name!r} may not read the views (needs role 'read')", rule="role")
         return who
