@@ -46,6 +46,14 @@ def serve(ctx, principals_file, host, port, tls_cert, tls_key, deadline, adverti
     from ledger.service.app import Settings, create_app
     from ledger.service.principals import Principals
 
+    import logging
+
+    # The service's own messages (writer role taken or lost, partitions moving,
+    # the log failing) go to stderr beside uvicorn's.
+    handler = logging.StreamHandler()
+    handler.setFormatter(logging.Formatter("%(asctime)s %(levelname)s %(name)s: %(message)s"))
+    logging.getLogger("ledger").addHandler(handler)
+    logging.getLogger("ledger").setLevel(log_level.upper())
     if bool(tls_cert) != bool(tls_key):
         raise InputError("--tls-cert and --tls-key go together")
     Principals(principals_file)  # refuse a bad file now, with one line, not at the first request

@@ -104,6 +104,12 @@ class Membership:
                     membership.on_assigned(fresh)
                 membership.joined.set()
 
+        # Know the topic's partitions before joining: a group leader that does not
+        # yet have them assigns nothing for the topic (seen once in ten runs: one
+        # instance sat without partitions while the other had all three).
+        deadline = time.monotonic() + 10
+        while not consumer.partitions_for_topic(self.log.topic) and time.monotonic() < deadline:
+            time.sleep(0.1)
         consumer.subscribe([self.log.topic], listener=Listener())
         return consumer
 

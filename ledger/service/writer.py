@@ -92,12 +92,15 @@ class PartitionWriter:
         *,
         observer: RoundObserver | None = None,
         retry_warm_up: float = 1.0,
+        after: threading.Thread | None = None,
     ):
         self.log = log
         self.appender = appender
         self.partition = partition
         self.observer = observer or RoundObserver()
         self.retry_warm_up = retry_warm_up
+        self._after = after
+        """The release of this partition by a previous writer here, to wait for."""
         self._queue: deque[Request] = deque()
         self._cond = threading.Condition()
         self._stop = False
@@ -112,10 +115,14 @@ class PartitionWriter:
     def start(self) -> None:
         self._thread.start()
 
-    def stop(self, timeout: float = 5.0) -> None:
+    def request_stop(self) -> None:
+        """Stop taking rounds (queued requests are handed back); returns at once."""
         with self._cond:
             self._stop = True
             self._cond.notify_all()
+
+    def stop(self, timeout: float = 5.0) -> None:
+        self.request_stop()
         self._thread.join(timeout)
 
     def submit(self, request: Request) -> Future:
@@ -131,6 +138,8 @@ class PartitionWriter:
     def _warm_up(self) -> None:
         """Take the writer role and read the partition into memory before the
         first request, so the first client does not pay for it."""
+        if self._after is not None:
+            self._after.join()
         while not self._stop:
             try:
                 self.log.append_round(self.partition, lambda views: [])
@@ -267,6 +276,7 @@ class Writers:
         self.appender = Appender(log)
         self._lock = threading.Lock()
         self.by_partition: dict[int, PartitionWriter] = {}
+        self._releasing: dict[int, threading.Thread] = {}
         self._initial = log.partitions() if partitions is None else partitions
 
     def start(self) -> None:
@@ -276,21 +286,36 @@ class Writers:
         with self._lock:
             for partition in partitions:
                 if partition not in self.by_partition:
-                    writer = PartitionWriter(self.log, self.appender, partition, observer=self.observer)
+                    writer = PartitionWriter(
+                        self.log, self.appender, partition, observer=self.observer, after=self._releasing.get(partition)
+                    )
                     self.by_partition[partition] = writer
                     writer.start()
 
-    def revoke(self, partitions: list[int]) -> None:
+    def revoke(self, partitions: list[int], *, wait: bool = False) -> None:
+        """Stop writing ``partitions``. Returns at once (the group's rebalance
+        waits for this call; a writer still taking its role can hold the log for
+        seconds): the writers finish and give their role up in the background, and
+        a writer started here again for one of them waits for that first."""
         with self._lock:
             writers = [self.by_partition.pop(p) for p in partitions if p in self.by_partition]
-        for writer in writers:
-            writer.stop()
-            release = getattr(self.log, "release", None)
-            if release is not None:
-                release(writer.partition)
+            for writer in writers:
+                writer.request_stop()
+                thread = threading.Thread(target=self._release, args=(writer,), name=f"ledger-release-{writer.partition}", daemon=True)
+                self._releasing[writer.partition] = thread
+                thread.start()
+        if wait:
+            for writer in writers:
+                self._releasing[writer.partition].join(30)
+
+    def _release(self, writer: PartitionWriter) -> None:
+        writer.stop(timeout=60)
+        release = getattr(self.log, "release", None)
+        if release is not None:
+            release(writer.partition)
 
     def stop(self) -> None:
-        self.revoke(list(self.by_partition))
+        self.revoke(list(self.by_partition), wait=True)
 
     def owns(self, partition: int) -> bool:
         return partition in self.by_partition

@@ -52,7 +52,7 @@ class Server:
         self._out = open(self.log_path, "wb")
         self.process = subprocess.Popen(
             [sys.executable, "-m", "ledger.cli", "--log", log_url, "--db", db_url, "serve",
-             "--principals", str(principals), "--port", str(self.port), "--log-level", "warning", *(extra or [])],
+             "--principals", str(principals), "--port", str(self.port), "--log-level", os.environ.get("LEDGER_TEST_SERVE_LOG", "warning"), *(extra or [])],
             stdout=self._out, stderr=subprocess.STDOUT, env=environment, cwd=principals.parent,
         )
 

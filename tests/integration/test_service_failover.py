@@ -53,7 +53,7 @@ def test_two_instances_share_partitions_forward_and_fail_over(kafka_log_url, tmp
     try:
         deadline = time.monotonic() + 60
         while not (owned(a) and owned(b) and owned(a) | owned(b) == {0, 1, 2} and not owned(a) & owned(b)):
-            assert time.monotonic() < deadline, (owned(a), owned(b))
+            assert time.monotonic() < deadline, (owned(a), owned(b), a.output()[-4000:], b.output()[-4000:])
             time.sleep(0.5)
         with open_log(kafka_log_url) as log:
             on_b = next(m for m in (f"m{i}" for i in range(1000)) if log.partition_for(m) in owned(b))
