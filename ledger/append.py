@@ -8,6 +8,7 @@ which appends them atomically or calls the plan again if another writer won.
 
 from __future__ import annotations
 
+import json
 import threading
 from collections.abc import Callable, Iterable
 from dataclasses import dataclass
@@ -73,6 +74,8 @@ def fold(model: str, records: Iterable[StoredRecord], state: rules.ModelState | 
 
 def _nul_field(value, path: str = "") -> str | None:
     """Dotted path of the first string holding a NUL character, if any."""
+    if not path and "\\u0000" not in json.dumps(value):
+        return None  # the common case, checked in C: no NUL anywhere
     if isinstance(value, str):
         return path or "value" if "\x00" in value else None
     if isinstance(value, dict):
@@ -124,93 +127,135 @@ class Appender:
         :class:`ConflictError` unless the stream's last sequence is exactly that
         (0 for an empty stream) — optimistic concurrency for read-decide-write."""
         drafts = list(events)
-        if not drafts:
-            raise InputError("nothing to append")
-        model = drafts[0].model
-        if any(d.model != model for d in drafts):
-            raise InputError("one append takes events of a single model")
-        for draft in drafts:
-            if not draft.is_draft:
-                raise InputError(f"event {draft.event_id} already has a sequence; send drafts")
-            where = _nul_field(draft.model_dump(mode="json"))
-            if where:
-                # A NUL can be encoded but not stored by every database a view or an
-                # auditor uses (PostgreSQL text refuses it): refuse it at the door.
-                raise InputError(f"field {where} holds a NUL character")
-        ids = [d.event_id for d in drafts]
-        if len(set(ids)) != len(ids):
-            twice = next(i for i in ids if ids.count(i) > 1)
-            raise InputError(f"event id {twice} is given to more than one event of this append")
-
+        model = check_drafts(drafts)
         outcome: dict = {}
 
         def plan(view: StreamView) -> list[NewRecord]:
             # A backend calls plan again after losing a race: only the last run counts.
             outcome.clear()
-            state = self.state(view, model)
-            if expected_sequence is not None and state.sequence != expected_sequence:
-                raise ConflictError(
-                    f"stream {model!r} is at sequence {state.sequence}, "
-                    f"the writer expected {expected_sequence}"
-                )
-            # recorded_at never steps back inside a stream, so "as of T" is always a
-            # prefix of each stream even if the host clock is adjusted.
-            recorded_at = self.clock()
-            if state.last_recorded_at is not None and recorded_at < state.last_recorded_at:
-                recorded_at = state.last_recorded_at
-            records: list[NewRecord] = []
-            duplicates: dict[int, Accepted] = {}
-            for index, draft in enumerate(drafts):
-                existing = view.find(str(draft.event_id))
-                if existing is not None:
-                    stored = codec.decode(existing.data)
-                    if not _same_action(stored, draft):
-                        raise RuleViolation(
-                            "event-id-unique",
-                            f"event id {draft.event_id} is already used by another event",
-                        )
-                    duplicates[index] = Accepted(stored, existing.position, existing.hash, True)
-                    continue
-                checked = rules.check(state, draft)
-                event = checked.model_copy(
-                    update={
-                        "sequence": state.sequence + 1,
-                        "prev_hash": state.last_hash,
-                        "recorded_at": recorded_at,
-                    }
-                )
-                encoded = codec.encode(event)
-                if len(encoded.data) > MAX_EVENT_BYTES:
-                    raise InputError(
-                        f"{event.event_type} of {model!r} is too large: {len(encoded.data):,} bytes encoded, "
-                        f"at most {MAX_EVENT_BYTES:,} (Kafka's message limit); keep bulky data behind a URI"
-                    )
-                record = NewRecord(
-                    model=model,
-                    sequence=event.sequence,
-                    event_id=str(event.event_id),
-                    event_type=event.event_type,
-                    fingerprint=encoded.fingerprint,
-                    data=encoded.data,
-                )
-                state = rules.apply(state, event, record.hash)
-                records.append(record)
-                outcome.setdefault("events", {})[event.sequence] = event
-            outcome["state"] = state
-            outcome["duplicates"] = duplicates
-            return records
+            decision = decide(
+                self.state(view, model), view.find, drafts,
+                expected_sequence=expected_sequence, clock=self.clock,
+            )
+            outcome["decision"] = decision
+            return decision.records
 
         stored = self.log.append(model, plan)
+        decision = outcome["decision"]
+        self.remember(model, decision.state)
+        return decision.answers(stored)
+
+    def remember(self, model: str, state: rules.ModelState) -> None:
+        """Keep ``state`` as the model's state after a committed append."""
         with self._lock:
-            self._states[model] = outcome["state"]
-        by_sequence = {r.sequence: r for r in stored}
-        answers: list[Accepted] = []
-        fresh = iter(sorted(outcome.get("events", {}).items()))
-        for index in range(len(drafts)):
-            if index in outcome["duplicates"]:
-                answers.append(outcome["duplicates"][index])
-                continue
-            sequence, event = next(fresh)
-            record = by_sequence[sequence]
-            answers.append(Accepted(event, record.position, record.hash))
+            self._states[model] = state
+
+
+def check_drafts(drafts: list[Event]) -> str:
+    """Refuse a malformed append (empty, several models, sequenced events, NUL
+    characters, an event id given twice); returns the model."""
+    if not drafts:
+        raise InputError("nothing to append")
+    model = drafts[0].model
+    if any(d.model != model for d in drafts):
+        raise InputError("one append takes events of a single model")
+    for draft in drafts:
+        if not draft.is_draft:
+            raise InputError(f"event {draft.event_id} already has a sequence; send drafts")
+        where = _nul_field(draft.model_dump(mode="json"))
+        if where:
+            # A NUL can be encoded but not stored by every database a view or an
+            # auditor uses (PostgreSQL text refuses it): refuse it at the door.
+            raise InputError(f"field {where} holds a NUL character")
+    ids = [d.event_id for d in drafts]
+    if len(set(ids)) != len(ids):
+        twice = next(i for i in ids if ids.count(i) > 1)
+        raise InputError(f"event id {twice} is given to more than one event of this append")
+    return model
+
+
+@dataclass
+class Decision:
+    """What one append of drafts decided against a stream state: the records to
+    write, the state after them, and per draft either the stored duplicate or
+    the sequenced event."""
+
+    records: list[NewRecord]
+    state: rules.ModelState
+    slots: list[Accepted | Event]
+
+    def answers(self, stored: list[StoredRecord]) -> list[Accepted]:
+        """The answers once ``stored`` (holding at least this decision's records)
+        is committed."""
+        by_sequence = {(r.model, r.sequence): r for r in stored}
+        answers = []
+        for slot in self.slots:
+            if isinstance(slot, Accepted):
+                answers.append(slot)
+            else:
+                record = by_sequence[(slot.model, slot.sequence)]
+                answers.append(Accepted(slot, record.position, record.hash))
         return answers
+
+
+def decide(
+    state: rules.ModelState,
+    find: Callable[[str], StoredRecord | None],
+    drafts: list[Event],
+    *,
+    expected_sequence: int | None = None,
+    clock: Callable[[], datetime] = utcnow,
+) -> Decision:
+    """Decide drafts of one model (checked by :func:`check_drafts`) against
+    ``state``: pure but for ``clock``. ``find`` looks an event id up in the stream,
+    so a retry is answered as a duplicate. Raises what the rules raise."""
+    model = state.model
+    if expected_sequence is not None and state.sequence != expected_sequence:
+        raise ConflictError(
+            f"stream {model!r} is at sequence {state.sequence}, "
+            f"the writer expected {expected_sequence}"
+        )
+    # recorded_at never steps back inside a stream, so "as of T" is always a
+    # prefix of each stream even if the host clock is adjusted.
+    recorded_at = clock()
+    if state.last_recorded_at is not None and recorded_at < state.last_recorded_at:
+        recorded_at = state.last_recorded_at
+    records: list[NewRecord] = []
+    slots: list[Accepted | Event] = []
+    for draft in drafts:
+        existing = find(str(draft.event_id))
+        if existing is not None:
+            stored = codec.decode(existing.data)
+            if not _same_action(stored, draft):
+                raise RuleViolation(
+                    "event-id-unique",
+                    f"event id {draft.event_id} is already used by another event",
+                )
+            slots.append(Accepted(stored, existing.position, existing.hash, True))
+            continue
+        checked = rules.check(state, draft)
+        event = checked.model_copy(
+            update={
+                "sequence": state.sequence + 1,
+                "prev_hash": state.last_hash,
+                "recorded_at": recorded_at,
+            }
+        )
+        encoded = codec.encode(event)
+        if len(encoded.data) > MAX_EVENT_BYTES:
+            raise InputError(
+                f"{event.event_type} of {model!r} is too large: {len(encoded.data):,} bytes encoded, "
+                f"at most {MAX_EVENT_BYTES:,} (Kafka's message limit); keep bulky data behind a URI"
+            )
+        record = NewRecord(
+            model=model,
+            sequence=event.sequence,
+            event_id=str(event.event_id),
+            event_type=event.event_type,
+            fingerprint=encoded.fingerprint,
+            data=encoded.data,
+        )
+        state = rules.apply(state, event, record.hash)
+        records.append(record)
+        slots.append(event)
+    return Decision(records, state, slots)

@@ -11,6 +11,9 @@
 ``emit`` answers synchronously: it returns :class:`ledger.append.Accepted` once the
 event is durable in the log, or raises :class:`ledger.errors.RuleViolation` (nothing
 written) — :class:`ledger.errors.ConflictError` when another writer won a race.
+
+With ``LEDGER_URL`` (and ``LEDGER_TOKEN``) set, ``Ledger.open()`` speaks to the
+ledger service instead (:mod:`ledger.http_client`), with the same answers.
 """
 
 from __future__ import annotations
@@ -42,6 +45,15 @@ class Ledger:
 
     @classmethod
     def open(cls, url: str | None = None, *, must_exist: bool = False) -> Ledger:
+        """The log at ``url``; without one, the ledger service when ``LEDGER_URL``
+        is set (an :class:`ledger.http_client.HttpLedger`: emit only), else
+        ``LEDGER_LOG`` or the embedded default."""
+        if url is None:
+            from ledger.http_client import HttpLedger
+
+            remote = HttpLedger.from_env()
+            if remote is not None:
+                return remote  # type: ignore[return-value]
         return cls(config.open_log(url, must_exist=must_exist))
 
     def emit(self, event: Event, *, expected_sequence: int | None = None) -> Accepted:

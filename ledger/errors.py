@@ -61,3 +61,10 @@ class WrongLog(InputError):
     would be applied to the wrong records. Nothing was applied."""
 
     exit_code = 2
+
+
+class NotAuthorized(LedgerError):
+    """The ledger service refused the caller: no or unknown token (HTTP 401), or
+    the principal lacks the role for the action (403). Nothing was written."""
+
+    exit_code = 2

@@ -76,6 +76,11 @@ PlanFn = Callable[["StreamView"], Sequence[NewRecord]]
 records to append. It may be called more than once (after a lost race), so it must
 be a pure function of the view it is given."""
 
+RoundPlanFn = Callable[[Callable[[str], "StreamView"]], Sequence[NewRecord]]
+"""Called by :meth:`EventLog.append_round` with a function giving the current
+stream of any model of the partition; returns records of any of those models.
+Like :data:`PlanFn` it may be called more than once and must be pure."""
+
 
 class StreamView(ABC):
     """Read access to one model stream inside an append."""
@@ -105,6 +110,16 @@ class EventLog(ABC):
         The backend guarantees that the view ``plan`` saw was the stream's state at
         the moment of the append: if another writer appended in between, ``plan`` is
         called again on the new state. Returns the stored records."""
+
+    def append_round(self, partition: int, plan: RoundPlanFn) -> list[StoredRecord]:
+        """Atomically append what ``plan`` returns for several models of one
+        partition: the group commit of a writer service, one transaction for many
+        requests. Same guarantee as :meth:`append`, for every stream ``plan`` looked at."""
+        raise NotImplementedError(f"{type(self).__name__} has no group commit")
+
+    def partition_for(self, model: str) -> int:
+        """The partition holding ``model``'s stream."""
+        return 0
 
     @abstractmethod
     def read(

@@ -110,7 +110,7 @@ from kafka.protocol.consumer.offsets import IsolationLevel
 
 from ledger import codec
 from ledger.errors import BackendError, ConflictError, DecodeError, InputError, RuleViolation
-from ledger.log import EventLog, NewRecord, PlanFn, Position, StoredRecord, StreamHead, StreamView
+from ledger.log import EventLog, NewRecord, PlanFn, Position, RoundPlanFn, StoredRecord, StreamHead, StreamView
 
 log = logging.getLogger(__name__)
 
@@ -127,6 +127,7 @@ full jitter so that racing processes stop fencing each other in lock step."""
 OPTIONS: dict[str, type] = {
     "client_id": str,
     "timeout_ms": int,
+    "deadline_ms": int,
     "transaction_timeout_ms": int,
     "min_insync_replicas": int,
     "security_protocol": str,
@@ -169,6 +170,36 @@ def _lost_writer_role(exc: BaseException | None) -> bool:
 
 def _unreachable(exc: BaseException | None) -> bool:
     return _caused_by(exc, _UNREACHABLE)
+
+
+def _sender_alive(producer: KafkaProducer) -> bool:
+    sender = getattr(producer, "_sender", None)
+    return sender is None or sender.is_alive()
+
+
+def _commit(producer: KafkaProducer, timeout_s: float) -> None:
+    """``commit_transaction()`` with a bound.
+
+    kafka-python 3.0.12's ``commit_transaction`` waits on its result without a
+    timeout; after a broker SIGKILL the producer's I/O thread can die
+    (``IllegalStateError: Cannot reset producer state for a transactional
+    producer`` in ``kafka.producer.sender``) and the wait never ends, though the
+    broker has long aborted the transaction. These are the same three steps, with
+    the wait bounded; the caller then drops the producer. Outcome unknown: the
+    next writer's init settles the transaction, and a retry finds a committed
+    event by its id."""
+    manager = getattr(producer, "_transaction_manager", None)
+    if manager is None or not hasattr(manager, "begin_commit"):
+        producer.commit_transaction()  # another kafka-python: its own bounds apply
+        return
+    if not _sender_alive(producer):
+        raise kerrors.KafkaConnectionError("the producer's I/O thread is dead")
+    result = manager.begin_commit()
+    producer._sender.wakeup()
+    deadline = time.monotonic() + timeout_s
+    while not result.wait(timeout_ms=100):
+        if time.monotonic() > deadline or not _sender_alive(producer):
+            raise kerrors.KafkaTimeoutError(f"the transaction's commit was not confirmed within {timeout_s:.1f} s")
 
 
 _TOPIC_NAME = re.compile(r"[A-Za-z0-9._\-]{1,249}")
@@ -287,12 +318,13 @@ class KafkaLog(EventLog):
             raise InputError(f"partitions ({partitions}) and replication ({replication}) must be at least 1")
         self.topic = topic
         self.options = self._parse_options(options)
-        for name in ("timeout_ms", "transaction_timeout_ms", "min_insync_replicas"):
+        for name in ("timeout_ms", "deadline_ms", "transaction_timeout_ms", "min_insync_replicas"):
             if name in self.options and self.options[name] < 1:
                 raise InputError(f"Kafka log option {name} must be at least 1, not {self.options[name]}")
         self.replication = replication
         self.url = f"kafka://{','.join(self.bootstrap_servers)}/{topic}?partitions={partitions}&replication={replication}"
         self._timeout_ms = self.options.get("timeout_ms", 10_000)
+        self._deadline_ms = self.options.get("deadline_ms", self._timeout_ms)
         self._lock = threading.RLock()
         self._admin_lock = threading.Lock()
         self._producers: dict[int, KafkaProducer] = {}
@@ -331,6 +363,10 @@ class KafkaLog(EventLog):
             "client_id": self.options.get("client_id", "ledger"),
             "bootstrap_timeout_ms": self._timeout_ms,
             "request_timeout_ms": max(self._timeout_ms, 5_000),
+            # kafka-python backs off reconnects exponentially up to 30 s by default:
+            # after a broker restart the writer stalled 18-30 s though the broker
+            # answered after ~15 s. 1 s keeps the resumption within a second or so.
+            "reconnect_backoff_max_ms": 1_000,
         }
         config.update({k: self.options[k] for k in _SECURITY_OPTIONS if k in self.options})
         return config
@@ -527,12 +563,17 @@ class KafkaLog(EventLog):
 
     # ------------------------------------------------------------------ writing
 
-    def _producer(self, partition: int) -> tuple[KafkaProducer, bool]:
+    def _producer(self, partition: int, block_ms: int | None = None) -> tuple[KafkaProducer, bool]:
         """This process's producer for ``partition``, and whether it is new (just
         initialised, which fenced every other writer of the partition)."""
         producer = self._producers.get(partition)
-        if producer is not None:
+        if producer is not None and _sender_alive(producer):
             return producer, False
+        if producer is not None:
+            # Its I/O thread died (seen after a broker SIGKILL): every wait on it
+            # would last forever. Replace it; the new init settles its transaction.
+            log.warning("the writer of partition %d lost its I/O thread; replacing it", partition)
+            self._drop_producer(partition)
         config = self._client_config()
         producer = KafkaProducer(
             **config,
@@ -545,7 +586,7 @@ class KafkaLog(EventLog):
             # init_transactions (coordinator lookup, connect, InitProducerId): 100 ms
             # by default made every writer switch cost ~220 ms; 20 ms gives ~50 ms.
             retry_backoff_ms=20,
-            max_block_ms=self._timeout_ms,
+            max_block_ms=max(1, min(self._timeout_ms, block_ms or self._timeout_ms)),
             delivery_timeout_ms=config["request_timeout_ms"] + 5_000,
         )
         try:
@@ -643,7 +684,7 @@ class KafkaLog(EventLog):
                 return None
         return event_id
 
-    def _check_ids_unused(self, partition: int, model: str, records: Sequence[NewRecord]) -> None:
+    def _check_ids_unused(self, partition: int, records: Sequence[NewRecord]) -> None:
         """Refuse event ids another model's event already holds, on any partition.
 
         Called with ``records`` sent in this writer's open transaction (acknowledged,
@@ -666,9 +707,9 @@ class KafkaLog(EventLog):
             )
 
         own = self._index[partition]
-        for event_id in ids:
-            if event_id in own.owners and own.owners[event_id] != model:
-                refuse(event_id, own.owners[event_id])
+        for r in records:
+            if r.event_id in own.owners and own.owners[r.event_id] != r.model:
+                refuse(r.event_id, own.owners[r.event_id])
         others = [p for p in self.partitions() if p != partition]
         if not others:
             return
@@ -691,13 +732,13 @@ class KafkaLog(EventLog):
                 if self._event_id_of(raw) in ids:
                     raise _IdInFlight(f"partition {other} has an open transaction with the same event id")
 
-    def _await_markers(self, partition: int, last_offset: int) -> None:
+    def _await_markers(self, partition: int, last_offset: int, until: float | None = None) -> None:
         """Wait until ``read_committed`` readers see the records up to ``last_offset``.
 
         ``commit_transaction`` returns once the coordinator has logged the commit,
         before it writes the markers that make the records readable: without this,
         a client could be told "accepted" and not find its event when it reads."""
-        deadline = time.monotonic() + self._timeout_ms / 1000
+        deadline = min(time.monotonic() + self._timeout_ms / 1000, until or float("inf"))
         try:
             while self._list_offsets([partition], IsolationLevel.READ_COMMITTED)[partition] <= last_offset:
                 if time.monotonic() > deadline:
@@ -725,42 +766,65 @@ class KafkaLog(EventLog):
         ]
 
     def append(self, model: str, plan: PlanFn) -> list[StoredRecord]:
+        return self._append(self.partition_for(model), repr(model), lambda views: plan(views(model)))
+
+    def append_round(self, partition: int, plan: RoundPlanFn) -> list[StoredRecord]:
+        """One transaction for records of several models of ``partition`` (a writer
+        service's group commit); the same write path as :meth:`append`."""
+        if partition not in range(self._partition_count):
+            raise InputError(f"{self.topic!r} has no partition {partition}")
+        return self._append(partition, f"partition {partition}", plan)
+
+    def _append(self, partition: int, target: str, plan: RoundPlanFn) -> list[StoredRecord]:
+        # ``target`` names what is appended to, in messages: a model, or a partition.
         self._check_open()
-        partition = self.partition_for(model)
-        key = model.encode("utf-8")
         lost = None
         with self._lock:
+            # Every append ends by ``until`` plus at most one step's own bound
+            # (timeout_ms): the steps below are given what is left.
+            until = time.monotonic() + self._deadline_ms / 1000
             for attempt in range(MAX_ATTEMPTS):
                 if attempt:
                     time.sleep(random.uniform(0, min(0.5, BACKOFF_S * 2**attempt)))
+                left_ms = int((until - time.monotonic()) * 1000)
+                if left_ms <= 0:
+                    raise BackendError(
+                        f"appending to {target} on {self._where} did not finish within {self._deadline_ms} ms "
+                        f"(last: {lost}), outcome unknown: retrying with the same event ids is safe"
+                    )
                 with self._kafka_errors(f"preparing to append to partition {partition}"):
-                    producer, fresh = self._producer(partition)
+                    producer, fresh = self._producer(partition, left_ms)
                     try:
                         index = self._catch_up(partition, fresh)
                     except _NeedsNewWriter:
                         self._drop_producer(partition)
                         continue
-                records = plan(_View(index.streams.get(model) or _Stream()))
+                records = plan(lambda name: _View(index.streams.get(name) or _Stream()))
                 if not records:
                     return []
+                for r in records:
+                    if self.partition_for(r.model) != partition:
+                        raise InputError(f"model {r.model!r} does not live in partition {partition}")
                 try:
                     producer.begin_transaction()
                     futures = [
-                        producer.send(self.topic, value=r.data, key=key, headers=self._headers(r), partition=partition)
+                        producer.send(
+                            self.topic, value=r.data, key=r.model.encode("utf-8"), headers=self._headers(r), partition=partition
+                        )
                         for r in records
                     ]
                     # Acknowledged before the id check reads other partitions
                     # (see _check_ids_unused); a refused record raises here.
-                    metadata = [f.get(timeout=self._timeout_ms / 1000) for f in futures]
+                    metadata = [f.get(timeout=max(0.5, until - time.monotonic())) for f in futures]
                     try:
-                        self._check_ids_unused(partition, model, records)
+                        self._check_ids_unused(partition, records)
                     except (RuleViolation, _IdInFlight) as refused:
                         producer.abort_transaction()
                         if isinstance(refused, RuleViolation):
                             raise
                         lost = refused
                         continue
-                    producer.commit_transaction()
+                    _commit(producer, max(0.5, min(self._timeout_ms / 1000, until - time.monotonic())))
                 except RuleViolation:
                     raise
                 except Exception as exc:  # noqa: BLE001 - sorted out just below
@@ -770,10 +834,10 @@ class KafkaLog(EventLog):
                     if isinstance(exc, (kerrors.MessageSizeTooLargeError, kerrors.RecordListTooLargeError)):
                         # The broker's or producer's limit (set below ledger's own):
                         # retrying the same bytes cannot help.
-                        raise InputError(f"an event for {model!r} is too large for {self._where}: {exc}") from exc
+                        raise InputError(f"an event for {target} is too large for {self._where}: {exc}") from exc
                     if _unreachable(exc):
                         raise BackendError(
-                            f"cannot reach {self._where} while appending to {model!r}, outcome unknown: "
+                            f"cannot reach {self._where} while appending to {target}, outcome unknown: "
                             f"{exc}; retrying with the same event ids is safe (an event already "
                             "committed is answered as a duplicate)"
                         ) from exc
@@ -786,7 +850,7 @@ class KafkaLog(EventLog):
                     continue
                 stored = [
                     StoredRecord(
-                        Position(partition, meta.offset), model, r.sequence, r.event_type,
+                        Position(partition, meta.offset), r.model, r.sequence, r.event_type,
                         r.fingerprint, r.data, meta.timestamp, r.hash,
                     )
                     for r, meta in zip(records, metadata)
@@ -796,7 +860,7 @@ class KafkaLog(EventLog):
                 index.next_offset = max(index.next_offset, stored[-1].position.offset + 1)
                 index.own_first = stored[0].position.offset
                 index.own_last = stored[-1].position.offset
-                self._await_markers(partition, index.own_last)
+                self._await_markers(partition, index.own_last, until)
                 return stored
         if isinstance(lost, _IdInFlight):
             raise ConflictError(
@@ -809,9 +873,26 @@ class KafkaLog(EventLog):
                 f"{self.topic!r} ({MAX_ATTEMPTS} attempts; last: {lost}); try again"
             )
         raise BackendError(
-            f"appending to {model!r} on {self._where} failed {MAX_ATTEMPTS} times (last: {lost}); "
+            f"appending to {target} on {self._where} failed {MAX_ATTEMPTS} times (last: {lost}); "
             "retrying with the same event ids is safe"
         )
+
+    # ------------------------------------------------------------------ for a writer service
+
+    def client_config(self) -> dict:
+        """Connection settings of this log's clients (for the service's group membership)."""
+        return self._client_config()
+
+    def describe_groups(self, groups: list[str]) -> dict:
+        with self._admin_lock, self._kafka_errors("describing consumer groups"):
+            return self._admin.describe_groups(groups)
+
+    def release(self, partition: int) -> None:
+        """Give up the writer role of ``partition`` and forget its index: another
+        instance writes it now, so what this process read of it will be stale."""
+        with self._lock:
+            self._drop_producer(partition)
+            self._index.pop(partition, None)
 
     # ------------------------------------------------------------------ lifecycle
 

@@ -14,7 +14,7 @@ from collections.abc import Iterator
 from pathlib import Path
 
 from ledger.errors import BackendError, ConflictError, RuleViolation
-from ledger.log import EventLog, PlanFn, Position, StoredRecord, StreamHead, StreamView
+from ledger.log import EventLog, PlanFn, Position, RoundPlanFn, StoredRecord, StreamHead, StreamView
 
 SCHEMA = """
 CREATE TABLE IF NOT EXISTS events (
@@ -95,13 +95,20 @@ class SqliteLog(EventLog):
         return conn
 
     def append(self, model: str, plan: PlanFn) -> list[StoredRecord]:
+        return self._append(model, lambda views: plan(views(model)))
+
+    def append_round(self, partition: int, plan: RoundPlanFn) -> list[StoredRecord]:
+        return self._append(None, plan)
+
+    def _append(self, model: str | None, plan: RoundPlanFn) -> list[StoredRecord]:
         conn = self._conn
         try:
             conn.execute("BEGIN IMMEDIATE")
         except sqlite3.Error as exc:
             raise BackendError(f"cannot lock the embedded log {self.path}: {exc}") from exc
+        records = []
         try:
-            records = plan(_View(conn, model))
+            records = plan(lambda name: _View(conn, name))
             now = int(time.time() * 1000)
             stored = []
             for record in records:
@@ -140,7 +147,8 @@ class SqliteLog(EventLog):
                 # plan looked at: an id another model's event holds. Retrying cannot
                 # help, so this is no ConflictError.
                 raise RuleViolation("event-id-unique", self._id_clash(records)) from exc
-            raise ConflictError(f"another writer appended to {model!r} first ({exc})") from exc
+            where = repr(model) if model is not None else "a model of this round"
+            raise ConflictError(f"another writer appended to {where} first ({exc})") from exc
         except sqlite3.Error as exc:
             conn.execute("ROLLBACK")
             raise BackendError(f"embedded log write failed: {exc}") from exc

@@ -162,6 +162,8 @@ class Story:
         self.workdir = workdir
         self.step = 0
         self.files = 0
+        self.service: tuple[str, dict[str, str]] | None = None
+        """With --serve: the service's URL and each actor's token; `emit` goes through it."""
 
     def chapter(self, title: str) -> None:
         self.step += 1
@@ -187,7 +189,17 @@ class Story:
         suffix = "-".join(str(fields[k]) for k in ("version", "environment") if k in fields)
         path = self.workdir / f"{self.files:02d}-{kind}-{suffix}.json"
         path.write_text(json.dumps(fields, indent=2), encoding="utf-8")
-        return self.run("emit", kind, "--actor", actor, "--json", str(path), "--brief", expect=expect)
+        if self.service is None:
+            return self.run("emit", kind, "--actor", actor, "--json", str(path), "--brief", expect=expect)
+        import os
+
+        url, tokens = self.service
+        click.secho(f"$ export LEDGER_URL={url} LEDGER_TOKEN=<{actor}'s token>", fg="cyan")
+        os.environ["LEDGER_URL"], os.environ["LEDGER_TOKEN"] = url, tokens[actor]
+        try:
+            return self.run("emit", kind, "--actor", actor, "--json", str(path), "--brief", expect=expect)
+        finally:
+            del os.environ["LEDGER_URL"], os.environ["LEDGER_TOKEN"]
 
 
 def _free_model_name(log_url: str) -> str:
@@ -205,8 +217,9 @@ def _free_model_name(log_url: str) -> str:
 
 @click.command()
 @click.option("--workdir", type=click.Path(file_okay=False, path_type=Path), default=Path("demo"), show_default=True, help="Where the demo writes its data files.")
+@click.option("--serve", is_flag=True, help="Run the ledger service (on a loopback port) and record the approvals, deployments and retirement through it, each person with their own token.")
 @click.pass_context
-def demo(ctx: click.Context, workdir: Path) -> None:
+def demo(ctx: click.Context, workdir: Path, serve: bool) -> None:
     """Tell the predictive-maintenance story end to end on this ledger.
 
     Snapshot sensor data with a data contract → train → evaluate → approve (another
@@ -223,12 +236,38 @@ def demo(ctx: click.Context, workdir: Path) -> None:
     \b
     Example:
       mkdir try-ledger && cd try-ledger && ledger demo
+      ledger demo --serve        # the people's actions through the ledger service
     """
+    if serve:
+        from ledger.service.app import Settings
+        from ledger.service.embedded import running
+        from ledger.service.principals import add_principal
+
+        principals = workdir / "principals.toml"
+        workdir.mkdir(parents=True, exist_ok=True)
+        principals.unlink(missing_ok=True)
+        roles = {
+            "alice": ["approve", "read"],
+            "bob": ["approve", "retire", "read"],
+            "carol": ["approve", "retire", "read"],
+            "deployer": ["deploy:*", "read"],
+        }
+        tokens = {name: add_principal(principals, name, r) for name, r in roles.items()}
+        service_settings = Settings(log_url=settings(ctx)["log_url"], db_url=settings(ctx)["db_url"], principals=str(principals))
+        with running(service_settings) as url:
+            click.secho(f"The ledger service runs at {url}; alice, bob, carol and the deployer have tokens ({principals}).", bold=True)
+            _tell(ctx, workdir, (url, tokens))
+        return
+    _tell(ctx, workdir, None)
+
+
+def _tell(ctx: click.Context, workdir: Path, service) -> None:
     log_url, db_url = settings(ctx)["log_url"], settings(ctx)["db_url"]
     model = _free_model_name(log_url)
     run_dir = workdir / model
     # The commands run through the very group that runs this one, as typed.
     story = Story(ctx.find_root().command, log_url, db_url, run_dir)
+    story.service = service
 
     contract = run_dir / "contract.json"
     january, summer = run_dir / "sensors-january.csv", run_dir / "sensors-heat-wave.csv"

@@ -51,7 +51,13 @@ def emit(ctx: click.Context, event_type: str, actor: str, source, expect_sequenc
     except ValidationError as exc:
         raise InputError(f"invalid {event_type} event: {validation_message(exc)}") from exc
     try:
-        accepted = open_ledger(ctx).emit(event, expected_sequence=expect_sequence)
+        from ledger.http_client import HttpLedger
+
+        # LEDGER_URL set: the service records the event (issue 11), retrying safely.
+        remote = HttpLedger.from_env()
+        if remote is not None:
+            ctx.call_on_close(remote.close)
+        accepted = (remote or open_ledger(ctx)).emit(event, expected_sequence=expect_sequence)
     except BackendError as exc:
         if "event_id" in fields:
             raise
@@ -151,7 +157,6 @@ def export(ctx: click.Context, out: str, model: str | None, since: str | None, u
     )
     noted = f", {summary['unreadable']} unreadable record(s) noted" if summary["unreadable"] else ""
     click.echo(f"wrote {summary['events']} event(s) of {len(summary['chains'])} model(s) to {out}{noted}")
-
 
 
 commands: list = [emit, verify, export]

@@ -117,19 +117,20 @@ def _zombie(url: str, pause_at: str, ready, go, results) -> None:
 
     log.append = append
     if pause_at == "before-commit":
-        from kafka import KafkaProducer
+        # The write path commits through its bounded wrapper of commit_transaction.
+        import ledger.backends.kafka as kafka_log
 
-        real_commit = KafkaProducer.commit_transaction
+        real_commit = kafka_log._commit
         stalled = False
 
-        def commit_transaction(self):
+        def commit_transaction(producer, timeout_s):
             nonlocal stalled
             if not stalled:
                 stalled = True
                 stall()
-            return real_commit(self)
+            return real_commit(producer, timeout_s)
 
-        KafkaProducer.commit_transaction = commit_transaction
+        kafka_log._commit = commit_transaction
     try:
         accepted = ledger.emit(_trained_by("zombie"))
     except RuleViolation as exc:

@@ -37,7 +37,7 @@ def test_compose_file_refused_when_broken():
         jsonschema.validate(broken, schema)
 
 
-@pytest.mark.parametrize("service", ["projector", "retrainer", "notifier"])
+@pytest.mark.parametrize("service", ["projector", "retrainer", "notifier", "ledger"])
 def test_ledger_services_run_real_commands_with_the_cli_configuration(service):
     spec = COMPOSE["services"][service]
     command = spec["command"]

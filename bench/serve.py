@@ -1,0 +1,257 @@
+"""The ledger service under load: group commit, sequential latency, and latency
+as the partition grows.
+
+    python bench/serve.py [--kafka HOST:PORT | --no-kafka] [--clients 16]
+                          [--seconds 10] [--sequential 300] [--large 100000]
+
+Prints, per backend (the real service on a loopback port, its own process):
+* ``--clients`` concurrent clients appending snapshots to models on ONE partition
+  for ``--seconds``: accepted events/s, p50/p99/max latency, conflicts (409
+  concurrent-write) and other refusals;
+* one client, sequential: p50/p99 per event;
+* on Kafka: sequential p50 with 1,000 and with ``--large`` events already on the
+  partition, each measured on a freshly started service (and its start-up time);
+* on Kafka: failover — two instances (``--advertise``), SIGKILL of the one owning a
+  model's partition, time until the survivor accepts the next event for it.
+
+Each run uses fresh topics / files. The broker defaults to ``LEDGER_TEST_KAFKA``.
+"""
+
+from __future__ import annotations
+
+import argparse
+import os
+import statistics
+import sys
+import tempfile
+import threading
+import time
+import uuid
+from pathlib import Path
+
+import httpx
+
+ROOT = Path(__file__).resolve().parent.parent
+sys.path.insert(0, str(ROOT))
+
+from ledger import samples  # noqa: E402
+from ledger.client import Ledger  # noqa: E402
+from ledger.config import open_log  # noqa: E402
+from ledger.http_client import draft_json  # noqa: E402
+from tests.integration.service_harness import Server, make_principals  # noqa: E402
+
+
+def percentile(values: list[float], q: float) -> float:
+    ordered = sorted(values)
+    return ordered[min(len(ordered) - 1, int(q * len(ordered)))]
+
+
+def models_on_partition(log_url: str, count: int, partition: int = 0) -> list[str]:
+    with open_log(log_url) as log:
+        return [n for n in (f"bench-{i}" for i in range(100_000)) if log.partition_for(n) == partition][:count]
+
+
+def _client_process(url: str, token: str, models: list[str], first: int, threads: int, ready, go, stop_at, out) -> None:
+    latencies: list[float] = []
+    statuses: dict[str, int] = {}
+    lock = threading.Lock()
+
+    def client(index: int) -> None:
+        model = models[index % len(models)]
+        mine, seen = [], {}
+        with httpx.Client(base_url=url, headers={"Authorization": f"Bearer {token}"}, timeout=60) as http:
+            go.wait()
+            n = 0
+            while time.time() < stop_at.value:
+                n += 1
+                body = draft_json(samples.snapshot(model, f"c{index}-{n}", actor="writer"))
+                began = time.monotonic()
+                answer = http.post("/v1/events", json=body)
+                mine.append(time.monotonic() - began)
+                key = str(answer.status_code) if answer.status_code < 400 else f"{answer.status_code} {answer.json().get('rule')}"
+                seen[key] = seen.get(key, 0) + 1
+        with lock:
+            latencies.extend(mine)
+            for key, count in seen.items():
+                statuses[key] = statuses.get(key, 0) + count
+
+    workers = [threading.Thread(target=client, args=(first + i,)) for i in range(threads)]
+    for t in workers:
+        t.start()
+    ready.put(threads)
+    for t in workers:
+        t.join()
+    out.put((latencies, statuses))
+
+
+def concurrent(server: Server, token: str, models: list[str], clients: int, seconds: float, processes: int = 4) -> dict:
+    """``clients`` clients (threads spread over ``processes`` processes, so the
+    clients' own Python does not become the bottleneck) for ``seconds``."""
+    import multiprocessing
+
+    ctx = multiprocessing.get_context("spawn")
+    out, ready, go, stop_at = ctx.Queue(), ctx.Queue(), ctx.Event(), ctx.Value("d", 0.0)
+    per = [clients // processes + (1 if i < clients % processes else 0) for i in range(processes)]
+    procs, first = [], 0
+    for count in per:
+        if count:
+            procs.append(ctx.Process(target=_client_process, args=(server.url, token, models, first, count, ready, go, stop_at, out)))
+            first += count
+    for proc in procs:
+        proc.start()
+    for _ in procs:  # every client is up before the clock starts
+        ready.get(timeout=120)
+    stop_at.value = time.time() + seconds
+    go.set()
+    latencies: list[float] = []
+    statuses: dict[str, int] = {}
+    for _ in procs:
+        got, seen = out.get(timeout=seconds + 120)
+        latencies.extend(got)
+        for key, count in seen.items():
+            statuses[key] = statuses.get(key, 0) + count
+    for proc in procs:
+        proc.join()
+    accepted = statuses.get("201", 0)
+    return {
+        "rate": accepted / seconds,
+        "p50": percentile(latencies, 0.5),
+        "p99": percentile(latencies, 0.99),
+        "max": max(latencies),
+        "statuses": statuses,
+    }
+
+
+def sequential(server: Server, token: str, model: str, count: int, prefix: str) -> dict:
+    latencies = []
+    with httpx.Client(base_url=server.url, headers={"Authorization": f"Bearer {token}"}, timeout=60) as http:
+        for n in range(count):
+            body = draft_json(samples.snapshot(model, f"{prefix}-{n}", actor="writer"))
+            began = time.monotonic()
+            answer = http.post("/v1/events", json=body)
+            latencies.append(time.monotonic() - began)
+            assert answer.status_code == 201, answer.text
+    return {"p50": statistics.median(latencies), "p99": percentile(latencies, 0.99)}
+
+
+def seed(log_url: str, models: list[str], total: int) -> float:
+    """Append ``total`` events to ``models`` directly (batches of 500)."""
+    began = time.monotonic()
+    per_model = total // len(models)
+    with Ledger.open(log_url) as ledger:
+        for model in models:
+            done = 0
+            while done < per_model:
+                size = min(500, per_model - done)
+                ledger.emit_many([samples.snapshot(model, f"seed-{done + i}", actor="writer") for i in range(size)])
+                done += size
+    return time.monotonic() - began
+
+
+def failover(log_url: str, principals: Path, token: str, workdir: Path) -> float:
+    """Seconds from SIGKILL of the instance owning a model's partition to the first
+    event accepted for that model by the survivor."""
+    from tests.integration.service_harness import free_port
+
+    def instance(name: str) -> Server:
+        port = free_port()
+        return Server(
+            log_url, principals, db_url=f"sqlite:///{workdir / f'views-{name}.db'}", port=port,
+            extra=["--advertise", f"http://127.0.0.1:{port}"],
+        ).wait_ready(120)
+
+    a, b = instance("a"), instance("b")
+    try:
+        deadline = time.monotonic() + 60
+        while True:
+            parts = httpx.get(f"{b.url}/readyz").json().get("partitions") or []
+            others = httpx.get(f"{a.url}/readyz").json().get("partitions") or []
+            if parts and others and len(parts) + len(others) == 3:
+                break
+            if time.monotonic() > deadline:
+                raise RuntimeError("the two instances did not share the partitions")
+            time.sleep(0.2)
+        with open_log(log_url) as log:
+            model = next(m for m in (f"fo-{i}" for i in range(1000)) if log.partition_for(m) in parts)
+        with httpx.Client(base_url=a.url, headers={"Authorization": f"Bearer {token}"}, timeout=30) as http:
+            assert http.post("/v1/events", json=draft_json(samples.snapshot(model, "before", actor="writer"))).status_code == 201
+            b.kill()
+            killed = time.monotonic()
+            body = draft_json(samples.snapshot(model, "after", actor="writer"))
+            while True:
+                try:
+                    if http.post("/v1/events", json=body).status_code in (200, 201):
+                        return time.monotonic() - killed
+                except httpx.TransportError:
+                    pass
+                time.sleep(0.05)
+    finally:
+        a.stop()
+        b.stop()
+
+
+def fmt(result: dict) -> str:
+    return (
+        f"{result['rate']:,.0f} accepted/s, p50 {result['p50'] * 1000:.1f} ms, p99 {result['p99'] * 1000:.1f} ms, "
+        f"max {result['max'] * 1000:.0f} ms, answers {result['statuses']}"
+    )
+
+
+def start(log_url: str, principals: Path, workdir: Path) -> tuple[Server, float]:
+    began = time.monotonic()
+    server = Server(log_url, principals, db_url=f"sqlite:///{workdir / f'views-{uuid.uuid4().hex[:6]}.db'}")
+    server.wait_ready(600)
+    return server, time.monotonic() - began
+
+
+def main() -> None:
+    parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
+    parser.add_argument("--kafka", default=os.environ.get("LEDGER_TEST_KAFKA", "127.0.0.1:19092"))
+    parser.add_argument("--no-kafka", action="store_true")
+    parser.add_argument("--clients", type=int, default=16)
+    parser.add_argument("--seconds", type=float, default=10)
+    parser.add_argument("--sequential", type=int, default=300)
+    parser.add_argument("--large", type=int, default=100_000)
+    args = parser.parse_args()
+
+    with tempfile.TemporaryDirectory() as tmp:
+        workdir = Path(tmp)
+        principals = workdir / "principals.toml"
+        token = make_principals(principals, {"writer": ["snapshot", "read"]})["writer"]
+        backends = [("embedded", f"sqlite:///{workdir / 'log.db'}")]
+        if not args.no_kafka:
+            backends.append(("kafka", f"kafka://{args.kafka}/bench-serve-{uuid.uuid4().hex[:8]}?partitions=3"))
+        for name, log_url in backends:
+            models = models_on_partition(log_url, 4)
+            server, ready_s = start(log_url, principals, workdir)
+            try:
+                result = concurrent(server, token, models, args.clients, args.seconds)
+                print(f"{name}: {args.clients} clients, models on one partition, {args.seconds:g} s: {fmt(result)}")
+                one = sequential(server, token, "bench-seq" if name == "embedded" else models[0], args.sequential, "seq")
+                print(f"{name}: one client, sequential, {args.sequential} events: p50 {one['p50'] * 1000:.1f} ms, p99 {one['p99'] * 1000:.1f} ms")
+            finally:
+                server.stop()
+
+        if not args.no_kafka:
+            for total in (1_000, args.large):
+                log_url = f"kafka://{args.kafka}/bench-serve-size-{uuid.uuid4().hex[:8]}?partitions=3"
+                models = models_on_partition(log_url, 10)
+                took = seed(log_url, models, total)
+                server, ready_s = start(log_url, principals, workdir)
+                try:
+                    sequential(server, token, models[1], 20, "warm")  # the first touch folds the stream
+                    one = sequential(server, token, models[1], args.sequential, "size")
+                    print(
+                        f"kafka: {total:,} events on the partition (seeded in {took:.0f} s): service ready in {ready_s:.1f} s, "
+                        f"sequential p50 {one['p50'] * 1000:.1f} ms, p99 {one['p99'] * 1000:.1f} ms"
+                    )
+                finally:
+                    server.stop()
+            log_url = f"kafka://{args.kafka}/bench-serve-failover-{uuid.uuid4().hex[:8]}?partitions=3"
+            for run in range(2):
+                took = failover(log_url.replace("failover-", f"failover{run}-"), principals, token, workdir)
+                print(f"kafka: failover, SIGKILL of the owner to the first event accepted by the survivor: {took:.1f} s")
+
+
+if __name__ == "__main__":
+    main()

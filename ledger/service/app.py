@@ -1,0 +1,558 @@
+"""The ledger service: the one writer of the log, over authenticated HTTP.
+
+``create_app(Settings(...))`` builds the FastAPI application; ``ledger serve``
+runs it on uvicorn. The JSON API lives under ``/v1/``:
+
+* ``POST /v1/events`` — one event: its fields as a JSON object plus ``event_type``
+  (``ModelDeployed`` or the CLI name ``deploy``). 201 with the accepted event, or
+  200 when its ``event_id`` was already recorded with the same action (a retry).
+* ``POST /v1/batches`` — ``{"events": [...], "expected_sequence": N?}``: several
+  events of one model, accepted all or none.
+* ``GET /v1/models``, ``/v1/models/{model}``, ``/v1/models/{model}/versions/{n}``,
+  ``/v1/lineage?node=churn@3``, ``/v1/audit``, ``/v1/decisions/pending`` — the views,
+  brought up to date with the log before each read (as the CLI does).
+* ``/healthz`` (the process answers), ``/readyz`` (it can accept appends),
+  ``/metrics`` (Prometheus).
+
+Authentication: ``Authorization: Bearer TOKEN``; the token names a principal
+(:mod:`ledger.service.principals`). An event's ``actor`` is the principal (filled in
+when absent); naming another actor needs the ``act-as`` role.
+
+Deadline: every append is answered within ``Settings.deadline`` seconds (10 by
+default): accepted, refused, or 503 ``outcome-unknown`` — retry with the same event
+ids, which is always safe (a recorded event is answered as a duplicate).
+"""
+
+
+import asyncio
+import json
+import logging
+import threading
+import time
+from contextlib import asynccontextmanager
+from dataclasses import dataclass
+from typing import Annotated, Any
+
+import httpx
+from fastapi import Depends, FastAPI, Path, Query, Request
+from fastapi.exceptions import RequestValidationError
+from fastapi.responses import JSONResponse, PlainTextResponse, Response
+from fastapi.security import HTTPAuthorizationCredentials, HTTPBearer
+from prometheus_client import CONTENT_TYPE_LATEST, generate_latest
+from pydantic import ValidationError
+
+from ledger import config
+from ledger.append import check_drafts
+from ledger.errors import InputError
+from ledger.events import BY_CLI_NAME, BY_TYPE, EVENT_CLASSES, Event
+from ledger.service.metrics import Metrics
+from ledger.service.principals import Principal, Principals
+from ledger.service.problems import MEDIA_TYPE, Problem, from_error
+from ledger.service.writer import NotOwner, Writers
+from ledger.service.writer import Request as AppendRequest
+
+log = logging.getLogger(__name__)
+
+MAX_BODY_BYTES = 8_000_000
+"""Largest request body: a batch of a few large events (each at most 1,000,000
+bytes encoded, see ``ledger.append.MAX_EVENT_BYTES``)."""
+MAX_BATCH = 1000
+SET_BY_LEDGER = ("sequence", "prev_hash", "recorded_at")
+STUCK_S = 3.0
+"""A round running longer than this makes the service not ready (rounds take
+milliseconds when the log answers)."""
+
+
+@dataclass
+class Settings:
+    log_url: str
+    principals: str
+    db_url: str | None = None
+    deadline: float = 10.0
+    """Seconds within which every append is answered."""
+    open_retry: float = 1.0
+    advertise_url: str | None = None
+    """This instance's URL for its peers: set, on Kafka, instances share the
+    partitions through a consumer group and forward requests to the owner."""
+
+
+def _refuse_constant(name: str):
+    raise Problem(400, "malformed-request", f"malformed JSON: {name} is not a JSON number")
+
+
+def _validation_message(exc: ValidationError) -> str:
+    return "; ".join(f"{'.'.join(str(p) for p in e['loc']) or 'event'}: {e['msg']}" for e in exc.errors())
+
+
+def _draft(fields: Any, principal: Principal, where: str) -> Event:
+    if not isinstance(fields, dict):
+        raise Problem(400, "malformed-request", f"{where} must be a JSON object holding the event's fields")
+    fields = dict(fields)
+    name = fields.pop("event_type", None)
+    if not isinstance(name, str):
+        raise Problem(422, "invalid-event", f"{where} needs an event_type (one of {', '.join(BY_TYPE)})")
+    cls = BY_TYPE.get(name) or BY_CLI_NAME.get(name)
+    if cls is None:
+        raise Problem(422, "invalid-event", f"{where}: unknown event_type {name!r}; use one of {', '.join(BY_TYPE)}")
+    for forbidden in SET_BY_LEDGER:
+        if forbidden in fields:
+            raise Problem(422, "invalid-event", f"{where}: {forbidden!r} is set by the ledger, not by the emitter")
+    fields.setdefault("actor", principal.name)
+    try:
+        return cls.model_validate(fields)
+    except ValidationError as exc:
+        raise Problem(422, "invalid-event", f"{where}: invalid {cls.event_type}: {_validation_message(exc)}") from exc
+
+
+def _authorize(principal: Principal, draft: Event) -> None:
+    role = Principal.role_for(draft.event_type, getattr(draft, "environment", None))
+    if not principal.may(role):
+        raise Problem(
+            403, "forbidden", f"principal {principal.name!r} may not record {draft.event_type} (needs role {role!r})", rule="role"
+        )
+    if draft.actor != principal.name and not principal.may("act-as"):
+        raise Problem(
+            403, "forbidden",
+            f"principal {principal.name!r} may not record events as {draft.actor!r} (needs role 'act-as')",
+            rule="actor",
+        )
+
+
+def _event_schemas() -> tuple[dict, dict]:
+    """A JSON schema of one event draft (any type), and the definitions it uses."""
+    variants, defs = [], {}
+    for cls in EVENT_CLASSES:
+        schema = cls.model_json_schema(ref_template="#/components/schemas/{model}")
+        defs.update(schema.pop("$defs", {}))
+        for name in SET_BY_LEDGER:
+            schema["properties"].pop(name, None)
+        schema["properties"] = {"event_type": {"const": cls.event_type}, **schema["properties"]}
+        schema["required"] = ["event_type", *[r for r in schema.get("required", []) if r != "actor"]]
+        schema["title"] = f"{cls.event_type}Draft"
+        defs[schema["title"]] = schema
+        variants.append({"$ref": f"#/components/schemas/{schema['title']}"})
+    return {"oneOf": variants, "discriminator": {"propertyName": "event_type"}}, defs
+
+
+class Service:
+    """Everything one running instance holds: the log, its writers, the views."""
+
+    def __init__(self, settings: Settings):
+        self.settings = settings
+        self.principals: Principals | None = None
+        self.metrics = Metrics()
+        self.log = None
+        self.writers: Writers | None = None
+        self.membership = None
+        self.engine = None
+        self._views_lock = threading.Lock()
+        self._closing = threading.Event()
+        self.not_ready_reason = "starting: opening the log"
+        self._opener = threading.Thread(target=self._open, name="ledger-open", daemon=True)
+
+    def start(self) -> None:
+        self.principals = Principals(self.settings.principals)
+        self._opener.start()
+
+    def _open(self) -> None:
+        # The log may be unreachable at start: keep trying, answering 503 meanwhile.
+        while not self._closing.is_set():
+            try:
+                log_ = config.open_log(self.settings.log_url)
+            except InputError:
+                raise
+            except Exception as exc:  # noqa: BLE001 - retried; readiness tells why
+                self.not_ready_reason = f"cannot open the log yet: {exc}"
+                log.warning(self.not_ready_reason)
+                self._closing.wait(self.settings.open_retry)
+                continue
+            self.log = log_
+            if self.settings.advertise_url and hasattr(log_, "describe_groups"):
+                from ledger.service.membership import Membership
+
+                self.writers = Writers(log_, observer=self.metrics, partitions=[])
+                self.membership = Membership(log_, self.settings.advertise_url, self.writers.assign, self.writers.revoke)
+                self.membership.start()
+            else:
+                self.writers = Writers(log_, observer=self.metrics)
+                self.writers.start()
+            return
+
+    def readiness(self) -> str | None:
+        """None when ready, else why not."""
+        if self.writers is None:
+            return self.not_ready_reason
+        if self.membership is not None and not self.membership.joined.is_set():
+            return "starting: joining the group of writer instances"
+        if not self.writers.ready:
+            return "starting: taking the writer role and reading the log"
+        failing = self.writers.failing()
+        if failing:
+            return f"the log is unreachable (partitions {failing}); appends are answered 503"
+        stuck = self.writers.stuck(STUCK_S)
+        if stuck:
+            return f"the log has not answered for more than {STUCK_S:g} s (partitions {stuck})"
+        return None
+
+    def views(self):
+        """The projection database, caught up with the log."""
+        from projections import db
+        from projections.runner import project
+
+        if self.log is None:
+            raise Problem(503, "unavailable", self.not_ready_reason, rule="not-ready")
+        with self._views_lock:
+            if self.engine is None:
+                self.engine = db.open_db(config.db_url(self.settings.db_url))
+            project(self.log, self.engine)
+        return self.engine
+
+    def close(self) -> None:
+        self._closing.set()
+        if self.membership is not None:
+            self.membership.stop()
+        if self.writers is not None:
+            self.writers.stop()
+        if self.log is not None:
+            self.log.close()
+        if self.engine is not None:
+            self.engine.dispose()
+
+
+def create_app(settings: Settings) -> FastAPI:
+    service = Service(settings)
+
+    @asynccontextmanager
+    async def lifespan(app: FastAPI):
+        service.start()
+        try:
+            yield
+        finally:
+            await asyncio.to_thread(service.close)
+
+    app = FastAPI(
+        title="Model lifecycle ledger",
+        version="1",
+        summary="Record and read the lifecycle of ML models: an event-sourced, tamper-evident ledger.",
+        lifespan=lifespan,
+    )
+    app.state.service = service
+    bearer = HTTPBearer(auto_error=False, description="A principal's token (`ledger principals add`).")
+
+    @app.exception_handler(Problem)
+    async def _problem(request: Request, exc: Problem):
+        return exc.response()
+
+    @app.exception_handler(RequestValidationError)
+    async def _invalid(request: Request, exc: RequestValidationError):
+        detail = "; ".join(f"{'.'.join(str(p) for p in e['loc'])}: {e['msg']}" for e in exc.errors())
+        return Problem(422, "invalid-event", detail).response()
+
+    @app.exception_handler(Exception)
+    async def _unexpected(request: Request, exc: Exception):
+        log.exception("unexpected error answering %s %s", request.method, request.url.path)
+        return from_error(exc).response()
+
+    # async: a sync dependency costs a thread-pool hop per request.
+    async def principal(credentials: Annotated[HTTPAuthorizationCredentials | None, Depends(bearer)]) -> Principal:
+        challenge = {"WWW-Authenticate": 'Bearer realm="ledger"'}
+        if credentials is None:
+            raise Problem(401, "unauthenticated", "send Authorization: Bearer TOKEN", headers=challenge)
+        found = service.principals.authenticate(credentials.credentials)
+        if found is None:
+            raise Problem(401, "unauthenticated", "unknown or revoked token", headers=challenge)
+        return found
+
+    async def reader(who: Annotated[Principal, Depends(principal)]) -> Principal:
+        if not who.may("read"):
+            raise Problem(403, "forbidden", f"principal {who.name!r} may not read the views (needs role 'read')", rule="role")
+        return who
+
+    async def _body(request: Request) -> Any:
+        declared = request.headers.get("content-length")
+        if declared and declared.isdigit() and int(declared) > MAX_BODY_BYTES:
+            raise Problem(400, "malformed-request", f"the body is larger than {MAX_BODY_BYTES:,} bytes")
+        raw = b""
+        async for chunk in request.stream():
+            raw += chunk
+            if len(raw) > MAX_BODY_BYTES:
+                raise Problem(400, "malformed-request", f"the body is larger than {MAX_BODY_BYTES:,} bytes")
+        request.state.raw = raw
+        try:
+            return json.loads(raw.decode("utf-8-sig"), parse_constant=_refuse_constant)
+        except UnicodeDecodeError as exc:
+            raise Problem(400, "malformed-request", f"the body is not UTF-8 text: {exc}") from exc
+        except (json.JSONDecodeError, RecursionError) as exc:
+            raise Problem(400, "malformed-request", f"malformed JSON: {exc}") from exc
+
+    async def _forward(request: Request, partition: int, started: float):
+        """Hand a request for a partition this instance does not write to the
+        instance that does (found through the group), and relay its answer."""
+        unavailable = {"rule": "not-ready", "headers": {"Retry-After": "1"}}
+        if service.membership is None:
+            raise Problem(503, "unavailable", f"partition {partition} has no writer here", **unavailable)
+        if request.headers.get("x-ledger-forwarded"):
+            raise Problem(503, "unavailable", f"partition {partition} is moving between instances; retry", **unavailable)
+        owner = await asyncio.to_thread(service.membership.owner_of, partition)
+        if owner is None or owner.rstrip("/") == settings.advertise_url.rstrip("/"):
+            service.membership.forget_owners()
+            raise Problem(503, "unavailable", f"partition {partition} has no writer yet (the group is rebalancing); retry", **unavailable)
+        headers = {
+            "authorization": request.headers.get("authorization", ""),
+            "content-type": "application/json",
+            "x-ledger-forwarded": settings.advertise_url,
+        }
+        left = max(0.1, started + settings.deadline - time.monotonic())
+        try:
+            async with httpx.AsyncClient(timeout=left) as http:
+                answer = await http.post(
+                    f"{owner.rstrip('/')}{request.url.path}", params=request.query_params, content=request.state.raw, headers=headers
+                )
+        except httpx.HTTPError as exc:
+            service.membership.forget_owners()
+            raise Problem(
+                503, "unavailable",
+                f"forwarding to {owner}, the writer of partition {partition}, failed ({type(exc).__name__}): "
+                "outcome unknown; retry with the same event ids",
+                rule="outcome-unknown", headers={"Retry-After": "1"},
+            ) from exc
+        forwarded = {"x-ledger-served-by": owner}
+        return Response(answer.content, answer.status_code, media_type=answer.headers.get("content-type"), headers=forwarded)
+
+    async def _append(drafts: list[Event], who: Principal, expected_sequence: int | None) -> list[dict]:
+        started = time.monotonic()
+        for draft in drafts:
+            _authorize(who, draft)
+        try:
+            model = check_drafts(drafts)
+        except InputError as exc:
+            raise Problem(422, "invalid-event", str(exc)) from exc
+        if service.writers is None or not service.writers.ready:
+            raise Problem(503, "unavailable", service.readiness() or "not ready", rule="not-ready", headers={"Retry-After": "1"})
+        deadline = started + settings.deadline
+        request = AppendRequest(model, drafts, expected_sequence, deadline)
+        future = asyncio.wrap_future(service.writers.submit(request))  # NotOwner: forwarded by the caller
+        # asyncio.wait, not wait_for: a timeout must not cancel the request under
+        # way (its outcome is then unknown; the retry finds it).
+        done, _ = await asyncio.wait({future}, timeout=max(0.0, deadline - time.monotonic()))
+        m = service.metrics
+        if not done:
+            m.append_seconds.labels("unknown").observe(time.monotonic() - started)
+            for draft in drafts:
+                m.rejected.labels(draft.event_type, "outcome-unknown").inc()
+            raise Problem(
+                503, "unavailable",
+                f"no answer from the log within {settings.deadline:g} s: outcome unknown; "
+                "retry with the same event ids (an event already recorded is answered as a duplicate)",
+                rule="outcome-unknown", headers={"Retry-After": "1"},
+            )
+        exc = future.exception()
+        if isinstance(exc, NotOwner):
+            raise exc
+        if exc is not None:
+            problem = from_error(exc)
+            m.append_seconds.labels("refused" if problem.status < 500 else "unknown").observe(time.monotonic() - started)
+            for draft in drafts:
+                m.rejected.labels(draft.event_type, problem.rule).inc()
+            if problem.status == 500:
+                log.error("append failed", exc_info=exc)
+            raise problem
+        answers = future.result()
+        m.append_seconds.labels("accepted").observe(time.monotonic() - started)
+        for answer in answers:
+            (m.duplicates if answer.duplicate else m.accepted).labels(answer.event.event_type).inc()
+        result = [a.as_dict() for a in answers]
+        for item in result:
+            item["recorded_by"] = who.name
+        return result
+
+    event_schema, event_defs = _event_schemas()
+
+    @app.post(
+        "/v1/events",
+        status_code=201,
+        tags=["append"],
+        summary="Record one lifecycle event",
+        openapi_extra={"requestBody": {"required": True, "content": {"application/json": {"schema": event_schema}}}},
+        responses={200: {"description": "Already recorded (a retry with the same event id)"}},
+    )
+    async def post_event(
+        request: Request,
+        who: Annotated[Principal, Depends(principal)],
+        expected_sequence: Annotated[int | None, Query(ge=0, description="Refuse (409 conflict) unless the stream is at this sequence.")] = None,
+    ):
+        started = time.monotonic()
+        draft = _draft(await _body(request), who, "the event")
+        try:
+            [answer] = await _append([draft], who, expected_sequence)
+        except NotOwner as moved:
+            return await _forward(request, moved.partition, started)
+        return JSONResponse(answer, status_code=200 if answer["duplicate"] else 201)
+
+    @app.post(
+        "/v1/batches",
+        status_code=201,
+        tags=["append"],
+        summary="Record several events of one model, all or none",
+        openapi_extra={
+            "requestBody": {
+                "required": True,
+                "content": {
+                    "application/json": {
+                        "schema": {
+                            "type": "object",
+                            "required": ["events"],
+                            "properties": {
+                                "events": {"type": "array", "items": event_schema, "minItems": 1, "maxItems": MAX_BATCH},
+                                "expected_sequence": {"type": ["integer", "null"], "minimum": 0},
+                            },
+                        }
+                    }
+                },
+            }
+        },
+    )
+    async def post_batch(request: Request, who: Annotated[Principal, Depends(principal)]):
+        body = await _body(request)
+        if not isinstance(body, dict) or not isinstance(body.get("events"), list):
+            raise Problem(400, "malformed-request", 'the body must be {"events": [...], "expected_sequence": N?}')
+        unknown = set(body) - {"events", "expected_sequence"}
+        if unknown:
+            raise Problem(422, "invalid-event", f"unknown fields {sorted(unknown)}")
+        expected = body.get("expected_sequence")
+        if expected is not None and (type(expected) is not int or expected < 0):
+            raise Problem(422, "invalid-event", "expected_sequence must be a non-negative integer")
+        if not 1 <= len(body["events"]) <= MAX_BATCH:
+            raise Problem(422, "invalid-event", f"a batch holds 1 to {MAX_BATCH} events")
+        started = time.monotonic()
+        drafts = [_draft(item, who, f"events[{i}]") for i, item in enumerate(body["events"])]
+        try:
+            answers = await _append(drafts, who, expected)
+        except NotOwner as moved:
+            return await _forward(request, moved.partition, started)
+        status = 200 if all(a["duplicate"] for a in answers) else 201
+        return JSONResponse({"accepted": answers}, status_code=status)
+
+    def _read(view: str, fn):
+        started = time.monotonic()
+        try:
+            return fn(service.views())
+        except Problem:
+            raise
+        except Exception as exc:  # noqa: BLE001 - mapped to a problem
+            raise from_error(exc) from exc
+        finally:
+            service.metrics.read_seconds.labels(view).observe(time.monotonic() - started)
+
+    @app.get("/v1/models", tags=["views"], summary="Every model: status, versions, deployments")
+    def get_models(who: Annotated[Principal, Depends(reader)]):
+        from projections import queries
+
+        return _read("models", lambda engine: {"models": queries.list_models(engine)})
+
+    @app.get("/v1/models/{model}", tags=["views"], summary="A model's versions and their status")
+    def get_model(model: str, who: Annotated[Principal, Depends(reader)]):
+        from projections import queries
+
+        return _read("show", lambda engine: {"model": model, "versions": queries.model_versions(engine, model)})
+
+    @app.get("/v1/models/{model}/versions/{version}", tags=["views"], summary="One version in full")
+    def get_version(model: str, version: Annotated[int, Path(ge=1, le=2**31 - 1)], who: Annotated[Principal, Depends(reader)]):
+        from projections import queries
+
+        return _read("show", lambda engine: queries.version_detail(engine, model, version))
+
+    @app.get("/v1/lineage", tags=["views"], summary="What a node came from (up) or what came of it (down)")
+    def get_lineage(
+        who: Annotated[Principal, Depends(reader)],
+        node: Annotated[str, Query(description="MODEL@VERSION or a node id such as snapshot:churn/2026-03")],
+        direction: Annotated[str, Query(pattern="^(up|down)$")] = "up",
+        depth: Annotated[int | None, Query(ge=0)] = None,
+    ):
+        from projections import queries
+
+        return _read(
+            "lineage", lambda engine: queries.lineage(engine, queries.resolve_node(node), direction=direction, depth=depth)
+        )
+
+    @app.get("/v1/audit", tags=["views"], summary="The audit trail, filtered")
+    def get_audit(
+        who: Annotated[Principal, Depends(reader)],
+        model: str | None = None,
+        actor: str | None = None,
+        event_type: str | None = None,
+        since: str | None = None,
+        until: str | None = None,
+        limit: Annotated[int | None, Query(ge=1, le=100_000)] = None,
+    ):
+        from projections import queries
+
+        return _read(
+            "audit",
+            lambda engine: {
+                "events": queries.audit(
+                    engine, model=model, actor=actor, event_type=event_type, since=since, until=until, limit=limit
+                )
+            },
+        )
+
+    @app.get("/v1/decisions/pending", tags=["views"], summary="Evaluated versions awaiting approval or rejection")
+    def get_pending(who: Annotated[Principal, Depends(reader)]):
+        from projections import queries
+
+        def pending(engine):
+            found = []
+            for m in queries.list_models(engine):
+                if m["status"] != "active":
+                    continue
+                found.extend(v for v in queries.model_versions(engine, m["model"]) if v["status"] == "evaluated")
+            return {"pending": found}
+
+        return _read("pending", pending)
+
+    @app.get("/healthz", tags=["operations"], summary="The process answers")
+    def healthz():
+        return {"status": "ok"}
+
+    @app.get("/readyz", tags=["operations"], summary="The service accepts appends")
+    def readyz():
+        why = service.readiness()
+        service.metrics.ready.set(0 if why else 1)
+        if why:
+            raise Problem(503, "unavailable", why, rule="not-ready", headers={"Retry-After": "1"})
+        return {"status": "ready", "log": service.log.url, "partitions": sorted(service.writers.by_partition)}
+
+    @app.get("/metrics", tags=["operations"], summary="Prometheus metrics", response_class=PlainTextResponse)
+    def metrics():
+        return PlainTextResponse(generate_latest(service.metrics.registry), media_type=CONTENT_TYPE_LATEST)
+
+    def openapi() -> dict:
+        if app.openapi_schema is None:
+            from fastapi.openapi.utils import get_openapi
+
+            schema = get_openapi(title=app.title, version=app.version, summary=app.summary, routes=app.routes)
+            schema.setdefault("components", {}).setdefault("schemas", {}).update(event_defs)
+            schema["components"]["schemas"]["Problem"] = {
+                "type": "object",
+                "description": "RFC 9457 problem details, with the rule that refused the request",
+                "properties": {k: {"type": "string"} for k in ("type", "title", "detail", "rule")} | {"status": {"type": "integer"}},
+                "required": ["type", "title", "status", "detail", "rule"],
+            }
+            app.openapi_schema = schema
+        return app.openapi_schema
+
+    app.openapi = openapi
+    return app
+
+
+def openapi_document() -> str:
+    """The OpenAPI document of the service, as checked into ``docs/openapi.json``."""
+    app = create_app(Settings(log_url="sqlite://", principals=""))
+    return json.dumps(app.openapi(), indent=2, sort_keys=True) + "\n"
+
+
+if __name__ == "__main__":  # python -m ledger.service.app > docs/openapi.json
+    print(openapi_document(), end="")
+
+
+__all__ = ["MEDIA_TYPE", "Settings", "create_app"]
