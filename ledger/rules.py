@@ -11,6 +11,7 @@ from __future__ import annotations
 from dataclasses import dataclass, field, replace
 from datetime import datetime
 
+from ledger import identity
 from ledger.errors import RuleViolation
 from ledger.events import (
     GENESIS_HASH,
@@ -91,6 +92,14 @@ def _refuse(rule: str, reason: str):
     raise RuleViolation(rule, reason)
 
 
+def admit(draft: Event) -> None:
+    """Checks a *new* event must pass on its own, before the history rules.
+
+    Stored events are not re-judged by these (they stay readable and verifiable as
+    they were accepted): only the append path calls this."""
+    identity.check_name(draft.actor)
+
+
 def check(state: ModelState, event: Event) -> Event:
     """Validate ``event`` against ``state``; return it as it will be recorded."""
     if event.model != state.model:
@@ -128,7 +137,7 @@ def check(state: ModelState, event: Event) -> Event:
 
     if isinstance(event, ModelApproved | ApprovalRejected):
         verb = "approve" if isinstance(event, ModelApproved) else "reject"
-        if event.actor == version.trained_by:
+        if identity.same_person(event.actor, version.trained_by):
             _refuse(FOUR_EYES, f"{event.actor!r} trained {label} and cannot also {verb} it")
         if isinstance(event, ModelApproved):
             if not version.evaluations:

@@ -11,6 +11,7 @@ from collections.abc import Sequence
 
 from sqlalchemy.engine import Connection
 
+from ledger.identity import canonical
 from ledger.events import (
     BY_TYPE,
     ApprovalRejected,
@@ -99,6 +100,7 @@ class Audit(Projection):
                 "recorded_at": item.at,
                 "occurred_at": None,
                 "actor": None,
+            "actor_canonical": None,
                 "event_type": UNREADABLE,
                 "model": record.model or None,
                 "version": None,
@@ -115,6 +117,7 @@ class Audit(Projection):
             "recorded_at": item.at,
             "occurred_at": iso(event.occurred_at),
             "actor": event.actor,
+            "actor_canonical": canonical(event.actor),
             "event_type": event.event_type,
             "model": event.model,
             "version": event.version,

@@ -19,6 +19,7 @@ from datetime import datetime
 from sqlalchemy import Integer, Text, and_, cast, false, func, literal, not_, or_, select, true
 from sqlalchemy.engine import Connection, Engine
 
+from ledger.identity import canonical
 from ledger.errors import InputError, NotFound
 from ledger.times import parse_instant
 from projections import db as _db
@@ -479,7 +480,10 @@ def audit(
     if limit is not None and limit < 1:
         raise InputError(f"limit must be at least 1, not {limit}")
     query = select(audit_events).where(_known(as_of, a.recorded_at, a.partition, a.offset))
-    for column, value in ((a.model, model), (a.actor, actor), (a.event_type, event_type), (a.chain, chain)):
+    if actor is not None:
+        # One person, however the name was spelled when declared.
+        query = query.where(a.actor_canonical == canonical(actor))
+    for column, value in ((a.model, model), (a.event_type, event_type), (a.chain, chain)):
         if value is not None:
             query = query.where(column == value)
     if start is not None:

@@ -528,7 +528,7 @@ def _event_type(text: str) -> str:
 
 @click.command()
 @click.option("--model", type=LITERAL, default=None, help="Only this model's records (matched exactly).")
-@click.option("--actor", type=LITERAL, default=None, help="Only what this actor did (matched exactly).")
+@click.option("--actor", type=LITERAL, default=None, help="Only what this actor did (names compared in canonical form: case and compatibility forms ignored).")
 @click.option(
     "--type",
     "event_type",

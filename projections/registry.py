@@ -24,6 +24,7 @@ from collections.abc import Sequence
 from sqlalchemy import bindparam, select, update
 from sqlalchemy.engine import Connection
 
+from ledger.identity import canonical
 from ledger.events import (
     BY_TYPE,
     ApprovalRejected,
@@ -321,6 +322,7 @@ class Registry(Projection):
                 "version": e.version,
                 "trained_at": item.at,
                 "trained_by": e.actor,
+                "trained_by_canonical": canonical(e.actor),
                 "partition": item.partition,
                 "trained_offset": item.offset,
                 "event_id": str(e.event_id),

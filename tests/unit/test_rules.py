@@ -52,6 +52,17 @@ CASES = [
         ApprovalRejected(model=M, version=1, actor="bob"),
         ApprovalRejected(model=M, version=1, actor="alice"),
     ),
+    # Four eyes compares identities, not spellings: case, compatibility forms and
+    # look-alike letters from another script are the trainer again.
+    (rules.FOUR_EYES, [samples.snapshot(M), samples.trained(M, actor="alice"), samples.evaluated(M)], samples.approved(M, actor="alicia"), samples.approved(M, actor="Alice")),
+    (rules.FOUR_EYES, [samples.snapshot(M), samples.trained(M, actor="alice"), samples.evaluated(M)], None, samples.approved(M, actor="\uff21\uff2c\uff29\uff23\uff25")),
+    (rules.FOUR_EYES, [samples.snapshot(M), samples.trained(M, actor="alice"), samples.evaluated(M)], None, samples.approved(M, actor="\u0430lice")),
+    (
+        rules.FOUR_EYES,
+        [samples.snapshot(M), samples.trained(M, actor="Stra\u00dfe"), samples.evaluated(M)],
+        None,
+        ApprovalRejected(model=M, version=1, actor="STRASSE"),
+    ),
     (rules.ALREADY_DECIDED, THROUGH_APPROVAL, samples.deployed(M), samples.approved(M, actor="carol")),
     (rules.APPROVED_BEFORE_DEPLOY, THROUGH_APPROVAL, samples.deployed(M), None),
     (rules.APPROVED_BEFORE_DEPLOY, [samples.snapshot(M), samples.trained(M), samples.evaluated(M)], None, samples.deployed(M)),
