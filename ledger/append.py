@@ -137,7 +137,6 @@ class Appender:
                 # A NUL can be encoded but not stored by every database a view or an
                 # auditor uses (PostgreSQL text refuses it): refuse it at the door.
                 raise InputError(f"field {where} holds a NUL character")
-            rules.admit(draft)
         ids = [d.event_id for d in drafts]
         if len(set(ids)) != len(ids):
             twice = next(i for i in ids if ids.count(i) > 1)
@@ -172,6 +171,7 @@ class Appender:
                         )
                     duplicates[index] = Accepted(stored, existing.position, existing.hash, True)
                     continue
+                rules.admit(draft, recorded_at)
                 checked = rules.check(state, draft)
                 event = checked.model_copy(
                     update={

@@ -129,6 +129,9 @@ def emit(ctx: click.Context, event_type: str, actor: str, source, expect_sequenc
     """Record one lifecycle action and print the accepted event as JSON.
 
     TYPE is one of: snapshot, train, evaluate, approve, reject, deploy, drift, retire.
+    `retire` with a version retires that version; without one it retires the
+    whole model for good: nothing more is accepted under its name (refused for a
+    model with no events).
 
     \b
     Example:

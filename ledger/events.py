@@ -19,6 +19,7 @@ from pydantic import (
     BaseModel,
     ConfigDict,
     Field,
+    StrictBool,
     StringConstraints,
     field_validator,
 )
@@ -190,8 +191,13 @@ class ModelEvaluated(Event):
     evaluation_snapshot_id: Name
     metrics: dict[str, float]
     thresholds: dict[str, float] = Field(default_factory=dict)
-    """Minimum acceptable value per metric (the policy the evaluation was held to)."""
-    passed: bool
+    """Minimum acceptable value per metric (the policy the evaluation was held to): a
+    metric meets its threshold when it is at least that value. A metric without a
+    threshold is recorded for information and decides nothing."""
+    passed: StrictBool
+    """Whether every threshold is met; the ledger refuses a ``passed`` that
+    contradicts the numbers (:func:`ledger.rules.admit`). Strict: ``"yes"`` or ``1``
+    in a JSON file is a mistake, not true."""
 
 
 class ModelApproved(Event):

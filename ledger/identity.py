@@ -29,7 +29,7 @@ from functools import lru_cache
 
 from confusable_homoglyphs import confusables as _confusables
 
-from ledger.errors import InputError
+from ledger.errors import InvalidEvent
 
 ACTOR_IDENTITY = "actor-identity"
 """Rule name of a refused actor name."""
@@ -134,10 +134,10 @@ def same_person(a: str | None, b: str | None) -> bool:
 
 
 def check_name(name: str, what: str = "actor") -> str:
-    """``name``'s canonical form, or :class:`InputError` saying why it cannot be
+    """``name``'s canonical form, or :class:`InvalidEvent` saying why it cannot be
     one clear identity (the offending character written visibly)."""
     if not isinstance(name, str) or not name.strip():
-        raise InputError(f"{ACTOR_IDENTITY}: the {what} name is empty")
+        raise InvalidEvent(ACTOR_IDENTITY, f"the {what} name is empty")
     for ch in name:
         code = ord(ch)
         category = unicodedata.category(ch)
@@ -147,17 +147,19 @@ def check_name(name: str, what: str = "actor") -> str:
         if why is None and ch.isspace() and ch != " ":
             why = "a whitespace character other than a plain space"
         if why is not None:
-            raise InputError(
-                f"{ACTOR_IDENTITY}: the {what} name {visible(name)!r} holds {why} (U+{code:04X}); "
+            raise InvalidEvent(
+                ACTOR_IDENTITY,
+                f"the {what} name {visible(name)!r} holds {why} (U+{code:04X}); "
                 "use the name as it is displayed"
             )
     form = canonical(name)
     if not form:
-        raise InputError(f"{ACTOR_IDENTITY}: the {what} name is empty")
+        raise InvalidEvent(ACTOR_IDENTITY, f"the {what} name is empty")
     if _confusables.is_dangerous(unicodedata.normalize("NFKC", name)):
         scripts = ", ".join(sorted(_confusables.unique_aliases(name) - {"COMMON"})).lower()
-        raise InputError(
-            f"{ACTOR_IDENTITY}: the {what} name {name!r} mixes scripts ({scripts}) with look-alike letters; "
+        raise InvalidEvent(
+            ACTOR_IDENTITY,
+            f"the {what} name {name!r} mixes scripts ({scripts}) with look-alike letters; "
             "write it in one script"
         )
     return form

@@ -8,11 +8,12 @@ state. No I/O here: the append path and the tests drive it with plain events.
 
 from __future__ import annotations
 
+import math
 from dataclasses import dataclass, field, replace
 from datetime import datetime
 
 from ledger import identity
-from ledger.errors import RuleViolation
+from ledger.errors import InvalidEvent, RuleViolation
 from ledger.events import (
     GENESIS_HASH,
     ApprovalRejected,
@@ -41,6 +42,10 @@ DRIFT_ON_DEPLOYED = "drift-names-deployed-version"
 RETIRED = "nothing-after-retirement"
 MODEL_RETIRED = "model-retired"
 MODEL_MISMATCH = "wrong-stream"
+RETIRE_KNOWN_MODEL = "retire-known-model"
+TRIGGER_ALERT = "trigger-alert-of-this-model"
+EVALUATION_ADDS_UP = "evaluation-adds-up"
+CONTRACT_BOUNDS = "contract-bounds-ordered"
 
 
 @dataclass(frozen=True)
@@ -51,8 +56,12 @@ class VersionState:
     evaluations: int = 0
     last_evaluation_passed: bool = False
     approved_by: str | None = None
+    """The approval that covers the latest evaluation (None once a later evaluation
+    is recorded: an approval stands for the evidence it saw)."""
     rejected_by: str | None = None
     retired: bool = False
+    reopened_by: str | None = None
+    """Who recorded an evaluation after the last decision (that decision is stale)."""
 
     @property
     def status(self) -> str:
@@ -78,6 +87,8 @@ class ModelState:
     """Environment → version currently deployed there."""
     retired: bool = False
     last_recorded_at: datetime | None = None
+    alerts: frozenset[str] = frozenset()
+    """Event ids of this model's drift alerts (what a retraining may name as its trigger)."""
 
     def version(self, number: int | None) -> VersionState:
         state = self.versions.get(number) if number is not None else None
@@ -92,12 +103,47 @@ def _refuse(rule: str, reason: str):
     raise RuleViolation(rule, reason)
 
 
-def admit(draft: Event) -> None:
-    """Checks a *new* event must pass on its own, before the history rules.
+def evaluation_passes(metrics: dict[str, float], thresholds: dict[str, float]) -> bool:
+    """Whether ``metrics`` meet ``thresholds``: each threshold is the *minimum*
+    acceptable value of its metric (as ``ModelEvaluated``'s schema says), met when
+    the metric is at least that; a metric without a threshold is recorded for
+    information and decides nothing; no thresholds at all is passed. A lower-is-better
+    metric (a loss, an error rate) is recorded negated to be held to a minimum."""
+    return all(m in metrics and metrics[m] >= t for m, t in thresholds.items())
+
+
+def admit(draft: Event, now: datetime) -> None:
+    """Checks a *new* event must pass on its own, before the history rules: a clear
+    identity, numbers that add up, bounds in order.
 
     Stored events are not re-judged by these (they stay readable and verifiable as
     they were accepted): only the append path calls this."""
     identity.check_name(draft.actor)
+    if isinstance(draft, ModelEvaluated):
+        missing = sorted(set(draft.thresholds) - set(draft.metrics))
+        if missing:
+            raise RuleViolation(EVALUATION_ADDS_UP, f"threshold(s) on {', '.join(missing)} but no such metric was recorded")
+        computed = evaluation_passes(draft.metrics, draft.thresholds)
+        if draft.passed != computed:
+            below = sorted(
+                m for m, t in draft.thresholds.items() if not (draft.metrics[m] >= t)  # NaN is below
+            )
+            why = (
+                f"{', '.join(f'{m}={draft.metrics[m]} < {draft.thresholds[m]}' for m in below)} (thresholds are minimums)"
+                if below
+                else "every threshold is met (thresholds are minimums)"
+            )
+            raise RuleViolation(
+                EVALUATION_ADDS_UP,
+                f"{draft.model}@{draft.version} says passed={str(draft.passed).lower()} but {why}",
+            )
+    if isinstance(draft, DataSnapshotted):
+        for column in draft.contract.columns:
+            if column.minimum is not None and column.maximum is not None and not column.minimum <= column.maximum:
+                raise InvalidEvent(
+                    CONTRACT_BOUNDS,
+                    f"column {column.name!r} has minimum {column.minimum} above its maximum {column.maximum}",
+                )
 
 
 def check(state: ModelState, event: Event) -> Event:
@@ -121,9 +167,16 @@ def check(state: ModelState, event: Event) -> Event:
             _refuse(SNAPSHOT_EXISTS, f"{label} is trained on unknown snapshot(s) {', '.join(missing)}")
         if event.parent_version is not None and event.parent_version not in state.versions:
             _refuse(PARENT_EXISTS, f"parent version {event.parent_version} of {label} does not exist")
+        if event.parent_version is not None and event.parent_version >= event.version:
+            _refuse(PARENT_EXISTS, f"parent version {event.parent_version} of {label} is not older than it")
+        if event.trigger_alert_id is not None and event.trigger_alert_id not in state.alerts:
+            _refuse(TRIGGER_ALERT, f"{label}'s trigger {event.trigger_alert_id!r} is not a drift alert of {state.model!r}")
         return event
 
     if isinstance(event, ModelRetired) and event.version is None:
+        if state.sequence == 0:
+            # Retiring is for good: on an unknown name it would burn the name forever.
+            _refuse(RETIRE_KNOWN_MODEL, f"model {state.model!r} has no events; there is nothing to retire")
         return event
 
     version = state.version(event.version)
@@ -145,19 +198,22 @@ def check(state: ModelState, event: Event) -> Event:
             if not version.last_evaluation_passed:
                 _refuse(EVALUATED_BEFORE_APPROVAL, f"{label}'s latest evaluation did not pass")
             if version.approved_by and not version.rejected_by:
-                _refuse(ALREADY_DECIDED, f"{label} is already approved by {version.approved_by!r}")
+                _refuse(ALREADY_DECIDED, f"{label} is already approved by {version.approved_by!r} since its latest evaluation")
         elif version.rejected_by:
-            _refuse(ALREADY_DECIDED, f"{label} is already rejected by {version.rejected_by!r}")
+            _refuse(ALREADY_DECIDED, f"{label} is already rejected by {version.rejected_by!r} since its latest evaluation")
         return event
 
     if isinstance(event, ModelDeployed):
         if version.status != "approved":
+            if version.reopened_by is not None and version.status == "evaluated":
+                # An approval stands for the evidence it saw: an evaluation recorded
+                # after it must be decided on again before the version ships.
+                _refuse(
+                    APPROVED_BEFORE_DEPLOY,
+                    f"{label} was evaluated again (by {version.reopened_by!r}) after its last decision; "
+                    "it needs a new approval",
+                )
             _refuse(APPROVED_BEFORE_DEPLOY, f"{label} is {version.status}, not approved")
-        if not version.last_evaluation_passed:
-            # An approval stands for the evidence it saw: a later failing
-            # evaluation must be answered (a new approval after a passing one)
-            # before the version ships anywhere else.
-            _refuse(APPROVED_BEFORE_DEPLOY, f"{label}'s latest evaluation did not pass since it was approved")
         current = state.deployed.get(event.environment)
         if current == event.version:
             _refuse(ALREADY_DEPLOYED, f"{label} is already deployed to {event.environment}")
@@ -182,6 +238,7 @@ def apply(state: ModelState, event: Event, event_hash: str) -> ModelState:
     deployed = state.deployed
     snapshots = state.snapshots
     retired = state.retired
+    alerts = state.alerts
 
     def update(number: int, **changes) -> dict[int, VersionState]:
         return {**versions, number: replace(versions[number], **changes)}
@@ -195,13 +252,23 @@ def apply(state: ModelState, event: Event, event_hash: str) -> ModelState:
         }
     elif isinstance(event, ModelEvaluated):
         v = versions[event.version]
-        versions = update(event.version, evaluations=v.evaluations + 1, last_evaluation_passed=event.passed)
+        decided = v.approved_by is not None or v.rejected_by is not None
+        versions = update(
+            event.version,
+            evaluations=v.evaluations + 1,
+            last_evaluation_passed=event.passed,
+            approved_by=None,
+            rejected_by=None,
+            reopened_by=event.actor if decided else v.reopened_by,
+        )
     elif isinstance(event, ModelApproved):
-        versions = update(event.version, approved_by=event.actor, rejected_by=None)
+        versions = update(event.version, approved_by=event.actor, rejected_by=None, reopened_by=None)
     elif isinstance(event, ApprovalRejected):
-        versions = update(event.version, rejected_by=event.actor)
+        versions = update(event.version, rejected_by=event.actor, reopened_by=None)
     elif isinstance(event, ModelDeployed):
         deployed = {**deployed, event.environment: event.version}
+    elif isinstance(event, DriftDetected):
+        alerts = alerts | {str(event.event_id)}
     elif isinstance(event, ModelRetired):
         if event.version is None:
             retired = True
@@ -218,4 +285,5 @@ def apply(state: ModelState, event: Event, event_hash: str) -> ModelState:
         deployed=deployed,
         retired=retired,
         last_recorded_at=event.recorded_at or state.last_recorded_at,
+        alerts=alerts,
     )

@@ -93,3 +93,43 @@ def test_views_keep_the_declared_name_and_its_canonical_form(log, tmp_path):
     assert result.exit_code == 0, result.output
     rows = json.loads(result.stdout)
     assert [(r["event_type"], r["actor"], r["actor_canonical"]) for r in rows] == [("ModelTrained", "Alice", "alice")]
+
+
+def test_a_decision_goes_stale_when_the_version_is_evaluated_again(log):
+    accepted(log, *TRAINED, ("approve", "bob", APPROVE), ("evaluate", "ci", FAILED))
+    # The trainer's own "passed" with numbers below the thresholds it names.
+    refused(log, "evaluate", "alice", {**FAILED, "passed": True}, 1, "evaluation-adds-up")
+    accepted(log, ("evaluate", "ci", PASSED))
+    refused(log, "deploy", "deployer", DEPLOY, 1, "needs a new approval")
+    accepted(log, ("approve", "carol", APPROVE), ("deploy", "deployer", DEPLOY))
+
+
+@pytest.mark.parametrize("passed", ["yes", 1, "true", None])
+def test_passed_is_a_boolean(log, passed):
+    accepted(log, *TRAINED[:2])
+    refused(log, "evaluate", "ci", {**PASSED, "passed": passed}, 2, "passed")
+
+
+def test_an_evaluation_whose_verdict_contradicts_its_numbers_is_refused(log):
+    accepted(log, *TRAINED[:2])
+    refused(log, "evaluate", "ci", {**PASSED, "passed": False}, 1, "every threshold is met")
+    refused(log, "evaluate", "ci", {**PASSED, "thresholds": {"f1": 0.5}}, 1, "no such metric")
+
+
+def test_retiring_a_model_with_no_events_is_refused(log):
+    accepted(log, TRAINED[0])
+    refused(log, "retire", "owner", {"model": "ghost"}, 1, "retire-known-model")
+    accepted(log, ("snapshot", "etl", {**SNAPSHOT, "model": "ghost"}))  # the name is not burnt
+
+
+def test_references_point_where_they_claim(log):
+    accepted(log, *TRAINED, ("approve", "bob", APPROVE), ("deploy", "deployer", DEPLOY))
+    deployed_id = json.loads(
+        CliRunner().invoke(main, ["--log", f"sqlite:///{log}", "emit", "deploy", "--actor", "d", "--json", "-"], input=json.dumps({**DEPLOY, "environment": "staging"})).stdout
+    )["event_id"]
+    retrain = {**TRAIN, "version": 2, "parent_version": 1, "trigger": "drift", "artifact_uri": "file:///artifacts/pump/2"}
+    refused(log, "train", "retrainer", {**retrain, "trigger_alert_id": deployed_id}, 1, "trigger-alert-of-this-model")
+    refused(log, "train", "retrainer", {**retrain, "version": 3, "parent_version": 3}, 1, "parent-version-exists")
+    refused(log, "train", "retrainer", {**retrain, "version": 3, "parent_version": 2}, 1, "parent-version-exists")
+    bounds = {"columns": [{"name": "temp", "minimum": 400, "maximum": 200}]}
+    refused(log, "snapshot", "etl", {**SNAPSHOT, "snapshot_id": "s2", "contract": bounds}, 2, "contract-bounds-ordered")
