@@ -229,8 +229,8 @@ def verify(ctx: click.Context, model: str | None, evidence_file: str | None, hea
 @main.command()
 @click.option("--out", required=True, type=click.Path(dir_okay=False, writable=True), help="The .avro file to write.")
 @click.option("--model", default=None, help="Only this model's stream.")
-@click.option("--since", default=None, metavar="TIME", help="Only events recorded at or after TIME (ISO-8601).")
-@click.option("--until", default=None, metavar="TIME", help="Only events recorded at or before TIME (ISO-8601).")
+@click.option("--since", default=None, metavar="TIME", help="Only events recorded at or after TIME (ISO-8601; a bare date is midnight UTC at the start of that day).")
+@click.option("--until", default=None, metavar="TIME", help="Only events recorded at or before TIME (ISO-8601; a bare date is midnight UTC at the start of that day).")
 @click.pass_context
 def export(ctx: click.Context, out: str, model: str | None, since: str | None, until: str | None) -> None:
     """Export the raw events as an Avro Object Container File, with every writer
@@ -245,7 +245,7 @@ def export(ctx: click.Context, out: str, model: str | None, since: str | None, u
     from ledger.times import parse_instant
 
     start = parse_instant(since) if since else None
-    end = parse_instant(until, end_of_day=True) if until else None
+    end = parse_instant(until) if until else None
     if start and end and start > end:
         raise InputError("--since is after --until")
     ledger = open_ledger(ctx, must_exist=True)

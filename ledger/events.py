@@ -40,7 +40,11 @@ Version = Annotated[int, Field(ge=1, le=2**31 - 1, strict=True)]
 def _utc(value: datetime) -> datetime:
     if value.tzinfo is None:
         raise ValueError("timestamps must carry a time zone (e.g. 2026-03-03T10:00:00Z)")
-    return value.astimezone(timezone.utc)
+    try:
+        return value.astimezone(timezone.utc)
+    except OverflowError:
+        # e.g. 9999-12-31T23:59:59-14:00: in UTC it falls after year 9999.
+        raise ValueError("the time is out of range: in UTC it falls outside years 1 to 9999") from None
 
 
 UtcDatetime = Annotated[datetime, AfterValidator(_utc)]

@@ -8,9 +8,8 @@ state. No I/O here: the append path and the tests drive it with plain events.
 
 from __future__ import annotations
 
-import math
 from dataclasses import dataclass, field, replace
-from datetime import datetime
+from datetime import datetime, timedelta, timezone
 
 from ledger import identity
 from ledger.errors import InvalidEvent, RuleViolation
@@ -46,6 +45,13 @@ RETIRE_KNOWN_MODEL = "retire-known-model"
 TRIGGER_ALERT = "trigger-alert-of-this-model"
 EVALUATION_ADDS_UP = "evaluation-adds-up"
 CONTRACT_BOUNDS = "contract-bounds-ordered"
+OCCURRED_AT_RANGE = "occurred-at-in-range"
+
+CLOCK_SKEW = timedelta(minutes=5)
+"""How far in the ledger's future an event's ``occurred_at`` may be: the emitter's
+clock may run a little ahead of the ledger's, no more."""
+EPOCH = datetime(1970, 1, 1, tzinfo=timezone.utc)
+"""No lifecycle action of a machine-learning model happened before Unix time 0."""
 
 
 @dataclass(frozen=True)
@@ -119,6 +125,14 @@ def admit(draft: Event, now: datetime) -> None:
     Stored events are not re-judged by these (they stay readable and verifiable as
     they were accepted): only the append path calls this."""
     identity.check_name(draft.actor)
+    if draft.occurred_at > now + CLOCK_SKEW:
+        raise InvalidEvent(
+            OCCURRED_AT_RANGE,
+            f"occurred_at {draft.occurred_at.isoformat()} is in the future (the ledger's clock says "
+            f"{now.isoformat()}; at most {int(CLOCK_SKEW.total_seconds() // 60)} minutes of clock skew are allowed)",
+        )
+    if draft.occurred_at < EPOCH:
+        raise InvalidEvent(OCCURRED_AT_RANGE, f"occurred_at {draft.occurred_at.isoformat()} is before 1970")
     if isinstance(draft, ModelEvaluated):
         missing = sorted(set(draft.thresholds) - set(draft.metrics))
         if missing:

@@ -1,7 +1,9 @@
 """Instants given on the command line: ISO-8601 dates and datetimes.
 
-``2026-03-03`` is the start of that day in UTC; ``2026-03-03T10:00`` without a zone
-is read as UTC; ``2026-03-03T10:00:00+01:00`` and a trailing ``Z`` keep their zone.
+``2026-03-03`` is midnight UTC at the start of that day — in every option that
+takes a time (``--as-of``, ``--since``, ``--until``) alike, so ``--until
+2026-03-03`` stops at that midnight; ``2026-03-03T10:00`` without a zone is read as
+UTC; ``2026-03-03T10:00:00+01:00`` and a trailing ``Z`` keep their zone.
 """
 
 from __future__ import annotations
@@ -11,18 +13,16 @@ from datetime import date, datetime, time, timezone
 from ledger.errors import InputError
 
 
-def parse_instant(text: str, *, end_of_day: bool = False) -> datetime:
-    """The instant ``text`` names, as an aware UTC datetime.
-
-    With ``end_of_day`` a bare date means the last microsecond of that day (for
-    ``--until 2026-03-03`` to include the whole day)."""
+def parse_instant(text: str) -> datetime:
+    """The instant ``text`` names, as an aware UTC datetime (a bare date: midnight
+    UTC at the start of that day)."""
     value = text.strip()
     if not value or "\x00" in value:
         raise InputError(f"malformed time {text!r}: use an ISO-8601 date or datetime, e.g. 2026-03-03T10:00:00Z")
     try:
         if len(value) == 10:
             day = date.fromisoformat(value)
-            moment = datetime.combine(day, time.max if end_of_day else time.min)
+            moment = datetime.combine(day, time.min)
             return moment.replace(tzinfo=timezone.utc)
         moment = datetime.fromisoformat(value.replace("z", "Z").replace("Z", "+00:00"))
     except ValueError:

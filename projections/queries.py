@@ -450,12 +450,12 @@ def lineage(
 # --- audit ---------------------------------------------------------------------------
 
 
-def _instant(value: str | datetime | None, *, end_of_day: bool = False) -> str | None:
+def _instant(value: str | datetime | None) -> str | None:
     if value is None:
         return None
     if isinstance(value, datetime):
         return iso(value)
-    return iso(parse_instant(value, end_of_day=end_of_day))
+    return iso(parse_instant(value))
 
 
 def audit(
@@ -471,10 +471,9 @@ def audit(
     limit: int | None = None,
 ) -> list[dict]:
     """The audit trail in log order per partition, filtered. ``since``/``until``
-    bound ``recorded_at`` (inclusive; a bare date as ``until`` means the whole
-    day). Unreadable records appear with ``event_type`` ``unreadable``."""
+    bound ``recorded_at`` (inclusive; a bare date is midnight UTC at its start). Unreadable records appear with ``event_type`` ``unreadable``."""
     a = audit_events.c
-    start, end = _instant(since), _instant(until, end_of_day=True)
+    start, end = _instant(since), _instant(until)
     if start and end and start > end:
         raise InputError("since is after until")
     if limit is not None and limit < 1:

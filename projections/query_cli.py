@@ -56,8 +56,8 @@ def _cut_options(func):
         "as_of_time",
         metavar="TIME",
         default=None,
-        help="Answer as the views stood at TIME: an ISO-8601 date or datetime (UTC unless a zone is given), "
-        "compared with when the ledger recorded each event.",
+        help="Answer as the views stood at TIME: an ISO-8601 date or datetime (UTC unless a zone is given; "
+        "a bare date is midnight UTC at the start of that day), compared with when the ledger recorded each event.",
     )(func)
     return func
 
@@ -537,8 +537,8 @@ def _event_type(text: str) -> str:
     help="Only this kind of event: a CLI name (deploy) or an event type (ModelDeployed); "
     "'unreadable' for records that could not be read.",
 )
-@click.option("--since", metavar="TIME", default=None, help="Only records recorded at or after TIME (ISO-8601).")
-@click.option("--until", metavar="TIME", default=None, help="Only records recorded at or before TIME (a bare date: the whole day).")
+@click.option("--since", metavar="TIME", default=None, help="Only records recorded at or after TIME (ISO-8601; a bare date is midnight UTC at the start of that day).")
+@click.option("--until", metavar="TIME", default=None, help="Only records recorded at or before TIME (ISO-8601; a bare date is midnight UTC at the start of that day).")
 @click.option("--limit", type=click.IntRange(min=1), default=None, help="At most this many rows (oldest first).")
 @_refresh_option
 @output_options
@@ -561,7 +561,7 @@ def audit(ctx, model, actor, event_type, since, until, limit, no_refresh, fmt, a
     out = chosen_format(fmt, as_json, as_csv)
     wanted_type = _event_type(event_type) if event_type is not None else None
     start = parse_instant(since) if since is not None else None
-    end = parse_instant(until, end_of_day=True) if until is not None else None
+    end = parse_instant(until) if until is not None else None
     if start and end and start > end:
         raise InputError("--since is after --until")
     if limit is not None:

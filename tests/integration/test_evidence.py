@@ -27,7 +27,8 @@ def log_url(tmp_path):
         # one event a day from 1 March, so --since/--until have something to cut
         ledger.appender = Appender(ledger.log, clock=lambda: START + timedelta(days=next(ticks)))
         for draft in samples.lifecycle("pump") + [samples.drift("pump")] + samples.lifecycle("fan"):
-            ledger.emit(draft)
+            # occurred no later than this ledger's (fake) clock says it is
+            ledger.emit(draft.model_copy(update={"occurred_at": START}))
     return url
 
 

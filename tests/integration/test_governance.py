@@ -133,3 +133,30 @@ def test_references_point_where_they_claim(log):
     refused(log, "train", "retrainer", {**retrain, "version": 3, "parent_version": 2}, 1, "parent-version-exists")
     bounds = {"columns": [{"name": "temp", "minimum": 400, "maximum": 200}]}
     refused(log, "snapshot", "etl", {**SNAPSHOT, "snapshot_id": "s2", "contract": bounds}, 2, "contract-bounds-ordered")
+
+
+@pytest.mark.parametrize(
+    ("occurred_at", "words"),
+    [
+        ("2999-01-01T00:00:00Z", "occurred-at-in-range"),
+        ("1969-12-31T23:59:59Z", "occurred-at-in-range"),
+        ("0001-01-01T00:00:00+14:00", "occurred_at"),  # before year 1 in UTC
+        ("9999-12-31T23:59:59-14:00", "occurred_at"),  # after 9999 in UTC
+        ("2026-03-03T10:00:00+99:00", "occurred_at"),
+        ("+12026-03-03T10:00:00Z", "occurred_at"),
+    ],
+)
+def test_times_out_of_range_are_one_line_exit_2(log, occurred_at, words):
+    accepted(log, TRAINED[0])
+    refused(log, "snapshot", "etl", {**SNAPSHOT, "snapshot_id": "s2", "occurred_at": occurred_at}, 2, words)
+
+
+@pytest.mark.parametrize(
+    "command", [["audit"], ["export", "--out", "x.avro"], ["models"], ["show", "pump"], ["lineage", "pump"], ["project"]]
+)
+def test_every_time_option_says_what_a_bare_date_means(command):
+    result = CliRunner().invoke(main, [*command, "--help"], terminal_width=400)
+    assert result.exit_code == 0
+    helped = [line for line in result.output.splitlines() if line.strip().startswith(("--as-of ", "--since ", "--until "))]
+    assert helped
+    assert all("a bare date is midnight UTC at the start of that day" in line for line in helped), helped

@@ -6,6 +6,7 @@ from __future__ import annotations
 import pytest
 
 import uuid
+from datetime import datetime, timedelta, timezone
 
 from ledger import rules, samples
 from ledger.errors import LedgerError
@@ -225,3 +226,27 @@ def test_status_follows_the_lifecycle():
     assert statuses == ["trained", "evaluated", "approved", "approved"]
     assert state.deployed == {"production": 1}
     assert state.sequence == len(DEPLOYED)
+
+
+@pytest.mark.parametrize(
+    ("occurred_at", "ok"),
+    [
+        (NOW, True),
+        (NOW - timedelta(days=3000), True),
+        (NOW + rules.CLOCK_SKEW - timedelta(seconds=1), True),
+        (NOW + rules.CLOCK_SKEW + timedelta(seconds=1), False),
+        (NOW + timedelta(days=365 * 100), False),
+        (datetime(1970, 1, 1, tzinfo=timezone.utc), True),
+        (datetime(1969, 12, 31, 23, 59, 59, tzinfo=timezone.utc), False),
+        (datetime(1, 1, 1, tzinfo=timezone.utc), False),
+    ],
+)
+def test_occurred_at_is_neither_in_the_future_nor_before_1970(occurred_at, ok):
+    draft = samples.snapshot(M).model_copy(update={"occurred_at": occurred_at})
+    if ok:
+        rules.admit(draft, NOW)
+        return
+    with pytest.raises(LedgerError) as caught:
+        rules.admit(draft, NOW)
+    assert caught.value.rule == rules.OCCURRED_AT_RANGE
+    assert caught.value.exit_code == 2
