@@ -14,7 +14,6 @@ Exit codes:
 
 from __future__ import annotations
 
-import json
 import sys
 
 import click
@@ -22,6 +21,7 @@ from pydantic import ValidationError
 
 from ledger import config
 from ledger.errors import BackendError, InputError, LedgerError
+from ledger.jsonio import dumps
 
 EXIT_OK, EXIT_REJECTED, EXIT_BAD_INPUT, EXIT_BACKEND, EXIT_NOT_FOUND = 0, 1, 2, 3, 4
 EXIT_INTERRUPTED = 130
@@ -92,23 +92,11 @@ def open_ledger(ctx: click.Context, *, must_exist: bool = False):
     return ledger
 
 
-def _refuse_constant(name: str):
-    raise InputError(f"malformed JSON: {name} is not a JSON number")
-
-
 def _read_json(source) -> dict:
     # Read as bytes: UTF-8 whatever the locale, with or without a byte order mark.
-    try:
-        text = source.read().decode("utf-8-sig")
-    except UnicodeDecodeError as exc:
-        raise InputError(f"the JSON is not UTF-8 text: {exc}") from exc
-    try:
-        data = json.loads(text, parse_constant=_refuse_constant)
-    except json.JSONDecodeError as exc:
-        raise InputError(f"malformed JSON: {exc}") from exc
-    if not isinstance(data, dict):
-        raise InputError("the JSON must be an object holding the event's fields")
-    return data
+    from ledger.jsonio import load_object
+
+    return load_object(source.read())
 
 
 @main.command()
@@ -167,7 +155,7 @@ def emit(ctx: click.Context, event_type: str, actor: str, source, expect_sequenc
         again = " (already recorded)" if accepted.duplicate else ""
         click.echo(f"accepted {e.event_type} {target} #{e.sequence} by {e.actor}, hash {accepted.hash[:16]}…{again}")
     else:
-        click.echo(json.dumps(accepted.as_dict(), indent=2, default=str))
+        click.echo(dumps(accepted.as_dict()))
 
 
 @main.command()
@@ -217,7 +205,7 @@ def verify(ctx: click.Context, model: str | None, evidence_file: str | None, hea
 
             raise NotFound(f"unknown model {model!r}: the log holds no record of it")
     if as_json:
-        click.echo(json.dumps(report.as_dict(), indent=2))
+        click.echo(dumps(report.as_dict()))
     else:
         for problem in report.problems:
             click.echo(f"FAIL {problem}")

@@ -8,6 +8,7 @@ state. No I/O here: the append path and the tests drive it with plain events.
 
 from __future__ import annotations
 
+import math
 from dataclasses import dataclass, field, replace
 from datetime import datetime, timedelta, timezone
 
@@ -46,6 +47,7 @@ TRIGGER_ALERT = "trigger-alert-of-this-model"
 EVALUATION_ADDS_UP = "evaluation-adds-up"
 CONTRACT_BOUNDS = "contract-bounds-ordered"
 OCCURRED_AT_RANGE = "occurred-at-in-range"
+FINITE_NUMBERS = "finite-numbers"
 
 CLOCK_SKEW = timedelta(minutes=5)
 """How far in the ledger's future an event's ``occurred_at`` may be: the emitter's
@@ -118,6 +120,19 @@ def evaluation_passes(metrics: dict[str, float], thresholds: dict[str, float]) -
     return all(m in metrics and metrics[m] >= t for m, t in thresholds.items())
 
 
+def _non_finite(value, path: str = "") -> str | None:
+    """Dotted path of the first NaN or infinite number in ``value``, if any."""
+    if isinstance(value, float):
+        return None if math.isfinite(value) else path
+    if isinstance(value, dict):
+        items = ((f"{path}.{k}".lstrip("."), v) for k, v in value.items())
+    elif isinstance(value, list | tuple):
+        items = ((f"{path}[{i}]", v) for i, v in enumerate(value))
+    else:
+        return None
+    return next((found for p, v in items if (found := _non_finite(v, p))), None)
+
+
 def admit(draft: Event, now: datetime) -> None:
     """Checks a *new* event must pass on its own, before the history rules: a clear
     identity, numbers that add up, bounds in order.
@@ -125,6 +140,9 @@ def admit(draft: Event, now: datetime) -> None:
     Stored events are not re-judged by these (they stay readable and verifiable as
     they were accepted): only the append path calls this."""
     identity.check_name(draft.actor)
+    where = _non_finite(draft.model_dump())
+    if where:
+        raise InvalidEvent(FINITE_NUMBERS, f"{where} is not a finite number (NaN and infinities are not JSON)")
     if draft.occurred_at > now + CLOCK_SKEW:
         raise InvalidEvent(
             OCCURRED_AT_RANGE,

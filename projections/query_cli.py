@@ -13,14 +13,14 @@ forward.
 
 from __future__ import annotations
 
-import json
 import sys
 from collections import defaultdict
 
 import click
 
 from ledger.errors import BackendError, InputError, NotFound
-from ledger.output import chosen_format, output_options, render
+from ledger.jsonio import dumps
+from ledger.output import chosen_format, output_options, escaped, render
 
 MAX_VERSION = 2**31 - 1
 
@@ -231,9 +231,9 @@ def show(ctx, target, as_of_time, as_of_position, no_refresh, fmt, as_json, as_c
         detail = queries.version_detail(engine, model, version, as_of=cut)
         detail.update(queries.version_links(engine, model, version, as_of=cut))
         if out == "json":
-            click.echo(json.dumps(detail, indent=2, default=str))
+            click.echo(dumps(detail))
         else:
-            click.echo(_version_text(detail, cut))
+            click.echo(_version_text(escaped(detail), cut))
         return
     versions = queries.model_versions(engine, model, as_of=cut)
     metrics = queries.latest_metrics(engine, model, as_of=cut)
@@ -241,7 +241,7 @@ def show(ctx, target, as_of_time, as_of_position, no_refresh, fmt, as_json, as_c
     for v in versions:
         v["metrics"] = metrics.get(v["version"], {})
     if out == "json":
-        click.echo(json.dumps({"model": summary, "versions": versions}, indent=2, default=str))
+        click.echo(dumps({"model": summary, "versions": versions}))
         return
     rows = [
         {
@@ -500,13 +500,13 @@ def lineage(ctx, node, direction, depth, as_of_time, as_of_position, no_refresh,
     except NotFound as exc:
         raise NotFound(f"{exc} (asked for {node!r})") from exc
     if out == "json":
-        click.echo(json.dumps(result, indent=2, default=str))
+        click.echo(dumps(result))
     elif out == "dot":
         click.echo(lineage_dot(result))
     elif out == "mermaid":
         click.echo(lineage_mermaid(result))
     else:
-        click.echo(lineage_tree(result))
+        click.echo(lineage_tree(escaped(result)))
 
 
 # --- audit -----------------------------------------------------------------------------
@@ -667,7 +667,7 @@ def replay(ctx, replay_db, as_of_time, as_of_position, force, no_verify, as_json
         verification = ledger.verify()
         summary["verified"] = verification.as_dict()
     if as_json:
-        click.echo(json.dumps(summary, indent=2, default=str))
+        click.echo(dumps(summary))
     else:
         when = f" {summary['as_of']}" if cut is not None else ""
         click.echo(

@@ -160,3 +160,54 @@ def test_every_time_option_says_what_a_bare_date_means(command):
     helped = [line for line in result.output.splitlines() if line.strip().startswith(("--as-of ", "--since ", "--until "))]
     assert helped
     assert all("a bare date is midnight UTC at the start of that day" in line for line in helped), helped
+
+
+BAD_JSON = [
+    ('{"model": "pump", "version": 1, "environment": "production", "version": 2}', "appears twice"),
+    ('{"model": "pump", "version": 1, "evaluation_snapshot_id": "s1", "metrics": {"roc_auc": Infinity}, "passed": true}', "not a JSON number"),
+    ('{"model": "pump", "version": 1, "evaluation_snapshot_id": "s1", "metrics": {"roc_auc": 1e999}, "passed": true}', "finite"),
+    ('{"model": "pump", "version": 1, "evaluation_snapshot_id": "s1", "metrics": {"roc_auc": "0.93"}, "passed": true}', "metrics.roc_auc"),
+    ('{"model": "pump", "version": 1, "evaluation_snapshot_id": "s1", "metrics": {"roc_auc": 0.9}, "passed": true, "x": ' + "[" * 50000 + "]" * 50000 + "}", "nested"),
+]
+
+
+@pytest.mark.parametrize(("text", "words"), BAD_JSON)
+def test_untrustworthy_json_is_one_line_exit_2_and_nothing_written(log, text, words):
+    accepted(log, *TRAINED[:2])
+    before = log.read_bytes()
+    result = CliRunner().invoke(main, ["--log", f"sqlite:///{log}", "emit", "evaluate", "--actor", "ci", "--json", "-"], input=text)
+    assert result.exit_code == 2, result.output
+    assert len(result.stderr.strip().splitlines()) == 1 and words in result.stderr, result.stderr
+    assert log.read_bytes() == before
+
+
+def test_what_was_stored_before_the_checks_prints_safely(log, tmp_path, monkeypatch):
+    # Events accepted before issue 9: a hostile actor name and a NaN metric.
+    monkeypatch.setattr("ledger.rules.admit", lambda draft, now: None)
+    hostile = "mallory\x1b[2K\rbob\nNEXT ROW\u202e"
+    accepted(log, ("snapshot", "etl", SNAPSHOT), ("train", hostile, TRAIN))
+    from ledger.client import Ledger
+    from ledger.events import ModelEvaluated
+
+    with Ledger.open(f"sqlite:///{log}") as ledger:
+        ledger.emit(ModelEvaluated(model="pump", version=1, actor="ci", evaluation_snapshot_id="s1", metrics={"roc_auc": float("nan")}, passed=False))
+    monkeypatch.undo()
+
+    table = query(log, tmp_path, "audit")
+    assert table.exit_code == 0, table.output
+    assert "\x1b" not in table.stdout and "\r" not in table.stdout and "\u202e" not in table.stdout
+    assert len(table.stdout.strip().splitlines()) == 1 + 3  # header + one line per event
+    assert "mallory\\x1b[2K\\x0dbob\\x0aNEXT ROW\\u202e" in table.stdout
+    for command in (["show", "pump"], ["show", "pump@1"], ["lineage", "pump@1"]):
+        shown = query(log, tmp_path, *command)
+        assert shown.exit_code == 0, shown.output
+        assert "\x1b" not in shown.stdout and "\r" not in shown.stdout and "\u202e" not in shown.stdout
+        assert not any(line.startswith("NEXT ROW") for line in shown.stdout.splitlines())
+
+    def strict(name):
+        raise AssertionError(f"{name} in --json output")
+
+    for command in (["audit", "--json"], ["show", "pump", "--json"], ["show", "pump@1", "--json"], ["lineage", "pump@1", "--json"], ["models", "--json"]):
+        out = query(log, tmp_path, *command)
+        assert out.exit_code == 0, (command, out.output)
+        json.loads(out.stdout, parse_constant=strict)

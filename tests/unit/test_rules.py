@@ -145,7 +145,7 @@ CASES = [
     (rules.EVALUATION_ADDS_UP, [samples.snapshot(M), samples.trained(M)], samples.evaluated(M), _evaluation(0.55, 0.7, True)),
     (rules.EVALUATION_ADDS_UP, [samples.snapshot(M), samples.trained(M)], _evaluation(0.55, 0.7, False), _evaluation(0.91, 0.7, False)),
     (rules.EVALUATION_ADDS_UP, [samples.snapshot(M), samples.trained(M)], _evaluation(0.7, 0.7, True), _evaluation(0.91, None, True, thresholds={"f1": 0.5})),
-    (rules.EVALUATION_ADDS_UP, [samples.snapshot(M), samples.trained(M)], _evaluation(0.2, None, True), _evaluation(float("nan"), 0.7, True)),
+    (rules.EVALUATION_ADDS_UP, [samples.snapshot(M), samples.trained(M)], _evaluation(0.2, None, True), _evaluation(0.6999, 0.7, True)),
     # References point where they claim.
     (rules.RETIRE_KNOWN_MODEL, [samples.snapshot(M)], samples.retired(M, None), None),
     (rules.RETIRE_KNOWN_MODEL, [], None, samples.retired(M, None)),
@@ -250,3 +250,17 @@ def test_occurred_at_is_neither_in_the_future_nor_before_1970(occurred_at, ok):
         rules.admit(draft, NOW)
     assert caught.value.rule == rules.OCCURRED_AT_RANGE
     assert caught.value.exit_code == 2
+
+
+@pytest.mark.parametrize(
+    "draft",
+    [
+        _evaluation(float("nan"), 0.7, False),
+        _evaluation(float("inf"), None, True),
+        samples.drift(M, value=float("-inf")),
+    ],
+)
+def test_numbers_of_a_new_event_are_finite(draft):
+    with pytest.raises(LedgerError) as caught:
+        rules.admit(draft, NOW)
+    assert caught.value.rule == rules.FINITE_NUMBERS
