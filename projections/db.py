@@ -54,6 +54,25 @@ def open_db(url: str) -> Engine:
         raise BackendError(f"cannot open the projection database {parsed.render_as_string(hide_password=True)}: {exc}") from exc
 
 
+def _refuse_a_log(path: Path) -> None:
+    """The embedded event log named as the views database: the views' tables would
+    be created inside the auditors' evidence. Refused before anything is written."""
+    import sqlite3
+
+    if not path.is_file():
+        return
+    try:
+        conn = sqlite3.connect(f"file:{path}?mode=ro", uri=True)
+        try:
+            tables = {row[0] for row in conn.execute("SELECT name FROM sqlite_master WHERE type = 'table'")}
+        finally:
+            conn.close()
+    except sqlite3.Error:
+        return  # not for this check to judge: opening it reports the problem
+    if "events" in tables and not any(t.startswith(("proj_", "reg_", "audit_")) for t in tables):
+        raise BackendError(f"{path} is the ledger's event log, not a views database (check --db / LEDGER_DB)")
+
+
 def _sqlite_engine(parsed) -> Engine:
     memory = parsed.database in (None, "", ":memory:")
     if memory:
@@ -61,6 +80,7 @@ def _sqlite_engine(parsed) -> Engine:
             parsed, poolclass=StaticPool, connect_args={"check_same_thread": False}
         )
     else:
+        _refuse_a_log(Path(parsed.database))
         Path(parsed.database).parent.mkdir(parents=True, exist_ok=True)
         engine = create_engine(parsed, connect_args={"timeout": 30})
 

@@ -122,7 +122,7 @@ def _views(ctx: click.Context, *, refresh: bool):
     from ledger.cli import open_ledger
     from projections.runner import project
 
-    project(open_ledger(ctx).log, engine)
+    project(open_ledger(ctx, must_exist=True).log, engine)
     return engine
 
 

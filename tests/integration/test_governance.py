@@ -211,3 +211,37 @@ def test_what_was_stored_before_the_checks_prints_safely(log, tmp_path, monkeypa
         out = query(log, tmp_path, *command)
         assert out.exit_code == 0, (command, out.output)
         json.loads(out.stdout, parse_constant=strict)
+
+
+def _ledger(log, views, *args, env=None):
+    return CliRunner().invoke(main, ["--log", f"sqlite:///{log}", "--db", f"sqlite:///{views}", *args], env=env)
+
+
+def _one_line(result, code, words):
+    assert result.exit_code == code, result.output
+    lines = result.stderr.strip().splitlines()
+    assert len(lines) == 1 and words in lines[0] and "Traceback" not in result.output, result.stderr
+
+
+@pytest.mark.parametrize("command", [["models"], ["audit"], ["show", "pump"], ["lineage", "pump@1"], ["verify"], ["export", "--out", "e.avro"]])
+def test_a_mistyped_log_path_is_no_such_ledger_not_an_empty_one(tmp_path, command):
+    missing = tmp_path / "lgo.db"
+    result = _ledger(missing, tmp_path / "views.db", *command)
+    _one_line(result, 4, str(missing))
+    assert not missing.exists()
+
+
+@pytest.mark.parametrize("command", [["models"], ["audit"], ["verify"], ["emit", "snapshot", "--actor", "etl", "--json", "-"]])
+def test_the_log_named_as_the_views_database_or_the_other_way_round_is_caught(log, tmp_path, command):
+    accepted(log, TRAINED[0])
+    views = tmp_path / "views.db"
+    assert _ledger(log, views, "models").exit_code == 0  # builds the views database
+    log_bytes, views_bytes = log.read_bytes(), views.read_bytes()
+    swapped = CliRunner().invoke(main, ["--log", f"sqlite:///{views}", "--db", f"sqlite:///{views}", *command], input=json.dumps(SNAPSHOT))
+    _one_line(swapped, 3, str(views))
+    assert "not a ledger event log" in swapped.stderr
+    if command[0] in ("models", "audit"):
+        wrong_db = CliRunner().invoke(main, ["--db", f"sqlite:///{log}", "--log", f"sqlite:///{log}", *command])
+        _one_line(wrong_db, 3, str(log))
+        assert "is the ledger's event log" in wrong_db.stderr
+    assert log.read_bytes() == log_bytes and views.read_bytes() == views_bytes
