@@ -121,6 +121,11 @@ def emit(ctx: click.Context, event_type: str, actor: str, source, expect_sequenc
     whole model for good: nothing more is accepted under its name (refused for a
     model with no events).
 
+    Retrying safely: when the JSON gives `occurred_at` and no `event_id`, the
+    event id is derived from the input, so sending the same file again (after a
+    time-out) records the action once ("already recorded"). Without either, a
+    retry is a new action: add the `event_id` an error message prints.
+
     \b
     Example:
       echo '{"model": "churn", "version": 3, "environment": "production"}' \\
@@ -136,6 +141,10 @@ def emit(ctx: click.Context, event_type: str, actor: str, source, expect_sequenc
     if "actor" in fields and fields["actor"] != actor:
         raise InputError("the JSON's actor differs from --actor")
     fields["actor"] = actor
+    if "event_id" not in fields and "occurred_at" in fields:
+        from ledger.event_ids import derived_id
+
+        fields["event_id"] = str(derived_id(cls.event_type, actor, fields))  # a retry of this file is one action
     try:
         event = cls.model_validate(fields)
     except ValidationError as exc:
@@ -217,10 +226,11 @@ def verify(ctx: click.Context, model: str | None, evidence_file: str | None, hea
 @main.command()
 @click.option("--out", required=True, type=click.Path(dir_okay=False, writable=True), help="The .avro file to write.")
 @click.option("--model", default=None, help="Only this model's stream.")
+@click.option("--force", is_flag=True, help="Replace --out if it exists (by default an existing file is an error).")
 @click.option("--since", default=None, metavar="TIME", help="Only events recorded at or after TIME (ISO-8601; a bare date is midnight UTC at the start of that day).")
 @click.option("--until", default=None, metavar="TIME", help="Only events recorded at or before TIME (ISO-8601; a bare date is midnight UTC at the start of that day).")
 @click.pass_context
-def export(ctx: click.Context, out: str, model: str | None, since: str | None, until: str | None) -> None:
+def export(ctx: click.Context, out: str, model: str | None, force: bool, since: str | None, until: str | None) -> None:
     """Export the raw events as an Avro Object Container File, with every writer
     schema and the chain heads, for offline verification by any Avro tool.
 
@@ -241,7 +251,7 @@ def export(ctx: click.Context, out: str, model: str | None, since: str | None, u
         from ledger.errors import NotFound
 
         raise NotFound(f"unknown model {model!r}")
-    summary = write_evidence(ledger.log.read(model=model), out, model=model, since=start, until=end, source=ctx.obj["log_url"])
+    summary = write_evidence(ledger.log.read(model=model), out, model=model, since=start, until=end, source=ctx.obj["log_url"], overwrite=force)
     noted = f", {summary['unreadable']} unreadable record(s) noted" if summary["unreadable"] else ""
     click.echo(f"wrote {summary['events']} event(s) of {len(summary['chains'])} model(s) to {out}{noted}")
 

@@ -95,8 +95,14 @@ def export(
     since: datetime | None = None,
     until: datetime | None = None,
     source: str = "",
+    overwrite: bool = False,
 ) -> dict:
-    """Write the evidence file; return its summary (events and chains)."""
+    """Write the evidence file; return its summary (events and chains).
+
+    An existing file is an error unless ``overwrite``: evidence an auditor kept is
+    not replaced by a mistyped --out."""
+    if not overwrite and Path(out).exists():
+        raise InputError(f"{out} exists: export does not overwrite it (use --force to replace it)")
     catalogue = _catalogue.default()
     chains: dict[str, dict] = {}
     rows = []
@@ -155,7 +161,7 @@ def export(
     }
     out = Path(out)
     try:
-        with out.open("wb") as handle:
+        with out.open("wb" if overwrite else "xb") as handle:
             fastavro.writer(handle, fastavro.parse_schema(file_schema(catalogue)), rows, codec="deflate", metadata=metadata)
     except OSError as exc:
         raise InputError(f"cannot write {out}: {exc}") from exc

@@ -107,7 +107,7 @@ def _open_db(ctx: click.Context, url: str | None = None):
 
 def _views(ctx: click.Context, *, refresh: bool):
     """The projection database, caught up with the log unless ``refresh`` is off."""
-    from projections import db, queries
+    from projections import db, queries, trust
 
     engine = _open_db(ctx)
     if not refresh:
@@ -122,8 +122,21 @@ def _views(ctx: click.Context, *, refresh: bool):
     from ledger.cli import open_ledger
     from projections.runner import project
 
-    project(open_ledger(ctx, must_exist=True).log, engine)
+    log = open_ledger(ctx, must_exist=True).log
+    project(log, engine)
+    ctx.obj["stream_problems"] = trust.stream_problems(log)  # tampering after the views were built too
     return engine
+
+
+def _trusted(ctx: click.Context, rows: list[dict], *, key: str) -> list[dict]:
+    """``rows`` marked ``verified`` (ok, FAILED, unchecked) by their model's stream in
+    the raw log; a warning line on stderr for each model that fails."""
+    from projections import trust
+
+    problems = ctx.obj.get("stream_problems")
+    for line in trust.warnings(problems, (r.get(key) for r in rows)):
+        click.echo(line, err=True)
+    return trust.mark(rows, problems, key=key)
 
 
 def _when(value) -> str:
@@ -165,7 +178,7 @@ def _target(text: str) -> tuple[str, int | None]:
 
 # --- models ----------------------------------------------------------------------------
 
-MODEL_COLUMNS = ("model", "status", "versions", "latest_version", "deployed", "created_at", "created_by")
+MODEL_COLUMNS = ("model", "status", "versions", "latest_version", "deployed", "created_at", "created_by", "verified")
 
 
 @click.command()
@@ -189,6 +202,7 @@ def models(ctx, as_of_time, as_of_position, no_refresh, fmt, as_json, as_csv) ->
     out = chosen_format(fmt, as_json, as_csv)
     cut = _cut(as_of_time, as_of_position)
     rows = queries.list_models(_views(ctx, refresh=not no_refresh), as_of=cut)
+    rows = _trusted(ctx, rows, key="model")
     if out != "json":
         rows = [{**r, "deployed": _deployed(r["deployed"]), "created_at": _when(r["created_at"])} for r in rows]
     click.echo(render(rows, MODEL_COLUMNS, out))
@@ -227,8 +241,9 @@ def show(ctx, target, as_of_time, as_of_position, no_refresh, fmt, as_json, as_c
         raise click.UsageError("one version is not a table: use the text view or --json")
     cut = _cut(as_of_time, as_of_position)
     engine = _views(ctx, refresh=not no_refresh)
+    verified = _trusted(ctx, [{"model": model}], key="model")[0]["verified"]
     if version is not None:
-        detail = queries.version_detail(engine, model, version, as_of=cut)
+        detail = {**queries.version_detail(engine, model, version, as_of=cut), "verified": verified}
         detail.update(queries.version_links(engine, model, version, as_of=cut))
         if out == "json":
             click.echo(dumps(detail))
@@ -237,7 +252,7 @@ def show(ctx, target, as_of_time, as_of_position, no_refresh, fmt, as_json, as_c
         return
     versions = queries.model_versions(engine, model, as_of=cut)
     metrics = queries.latest_metrics(engine, model, as_of=cut)
-    summary = next(m for m in queries.list_models(engine, as_of=cut) if m["model"] == model)
+    summary = {**next(m for m in queries.list_models(engine, as_of=cut) if m["model"] == model), "verified": verified}
     for v in versions:
         v["metrics"] = metrics.get(v["version"], {})
     if out == "json":
@@ -569,6 +584,7 @@ def audit(ctx, model, actor, event_type, since, until, limit, no_refresh, fmt, a
         limit = min(limit, 2**63 - 1)
     engine = _views(ctx, refresh=not no_refresh)
     rows = queries.audit(engine, model=model, actor=actor, event_type=wanted_type, since=start, until=end, limit=limit)
+    rows = _trusted(ctx, rows, key="model")
     if not rows and model is not None and model not in {m["model"] for m in queries.list_models(engine)}:
         raise NotFound(f"unknown model {model!r}")
     if out != "json":

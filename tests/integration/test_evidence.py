@@ -200,6 +200,6 @@ def test_a_log_holding_an_unreadable_record_still_exports_and_the_evidence_names
     assert "too short" in checked.output
     assert "6 event(s): 1 problem(s)" in checked.output
     # A window that does not hold the foreign record's append time leaves it out.
-    window = run("--log", log_url, "export", "--out", str(out), "--model", "pump", "--since", "2026-03-03")
+    window = run("--log", log_url, "export", "--out", str(out), "--force", "--model", "pump", "--since", "2026-03-03")
     assert window.exit_code == 0 and "unreadable" not in window.output
     assert run("verify", "--file", str(out)).exit_code == 0

@@ -245,3 +245,60 @@ def test_the_log_named_as_the_views_database_or_the_other_way_round_is_caught(lo
         _one_line(wrong_db, 3, str(log))
         assert "is the ledger's event log" in wrong_db.stderr
     assert log.read_bytes() == log_bytes and views.read_bytes() == views_bytes
+
+
+def test_views_mark_a_model_whose_stream_was_tampered_with_after_they_were_built(log, tmp_path):
+    import sqlite3
+
+    accepted(log, *TRAINED, ("snapshot", "etl", {**SNAPSHOT, "model": "fan"}))
+    views = tmp_path / "views.db"
+    first = json.loads(_ledger(log, views, "models", "--json").stdout)
+    assert {m["model"]: m["verified"] for m in first} == {"pump": "ok", "fan": "ok"}
+
+    conn = sqlite3.connect(log)
+    position, data = conn.execute("SELECT position, data FROM events WHERE model = 'pump' AND sequence = 2").fetchone()
+    changed = bytearray(data)
+    changed[-3] ^= 0x01
+    with conn:
+        conn.execute("UPDATE events SET data = ? WHERE position = ?", (bytes(changed), position))
+    conn.close()
+
+    models = _ledger(log, views, "models")
+    assert models.exit_code == 0, models.output
+    marks = {line.split()[0]: line.split()[-1] for line in models.stdout.splitlines()[1:]}
+    assert marks == {"fan": "ok", "pump": "FAILED"}
+    assert "warning: the views of 'pump' cannot be trusted" in models.stderr
+    shown = json.loads(_ledger(log, views, "show", "pump", "--json").stdout)
+    assert shown["model"]["verified"] == "FAILED"
+    assert json.loads(_ledger(log, views, "show", "pump@1", "--json").stdout)["verified"] == "FAILED"
+    audit = _ledger(log, views, "audit", "--json")
+    assert {(r["model"], r["verified"]) for r in json.loads(audit.stdout)} == {("pump", "FAILED"), ("fan", "ok")}
+    assert "altered: pump#2" in audit.stderr
+    fan = _ledger(log, views, "show", "fan")
+    assert fan.exit_code == 0 and fan.stderr == ""
+    frozen = _ledger(log, views, "models", "--no-refresh", "--json")
+    assert {m["verified"] for m in json.loads(frozen.stdout)} == {"unchecked"}
+
+
+def test_export_does_not_overwrite_a_file_unless_forced(log, tmp_path):
+    accepted(log, TRAINED[0])
+    out = tmp_path / "evidence.avro"
+    out.write_bytes(b"an auditor's earlier evidence")
+    result = CliRunner().invoke(main, ["--log", f"sqlite:///{log}", "export", "--out", str(out)])
+    _one_line(result, 2, "use --force")
+    assert out.read_bytes() == b"an auditor's earlier evidence"
+    forced = CliRunner().invoke(main, ["--log", f"sqlite:///{log}", "export", "--out", str(out), "--force"])
+    assert forced.exit_code == 0, forced.output
+    assert CliRunner().invoke(main, ["verify", "--file", str(out)]).exit_code == 0
+
+
+def test_emitting_the_same_file_again_records_the_action_once(log):
+    accepted(log, *TRAINED)
+    approval = {**APPROVE, "occurred_at": "2026-11-29T10:00:00Z"}
+    first, again = emit(log, "approve", "bob", approval), emit(log, "approve", "bob", approval)
+    assert first.exit_code == 0 and again.exit_code == 0, again.output
+    assert "already recorded" in again.stdout and "already recorded" not in first.stdout
+    from ledger.config import open_log
+
+    with open_log(f"sqlite:///{log}") as opened:
+        assert sum(1 for r in opened.read() if r.event_type == "ModelApproved") == 1
