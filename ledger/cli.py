@@ -261,8 +261,9 @@ def _register_commands() -> None:
     from projections.cli import commands as projection_commands
 
     from ledger.demo import demo
+    from ledger.schema_cli import schema
 
-    for command in (*projection_commands, *consumer_commands, demo):
+    for command in (*projection_commands, *consumer_commands, demo, schema):
         main.add_command(command)
 
 

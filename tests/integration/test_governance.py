@@ -302,3 +302,29 @@ def test_emitting_the_same_file_again_records_the_action_once(log):
 
     with open_log(f"sqlite:///{log}") as opened:
         assert sum(1 for r in opened.read() if r.event_type == "ModelApproved") == 1
+
+
+@pytest.mark.parametrize("kind", ["snapshot", "train", "evaluate", "approve", "reject", "deploy", "drift", "retire"])
+def test_schema_lists_every_field_an_emitter_gives(kind):
+    from ledger.events import BY_CLI_NAME
+
+    result = CliRunner().invoke(main, ["schema", kind, "--json"])
+    assert result.exit_code == 0, result.output
+    fields = {f["name"]: f for f in json.loads(result.stdout)}
+    cls = BY_CLI_NAME[kind]
+    assert {n for n in fields if "." not in n and "[" not in n} == set(cls.model_fields) - {"sequence", "prev_hash", "recorded_at", "replaced_version"}
+    assert fields["model"]["required"] and fields["model"]["doc"] and fields["model"]["example"] == "churn"
+    assert all(f["doc"] for f in fields.values()), [n for n, f in fields.items() if not f["doc"]]
+    template = json.loads(CliRunner().invoke(main, ["schema", kind, "--template"]).stdout)
+    assert "actor" not in template and "sequence" not in template
+
+
+def test_schema_says_allowed_values_and_a_template_is_accepted_as_it_is(log):
+    fields = {f["name"]: f for f in json.loads(CliRunner().invoke(main, ["schema", "train", "--json"]).stdout)}
+    assert fields["trigger"]["allowed"] == "one of manual, drift, schedule" and fields["trigger"]["default"] == "manual"
+    assert not fields["trigger"]["required"] and fields["snapshot_ids"]["required"]
+    evaluate = {f["name"]: f for f in json.loads(CliRunner().invoke(main, ["schema", "evaluate", "--json"]).stdout)}
+    assert evaluate["passed"]["type"] == "boolean (true/false)"
+    snapshot = json.loads(CliRunner().invoke(main, ["schema", "snapshot", "--template"]).stdout)
+    result = emit(log, "snapshot", "etl", snapshot)
+    assert result.exit_code == 0, result.output
