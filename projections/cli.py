@@ -113,4 +113,6 @@ def project(
     )
 
 
-commands: list = [project, *query_commands]
+from projections.pending_cli import pending  # noqa: E402  (a command of its own, issue 9)
+
+commands: list = [project, *query_commands, pending]

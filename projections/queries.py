@@ -146,9 +146,10 @@ def _deployed(conn: Connection, as_of: AsOf | None, model: str | None = None) ->
     return found
 
 
-def list_models(database: Engine | Connection, *, as_of: AsOf | None = None) -> list[dict]:
+def list_models(database: Engine | Connection, *, as_of: AsOf | None = None, environment: str | None = None) -> list[dict]:
     """Every model known at the cut: status, number of versions, latest version and
-    what is deployed where."""
+    what is deployed where (only models with a version deployed in ``environment``,
+    when given)."""
     m, v = reg_models.c, reg_versions.c
     with _connection(database) as conn:
         counts = {
@@ -179,11 +180,16 @@ def list_models(database: Engine | Connection, *, as_of: AsOf | None = None) -> 
                     "deployed": dict(sorted(deployed.get(row["model"], {}).items())),
                 }
             )
+        if environment is not None:
+            result = [r for r in result if environment in r["deployed"]]
         return result
 
 
-def model_versions(database: Engine | Connection, model: str, *, as_of: AsOf | None = None) -> list[dict]:
-    """The versions of ``model`` at the cut, each with its status then."""
+def model_versions(
+    database: Engine | Connection, model: str, *, as_of: AsOf | None = None, environment: str | None = None
+) -> list[dict]:
+    """The versions of ``model`` at the cut, each with its status then (only those
+    deployed in ``environment``, when given)."""
     v, s = reg_versions.c, reg_version_states.c
     with _connection(database) as conn:
         _model_row(conn, model, as_of)
@@ -193,7 +199,7 @@ def model_versions(database: Engine | Connection, model: str, *, as_of: AsOf | N
             .where(v.model == model, _known(as_of, v.trained_at, v.partition, v.trained_offset), _states_as_of(as_of))
             .order_by(v.version)
         ).mappings()
-        return [
+        versions = [
             {
                 "model": row["model"],
                 "version": row["version"],
@@ -207,6 +213,21 @@ def model_versions(database: Engine | Connection, model: str, *, as_of: AsOf | N
             }
             for row in rows
         ]
+        if environment is not None:
+            versions = [v for v in versions if environment in v["deployed_in"]]
+        return versions
+
+
+def pending(database: Engine | Connection, *, model: str | None = None, as_of: AsOf | None = None) -> list[dict]:
+    """Versions waiting for a decision at the cut: evaluated, and neither approved
+    nor rejected since their latest evaluation (a decision goes stale when the
+    version is evaluated again). Oldest model first, then by version."""
+    names = [m["model"] for m in list_models(database, as_of=as_of) if m["status"] != "retired"]
+    if model is not None:
+        if model not in names and model not in {m["model"] for m in list_models(database, as_of=as_of)}:
+            raise NotFound(f"unknown model {model!r}")
+        names = [n for n in names if n == model]
+    return [v for name in names for v in model_versions(database, name, as_of=as_of) if v["status"] == "evaluated"]
 
 
 def version_detail(database: Engine | Connection, model: str, version: int, *, as_of: AsOf | None = None) -> dict:
@@ -469,6 +490,8 @@ def audit(
     chain: str | None = None,
     as_of: AsOf | None = None,
     limit: int | None = None,
+    version: int | None = None,
+    newest_first: bool = False,
 ) -> list[dict]:
     """The audit trail in log order per partition, filtered. ``since``/``until``
     bound ``recorded_at`` (inclusive; a bare date is midnight UTC at its start). Unreadable records appear with ``event_type`` ``unreadable``."""
@@ -482,7 +505,7 @@ def audit(
     if actor is not None:
         # One person, however the name was spelled when declared.
         query = query.where(a.actor_canonical == canonical(actor))
-    for column, value in ((a.model, model), (a.event_type, event_type), (a.chain, chain)):
+    for column, value in ((a.model, model), (a.version, version), (a.event_type, event_type), (a.chain, chain)):
         if value is not None:
             query = query.where(column == value)
     if start is not None:
@@ -490,7 +513,10 @@ def audit(
     if end is not None:
         query = query.where(a.recorded_at <= end)
     # NULLS FIRST spelled out: SQLite and PostgreSQL disagree on the default.
-    query = query.order_by(a.recorded_at.asc().nulls_first(), a.partition, a.offset)
+    if newest_first:
+        query = query.order_by(a.recorded_at.desc().nulls_last(), a.partition.desc(), a.offset.desc())
+    else:
+        query = query.order_by(a.recorded_at.asc().nulls_first(), a.partition, a.offset)
     if limit is not None:
         query = query.limit(limit)
     with _connection(database) as conn:

@@ -184,9 +184,10 @@ MODEL_COLUMNS = ("model", "status", "versions", "latest_version", "deployed", "c
 @click.command()
 @_cut_options
 @_refresh_option
+@click.option("--environment", metavar="ENV", default=None, help="Only models with a version deployed in ENV.")
 @output_options
 @click.pass_context
-def models(ctx, as_of_time, as_of_position, no_refresh, fmt, as_json, as_csv) -> None:
+def models(ctx, as_of_time, as_of_position, no_refresh, environment, fmt, as_json, as_csv) -> None:
     """List every model: its status, how many versions, the latest one, and which
     version is deployed in each environment.
 
@@ -201,7 +202,7 @@ def models(ctx, as_of_time, as_of_position, no_refresh, fmt, as_json, as_csv) ->
 
     out = chosen_format(fmt, as_json, as_csv)
     cut = _cut(as_of_time, as_of_position)
-    rows = queries.list_models(_views(ctx, refresh=not no_refresh), as_of=cut)
+    rows = queries.list_models(_views(ctx, refresh=not no_refresh), as_of=cut, environment=environment)
     rows = _trusted(ctx, rows, key="model")
     if out != "json":
         rows = [{**r, "deployed": _deployed(r["deployed"]), "created_at": _when(r["created_at"])} for r in rows]
@@ -217,9 +218,10 @@ VERSION_COLUMNS = ("version", "status", "trained_by", "approved_by", "deployed_t
 @click.argument("target", metavar="MODEL[@VERSION]")
 @_cut_options
 @_refresh_option
+@click.option("--environment", metavar="ENV", default=None, help="Only the versions deployed in ENV.")
 @output_options
 @click.pass_context
-def show(ctx, target, as_of_time, as_of_position, no_refresh, fmt, as_json, as_csv) -> None:
+def show(ctx, target, as_of_time, as_of_position, no_refresh, environment, fmt, as_json, as_csv) -> None:
     """Show a model's versions and their states, or one version in full: the data
     it was trained on, code, hyper-parameters, artifact, evaluations and metrics,
     approvals and rejections, deployments and drift alerts.
@@ -250,7 +252,7 @@ def show(ctx, target, as_of_time, as_of_position, no_refresh, fmt, as_json, as_c
         else:
             click.echo(_version_text(escaped(detail), cut))
         return
-    versions = queries.model_versions(engine, model, as_of=cut)
+    versions = queries.model_versions(engine, model, as_of=cut, environment=environment)
     metrics = queries.latest_metrics(engine, model, as_of=cut)
     summary = {**next(m for m in queries.list_models(engine, as_of=cut) if m["model"] == model), "verified": verified}
     for v in versions:
@@ -554,11 +556,13 @@ def _event_type(text: str) -> str:
 )
 @click.option("--since", metavar="TIME", default=None, help="Only records recorded at or after TIME (ISO-8601; a bare date is midnight UTC at the start of that day).")
 @click.option("--until", metavar="TIME", default=None, help="Only records recorded at or before TIME (ISO-8601; a bare date is midnight UTC at the start of that day).")
-@click.option("--limit", type=click.IntRange(min=1), default=None, help="At most this many rows (oldest first).")
+@click.option("--version", "version", type=click.IntRange(min=1, max=MAX_VERSION), default=None, help="Only records of this version.")
+@click.option("--limit", type=click.IntRange(min=1), default=None, help="At most this many rows (oldest first, or newest with --newest-first).")
+@click.option("--newest-first", is_flag=True, help="Newest records first (with --limit: the latest ones).")
 @_refresh_option
 @output_options
 @click.pass_context
-def audit(ctx, model, actor, event_type, since, until, limit, no_refresh, fmt, as_json, as_csv) -> None:
+def audit(ctx, model, actor, event_type, since, until, version, limit, newest_first, no_refresh, fmt, as_json, as_csv) -> None:
     """The audit trail: every record of the log — who did what, when, to which
     model — with its position and whether it links to its model's hash chain.
 
@@ -583,7 +587,10 @@ def audit(ctx, model, actor, event_type, since, until, limit, no_refresh, fmt, a
         # The database's integers stop at 2**63 - 1, far beyond any log: more is all.
         limit = min(limit, 2**63 - 1)
     engine = _views(ctx, refresh=not no_refresh)
-    rows = queries.audit(engine, model=model, actor=actor, event_type=wanted_type, since=start, until=end, limit=limit)
+    rows = queries.audit(
+        engine, model=model, actor=actor, event_type=wanted_type, since=start, until=end, limit=limit,
+        version=version, newest_first=newest_first,
+    )
     rows = _trusted(ctx, rows, key="model")
     if not rows and model is not None and model not in {m["model"] for m in queries.list_models(engine)}:
         raise NotFound(f"unknown model {model!r}")

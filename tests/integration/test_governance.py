@@ -328,3 +328,30 @@ def test_schema_says_allowed_values_and_a_template_is_accepted_as_it_is(log):
     snapshot = json.loads(CliRunner().invoke(main, ["schema", "snapshot", "--template"]).stdout)
     result = emit(log, "snapshot", "etl", snapshot)
     assert result.exit_code == 0, result.output
+
+
+def test_operators_find_pending_decisions_filter_by_environment_and_read_the_latest_first(log, tmp_path):
+    fan = {**SNAPSHOT, "model": "fan"}
+    accepted(
+        log,
+        *TRAINED, ("approve", "bob", APPROVE), ("deploy", "deployer", DEPLOY),
+        ("train", "alice", {**TRAIN, "version": 2, "artifact_uri": "file:///a/2"}),
+        ("evaluate", "ci", {**PASSED, "version": 2}),
+        ("snapshot", "etl", fan),
+        ("evaluate", "ci", PASSED),  # v1 again: its approval is stale, a decision is pending
+    )
+    views = tmp_path / "views.db"
+    pending = json.loads(_ledger(log, views, "pending", "--json").stdout)
+    assert [(p["model"], p["version"], p["status"]) for p in pending] == [("pump", 1, "evaluated"), ("pump", 2, "evaluated")]
+    assert _ledger(log, views, "pending", "--model", "nope").exit_code == 4
+
+    in_production = json.loads(_ledger(log, views, "models", "--environment", "production", "--json").stdout)
+    assert [m["model"] for m in in_production] == ["pump"]
+    assert json.loads(_ledger(log, views, "models", "--environment", "staging", "--json").stdout) == []
+    shown = json.loads(_ledger(log, views, "show", "pump", "--environment", "production", "--json").stdout)
+    assert [v["version"] for v in shown["versions"]] == [1]
+
+    v2 = json.loads(_ledger(log, views, "audit", "--model", "pump", "--version", "2", "--json").stdout)
+    assert [r["event_type"] for r in v2] == ["ModelTrained", "ModelEvaluated"]
+    latest = json.loads(_ledger(log, views, "audit", "--newest-first", "--limit", "2", "--json").stdout)
+    assert [(r["model"], r["event_type"]) for r in latest] == [("pump", "ModelEvaluated"), ("fan", "DataSnapshotted")]
