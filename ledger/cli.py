@@ -21,6 +21,7 @@ from pydantic import ValidationError
 
 from ledger import config
 from ledger.errors import BackendError, InputError, LedgerError
+from ledger.identity import visible
 from ledger.jsonio import dumps
 
 EXIT_OK, EXIT_REJECTED, EXIT_BAD_INPUT, EXIT_BACKEND, EXIT_NOT_FOUND = 0, 1, 2, 3, 4
@@ -46,6 +47,11 @@ class LedgerGroup(click.Group):
             ctx.exit(exc.exit_code)
         except ValidationError as exc:
             click.echo(f"error: invalid event: {_validation_message(exc)}", err=True)
+            ctx.exit(EXIT_BAD_INPUT)
+        except click.UsageError as exc:
+            # One line, like every other error (click's own is four: usage, hint, blank, error).
+            where = f" (see {exc.ctx.command_path} --help)" if exc.ctx is not None else ""
+            click.echo(f"error: {visible(exc.format_message())}{where}", err=True)
             ctx.exit(EXIT_BAD_INPUT)
         except KeyboardInterrupt:
             # Whatever was accepted before the interrupt stays accepted; nothing
