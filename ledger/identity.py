@@ -149,7 +149,7 @@ def check_name(name: str, what: str = "actor") -> str:
         if why is not None:
             raise InvalidEvent(
                 ACTOR_IDENTITY,
-                f"the {what} name {visible(name)!r} holds {why} (U+{code:04X}); "
+                f"the {what} name '{visible(name)}' holds {why} (U+{code:04X}); "
                 "use the name as it is displayed"
             )
     form = canonical(name)

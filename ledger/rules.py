@@ -223,7 +223,8 @@ def check(state: ModelState, event: Event) -> Event:
     if isinstance(event, ModelApproved | ApprovalRejected):
         verb = "approve" if isinstance(event, ModelApproved) else "reject"
         if identity.same_person(event.actor, version.trained_by):
-            _refuse(FOUR_EYES, f"{event.actor!r} trained {label} and cannot also {verb} it")
+            same = "" if event.actor == version.trained_by else f" (the same person as {version.trained_by!r})"
+            _refuse(FOUR_EYES, f"{event.actor!r}{same} trained {label} and cannot also {verb} it")
         if isinstance(event, ModelApproved):
             if not version.evaluations:
                 _refuse(EVALUATED_BEFORE_APPROVAL, f"{label} has not been evaluated")

@@ -223,7 +223,7 @@ def _one_line(result, code, words):
     assert len(lines) == 1 and words in lines[0] and "Traceback" not in result.output, result.stderr
 
 
-@pytest.mark.parametrize("command", [["models"], ["audit"], ["show", "pump"], ["lineage", "pump@1"], ["verify"], ["export", "--out", "e.avro"]])
+@pytest.mark.parametrize("command", [["models"], ["audit"], ["show", "pump"], ["lineage", "pump@1"], ["pending"], ["verify"], ["export", "--out", "e.avro"]])
 def test_a_mistyped_log_path_is_no_such_ledger_not_an_empty_one(tmp_path, command):
     missing = tmp_path / "lgo.db"
     result = _ledger(missing, tmp_path / "views.db", *command)
