@@ -70,6 +70,9 @@ class VersionState:
     retired: bool = False
     reopened_by: str | None = None
     """Who recorded an evaluation after the last decision (that decision is stale)."""
+    stale_approval_by: str | None = None
+    """The approval a later evaluation made stale (what a deploy relied on before
+    issue 9: replaying such a history accepts it, see :func:`check`)."""
 
     @property
     def status(self) -> str:
@@ -178,8 +181,16 @@ def admit(draft: Event, now: datetime) -> None:
                 )
 
 
-def check(state: ModelState, event: Event) -> Event:
-    """Validate ``event`` against ``state``; return it as it will be recorded."""
+def check(state: ModelState, event: Event, *, history: bool = False) -> Event:
+    """Validate ``event`` against ``state``; return it as it will be recorded.
+
+    ``history`` is for replaying stored events (``verify``, and the append path
+    folding a stream): a rule tightened by issue 9 is held as it was when those
+    events were accepted — the same name spelled differently was another person,
+    a deploy could rely on an approval a later passing evaluation made stale, a
+    whole model with no events could be retired, a parent needed only to exist, a
+    trigger alert id was not checked. So a stream recorded before stays verifiable
+    and open to new events, which are held to the rules as they are now."""
     if event.model != state.model:
         _refuse(MODEL_MISMATCH, f"event for {event.model!r} on stream {state.model!r}")
     if state.retired:
@@ -199,6 +210,8 @@ def check(state: ModelState, event: Event) -> Event:
             _refuse(SNAPSHOT_EXISTS, f"{label} is trained on unknown snapshot(s) {', '.join(missing)}")
         if event.parent_version is not None and event.parent_version not in state.versions:
             _refuse(PARENT_EXISTS, f"parent version {event.parent_version} of {label} does not exist")
+        if history:
+            return event
         if event.parent_version is not None and event.parent_version >= event.version:
             _refuse(PARENT_EXISTS, f"parent version {event.parent_version} of {label} is not older than it")
         if event.trigger_alert_id is not None and event.trigger_alert_id not in state.alerts:
@@ -206,7 +219,7 @@ def check(state: ModelState, event: Event) -> Event:
         return event
 
     if isinstance(event, ModelRetired) and event.version is None:
-        if state.sequence == 0:
+        if state.sequence == 0 and not history:
             # Retiring is for good: on an unknown name it would burn the name forever.
             _refuse(RETIRE_KNOWN_MODEL, f"model {state.model!r} has no events; there is nothing to retire")
         return event
@@ -222,9 +235,10 @@ def check(state: ModelState, event: Event) -> Event:
 
     if isinstance(event, ModelApproved | ApprovalRejected):
         verb = "approve" if isinstance(event, ModelApproved) else "reject"
-        if identity.same_person(event.actor, version.trained_by):
-            same = "" if event.actor == version.trained_by else f" (the same person as {version.trained_by!r})"
-            _refuse(FOUR_EYES, f"{event.actor!r}{same} trained {label} and cannot also {verb} it")
+        same = event.actor == version.trained_by if history else identity.same_person(event.actor, version.trained_by)
+        if same:
+            alias = "" if event.actor == version.trained_by else f" (the same person as {version.trained_by!r})"
+            _refuse(FOUR_EYES, f"{event.actor!r}{alias} trained {label} and cannot also {verb} it")
         if isinstance(event, ModelApproved):
             if not version.evaluations:
                 _refuse(EVALUATED_BEFORE_APPROVAL, f"{label} has not been evaluated")
@@ -237,7 +251,8 @@ def check(state: ModelState, event: Event) -> Event:
         return event
 
     if isinstance(event, ModelDeployed):
-        if version.status != "approved":
+        relied_on_stale = history and version.stale_approval_by is not None and version.last_evaluation_passed
+        if version.status != "approved" and not relied_on_stale:
             if version.reopened_by is not None and version.status == "evaluated":
                 # An approval stands for the evidence it saw: an evaluation recorded
                 # after it must be decided on again before the version ships.
@@ -293,11 +308,12 @@ def apply(state: ModelState, event: Event, event_hash: str) -> ModelState:
             approved_by=None,
             rejected_by=None,
             reopened_by=event.actor if decided else v.reopened_by,
+            stale_approval_by=(v.approved_by if v.status == "approved" else None) if decided else v.stale_approval_by,
         )
     elif isinstance(event, ModelApproved):
-        versions = update(event.version, approved_by=event.actor, rejected_by=None, reopened_by=None)
+        versions = update(event.version, approved_by=event.actor, rejected_by=None, reopened_by=None, stale_approval_by=None)
     elif isinstance(event, ApprovalRejected):
-        versions = update(event.version, rejected_by=event.actor, reopened_by=None)
+        versions = update(event.version, rejected_by=event.actor, reopened_by=None, stale_approval_by=None)
     elif isinstance(event, ModelDeployed):
         deployed = {**deployed, event.environment: event.version}
     elif isinstance(event, DriftDetected):

@@ -355,3 +355,28 @@ def test_operators_find_pending_decisions_filter_by_environment_and_read_the_lat
     assert [r["event_type"] for r in v2] == ["ModelTrained", "ModelEvaluated"]
     latest = json.loads(_ledger(log, views, "audit", "--newest-first", "--limit", "2", "--json").stdout)
     assert [(r["model"], r["event_type"]) for r in latest] == [("pump", "ModelEvaluated"), ("fan", "DataSnapshotted")]
+
+
+def test_a_log_recorded_before_the_tightened_rules_still_verifies_and_takes_new_events(log, monkeypatch):
+    from functools import partial
+
+    from ledger import rules
+
+    strict = rules.check
+    with monkeypatch.context() as before_issue_9:
+        before_issue_9.setattr("ledger.rules.check", partial(strict, history=True))
+        before_issue_9.setattr("ledger.rules.admit", lambda draft, now: None)
+        accepted(
+            log,
+            ("retire", "ops", {"model": "ghost"}),
+            *TRAINED,
+            ("approve", "ALICE", APPROVE),  # the trainer, spelled differently
+            ("evaluate", "ci", PASSED),
+            ("deploy", "deployer", DEPLOY),  # on the approval that evaluation made stale
+        )
+    assert rules.check is strict
+    verified = CliRunner().invoke(main, ["--log", f"sqlite:///{log}", "verify"])
+    assert verified.exit_code == 0, verified.output
+    assert "intact" in verified.stdout
+    refused(log, "deploy", "deployer", {**DEPLOY, "environment": "staging"}, 1, "needs a new approval")
+    accepted(log, ("approve", "bob", APPROVE), ("deploy", "deployer", {**DEPLOY, "environment": "staging"}))

@@ -264,3 +264,32 @@ def test_numbers_of_a_new_event_are_finite(draft):
     with pytest.raises(LedgerError) as caught:
         rules.admit(draft, NOW)
     assert caught.value.rule == rules.FINITE_NUMBERS
+
+
+# Histories the ledger accepted before issue 9 tightened these rules: replaying them
+# (verify, the append path's fold) still accepts them; a new event is held to the
+# rules as they are now.
+RECORDED_BEFORE = [
+    ([], samples.retired(M, None)),
+    ([samples.snapshot(M), samples.trained(M, actor="alice"), samples.evaluated(M)], samples.approved(M, actor="Alice")),
+    ([*THROUGH_APPROVAL, samples.evaluated(M, passed=False), samples.evaluated(M)], samples.deployed(M)),
+    ([samples.snapshot(M), samples.trained(M, 1), samples.trained(M, 3)], samples.trained(M, 2, parent_version=3)),
+    ([*DEPLOYED], samples.trained(M, 2, trigger="drift", trigger_alert_id=str(uuid.uuid4()))),
+]
+
+
+@pytest.mark.parametrize(("history", "event"), RECORDED_BEFORE)
+def test_histories_recorded_before_the_tightened_rules_still_replay(history, event):
+    state = fold(history)
+    rules.check(state, event, history=True)
+    with pytest.raises(LedgerError):
+        rules.check(state, event)
+
+
+def test_replaying_a_stale_approval_still_refuses_what_was_always_refused():
+    rejected_since = fold([*THROUGH_APPROVAL, ApprovalRejected(model=M, version=1, actor="carol"), samples.evaluated(M)])
+    failing_since = fold([*THROUGH_APPROVAL, samples.evaluated(M, passed=False)])
+    for state in (rejected_since, failing_since):
+        with pytest.raises(LedgerError) as caught:
+            rules.check(state, samples.deployed(M), history=True)
+        assert caught.value.rule == rules.APPROVED_BEFORE_DEPLOY
