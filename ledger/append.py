@@ -233,6 +233,7 @@ def decide(
                 )
             slots.append(Accepted(stored, existing.position, existing.hash, True))
             continue
+        rules.admit(draft, recorded_at)
         checked = rules.check(state, draft)
         event = checked.model_copy(
             update={

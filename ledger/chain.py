@@ -191,7 +191,7 @@ class StreamWalker:
             return
         if self.check_rules:
             try:
-                rules.check(self.state, event.model_copy(update={"sequence": None, "prev_hash": None}))
+                rules.check(self.state, event.model_copy(update={"sequence": None, "prev_hash": None}), history=True)
             except RuleViolation as exc:
                 self.fail(record, "rule", f"replaying the lifecycle rules refuses it: {exc}", event.sequence, ident)
                 return

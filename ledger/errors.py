@@ -16,6 +16,19 @@ class InputError(LedgerError):
     exit_code = 2
 
 
+class InvalidEvent(InputError):
+    """A new event is malformed on its own (a hostile actor name, a time out of
+    range, bounds out of order…), whatever the history: bad input, nothing written.
+    Stored events are not re-judged by these checks."""
+
+    exit_code = 2
+
+    def __init__(self, rule: str, reason: str):
+        super().__init__(f"{rule}: {reason}")
+        self.rule = rule
+        self.reason = reason
+
+
 class RuleViolation(LedgerError):
     """The event breaks a lifecycle rule; nothing was written."""
 

@@ -19,6 +19,7 @@ from pydantic import (
     BaseModel,
     ConfigDict,
     Field,
+    StrictBool,
     StringConstraints,
     field_validator,
 )
@@ -34,12 +35,21 @@ Name = Annotated[str, StringConstraints(min_length=1, max_length=256, strip_whit
 Text = Annotated[str, StringConstraints(max_length=4096)]
 Version = Annotated[int, Field(ge=1, le=2**31 - 1, strict=True)]
 """Strict: ``"version": true`` or ``"1"`` in a JSON file is a mistake, not version 1."""
+Number = Annotated[float, Field(strict=True)]
+"""Strict: ``"0.9"`` or ``true`` in a JSON file is a mistake, not a number (an integer
+is a number). Non-finite values are refused for new events by
+:func:`ledger.rules.admit`, not here: stored events stay readable as written."""
+Count = Annotated[int, Field(ge=0, strict=True)]
 
 
 def _utc(value: datetime) -> datetime:
     if value.tzinfo is None:
         raise ValueError("timestamps must carry a time zone (e.g. 2026-03-03T10:00:00Z)")
-    return value.astimezone(timezone.utc)
+    try:
+        return value.astimezone(timezone.utc)
+    except OverflowError:
+        # e.g. 9999-12-31T23:59:59-14:00: in UTC it falls after year 9999.
+        raise ValueError("the time is out of range: in UTC it falls outside years 1 to 9999") from None
 
 
 UtcDatetime = Annotated[datetime, AfterValidator(_utc)]
@@ -64,8 +74,8 @@ class ColumnSpec(_Frozen):
     unit: str | None = None
     missing: Literal["reject", "allow", "impute_mean"] = "reject"
     """What a consumer of this data does with a missing value."""
-    minimum: float | None = None
-    maximum: float | None = None
+    minimum: Number | None = None
+    maximum: Number | None = None
 
 
 class DataContract(_Frozen):
@@ -90,20 +100,20 @@ class FeatureStats(_Frozen):
     without the original rows: the quantiles approximate its distribution."""
 
     name: Name
-    count: int = Field(ge=0)
-    missing: int = Field(default=0, ge=0)
-    mean: float | None = None
-    std: float | None = None
-    minimum: float | None = None
-    maximum: float | None = None
-    quantiles: tuple[float, ...] = ()
+    count: Count
+    missing: Count = 0
+    mean: Number | None = None
+    std: Number | None = None
+    minimum: Number | None = None
+    maximum: Number | None = None
+    quantiles: tuple[Number, ...] = ()
     """Values at evenly spaced probabilities 0, 1/(n-1), …, 1."""
 
 
 class FeatureDrift(_Frozen):
     feature: Name
-    psi: float
-    ks: float
+    psi: Number
+    ks: Number
 
 
 # --- the events ---------------------------------------------------------------
@@ -145,7 +155,7 @@ class DataSnapshotted(Event):
     dataset: Name
     snapshot_id: Name
     content_hash: Name
-    row_count: int = Field(ge=0)
+    row_count: Count
     uri: str | None = None
     contract: DataContract
     feature_stats: tuple[FeatureStats, ...] = ()
@@ -189,10 +199,15 @@ class ModelEvaluated(Event):
 
     version: Version
     evaluation_snapshot_id: Name
-    metrics: dict[str, float]
-    thresholds: dict[str, float] = Field(default_factory=dict)
-    """Minimum acceptable value per metric (the policy the evaluation was held to)."""
-    passed: bool
+    metrics: dict[str, Number]
+    thresholds: dict[str, Number] = Field(default_factory=dict)
+    """Minimum acceptable value per metric (the policy the evaluation was held to): a
+    metric meets its threshold when it is at least that value. A metric without a
+    threshold is recorded for information and decides nothing."""
+    passed: StrictBool
+    """Whether every threshold is met; the ledger refuses a ``passed`` that
+    contradicts the numbers (:func:`ledger.rules.admit`). Strict: ``"yes"`` or ``1``
+    in a JSON file is a mistake, not true."""
 
 
 class ModelApproved(Event):
@@ -232,8 +247,8 @@ class DriftDetected(Event):
     environment: Annotated[str, StringConstraints(pattern=r"^[A-Za-z0-9][A-Za-z0-9._\-]{0,63}$")]
     metric: Literal["psi", "ks"]
     feature: str | None = None
-    value: float
-    threshold: float
+    value: Number
+    threshold: Number
     reference_snapshot_id: Name
     current_snapshot_id: str | None = None
     feature_drift: tuple[FeatureDrift, ...] = ()

@@ -123,13 +123,19 @@ def export(
     until: datetime | None = None,
     source: str = "",
     checkpoints: Iterable[str] = (),
+    overwrite: bool = False,
 ) -> dict:
     """Write the evidence file; return its summary (events and chains).
 
     ``checkpoints`` are the log's latest signed checkpoints (with their
     co-signatures), carried in the metadata; an unfiltered export also records
     where the records it cannot carry (unreadable ones) sit in each partition's
-    Merkle tree, so ``verify --file F --checkpoint SAVED`` can rebuild the tree."""
+    Merkle tree, so ``verify --file F --checkpoint SAVED`` can rebuild the tree.
+
+    An existing file is an error unless ``overwrite``: evidence an auditor kept is
+    not replaced by a mistyped --out."""
+    if not overwrite and Path(out).exists():
+        raise InputError(f"{out} exists: export does not overwrite it (use --force to replace it)")
     catalogue = _catalogue.default()
     chains: dict[str, dict] = {}
     rows = []
@@ -208,7 +214,7 @@ def export(
     metadata["ledger.digest"] = _digest(fastavro.reader(header).metadata, (_row_index(r) for r in rows))
     out = Path(out)
     try:
-        with out.open("wb") as handle:
+        with out.open("wb" if overwrite else "xb") as handle:
             fastavro.writer(handle, schema, rows, codec="deflate", metadata=metadata)
     except OSError as exc:
         raise InputError(f"cannot write {out}: {exc}") from exc

@@ -6,9 +6,10 @@ Pure: no I/O, no click. Every parser returns a value or raises
 form expected; the CLI maps that to exit 2. Numbers are ASCII digits only, with no
 sign or spaces inside (``int`` would take ``+3``, ``٣`` or ``1_000``).
 
-Instants: ``2026-03-03`` is the start of that day in UTC; ``2026-03-03T10:00``
-without a zone is read as UTC; ``2026-03-03T10:00:00+01:00`` and a trailing ``Z``
-keep their zone.
+Instants: ``2026-03-03`` is midnight UTC at the start of that day — in every
+option that takes a time (``--as-of``, ``--since``, ``--until``) alike, so
+``--until 2026-03-03`` stops at that midnight; ``2026-03-03T10:00`` without a zone
+is read as UTC; ``2026-03-03T10:00:00+01:00`` and a trailing ``Z`` keep their zone.
 """
 
 from __future__ import annotations
@@ -70,18 +71,16 @@ def parse_model_version(text: str) -> tuple[str, int]:
     return model, version
 
 
-def parse_instant(text: str, *, end_of_day: bool = False) -> datetime:
-    """The instant ``text`` names, as an aware UTC datetime.
-
-    With ``end_of_day`` a bare date means the last microsecond of that day (for
-    ``--until 2026-03-03`` to include the whole day)."""
+def parse_instant(text: str) -> datetime:
+    """The instant ``text`` names, as an aware UTC datetime (a bare date: midnight
+    UTC at the start of that day)."""
     value = text.strip()
     if not value or "\x00" in value:
         raise InputError(f"malformed time {text!r}: use an ISO-8601 date or datetime, e.g. 2026-03-03T10:00:00Z")
     try:
         if len(value) == 10:
             day = date.fromisoformat(value)
-            moment = datetime.combine(day, time.max if end_of_day else time.min)
+            moment = datetime.combine(day, time.min)
             return moment.replace(tzinfo=timezone.utc)
         moment = datetime.fromisoformat(value.replace("z", "Z").replace("Z", "+00:00"))
     except ValueError:
@@ -98,9 +97,9 @@ def parse_instant(text: str, *, end_of_day: bool = False) -> datetime:
 
 
 def parse_window(since: str | None, until: str | None) -> tuple[datetime | None, datetime | None]:
-    """``--since``/``--until`` as instants; a bare ``--until`` date is the whole day."""
+    """``--since``/``--until`` as instants (a bare date is midnight UTC at the start of that day)."""
     start = parse_instant(since) if since is not None else None
-    end = parse_instant(until, end_of_day=True) if until is not None else None
+    end = parse_instant(until) if until is not None else None
     if start and end and start > end:
         raise InputError("--since is after --until")
     return start, end

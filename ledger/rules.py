@@ -10,9 +10,10 @@ from __future__ import annotations
 
 import math
 from dataclasses import dataclass, field, replace
-from datetime import datetime
+from datetime import datetime, timedelta, timezone
 
-from ledger.errors import RuleViolation
+from ledger import identity
+from ledger.errors import InvalidEvent, RuleViolation
 from ledger.events import (
     GENESIS_HASH,
     ApprovalRejected,
@@ -52,6 +53,19 @@ RATE_METRICS = frozenset(
 )
 """Field metrics that are fractions: a value outside [0, 1] is a broken report."""
 
+RETIRE_KNOWN_MODEL = "retire-known-model"
+TRIGGER_ALERT = "trigger-alert-of-this-model"
+EVALUATION_ADDS_UP = "evaluation-adds-up"
+CONTRACT_BOUNDS = "contract-bounds-ordered"
+OCCURRED_AT_RANGE = "occurred-at-in-range"
+FINITE_NUMBERS = "finite-numbers"
+
+CLOCK_SKEW = timedelta(minutes=5)
+"""How far in the ledger's future an event's ``occurred_at`` may be: the emitter's
+clock may run a little ahead of the ledger's, no more."""
+EPOCH = datetime(1970, 1, 1, tzinfo=timezone.utc)
+"""No lifecycle action of a machine-learning model happened before Unix time 0."""
+
 
 @dataclass(frozen=True)
 class VersionState:
@@ -61,8 +75,15 @@ class VersionState:
     evaluations: int = 0
     last_evaluation_passed: bool = False
     approved_by: str | None = None
+    """The approval that covers the latest evaluation (None once a later evaluation
+    is recorded: an approval stands for the evidence it saw)."""
     rejected_by: str | None = None
     retired: bool = False
+    reopened_by: str | None = None
+    """Who recorded an evaluation after the last decision (that decision is stale)."""
+    stale_approval_by: str | None = None
+    """The approval a later evaluation made stale (what a deploy relied on before
+    issue 9: replaying such a history accepts it, see :func:`check`)."""
 
     @property
     def status(self) -> str:
@@ -90,6 +111,9 @@ class ModelState:
     last_recorded_at: datetime | None = None
     feedback: dict[str, tuple[int, str]] = field(default_factory=dict)
     """``FeedbackRecorded`` event id → (version, environment) it is about."""
+    alerts: frozenset[str] = frozenset()
+    """Event ids of this model's drift and degradation alerts (what a retraining may
+    name as its trigger)."""
 
     def version(self, number: int | None) -> VersionState:
         state = self.versions.get(number) if number is not None else None
@@ -104,8 +128,83 @@ def _refuse(rule: str, reason: str):
     raise RuleViolation(rule, reason)
 
 
-def check(state: ModelState, event: Event) -> Event:
-    """Validate ``event`` against ``state``; return it as it will be recorded."""
+def evaluation_passes(metrics: dict[str, float], thresholds: dict[str, float]) -> bool:
+    """Whether ``metrics`` meet ``thresholds``: each threshold is the *minimum*
+    acceptable value of its metric (as ``ModelEvaluated``'s schema says), met when
+    the metric is at least that; a metric without a threshold is recorded for
+    information and decides nothing; no thresholds at all is passed. A lower-is-better
+    metric (a loss, an error rate) is recorded negated to be held to a minimum."""
+    return all(m in metrics and metrics[m] >= t for m, t in thresholds.items())
+
+
+def _non_finite(value, path: str = "") -> str | None:
+    """Dotted path of the first NaN or infinite number in ``value``, if any."""
+    if isinstance(value, float):
+        return None if math.isfinite(value) else path
+    if isinstance(value, dict):
+        items = ((f"{path}.{k}".lstrip("."), v) for k, v in value.items())
+    elif isinstance(value, list | tuple):
+        items = ((f"{path}[{i}]", v) for i, v in enumerate(value))
+    else:
+        return None
+    return next((found for p, v in items if (found := _non_finite(v, p))), None)
+
+
+def admit(draft: Event, now: datetime) -> None:
+    """Checks a *new* event must pass on its own, before the history rules: a clear
+    identity, numbers that add up, bounds in order.
+
+    Stored events are not re-judged by these (they stay readable and verifiable as
+    they were accepted): only the append path calls this."""
+    identity.check_name(draft.actor)
+    where = _non_finite(draft.model_dump())
+    if where:
+        raise InvalidEvent(FINITE_NUMBERS, f"{where} is not a finite number (NaN and infinities are not JSON)")
+    if draft.occurred_at > now + CLOCK_SKEW:
+        raise InvalidEvent(
+            OCCURRED_AT_RANGE,
+            f"occurred_at {draft.occurred_at.isoformat()} is in the future (the ledger's clock says "
+            f"{now.isoformat()}; at most {int(CLOCK_SKEW.total_seconds() // 60)} minutes of clock skew are allowed)",
+        )
+    if draft.occurred_at < EPOCH:
+        raise InvalidEvent(OCCURRED_AT_RANGE, f"occurred_at {draft.occurred_at.isoformat()} is before 1970")
+    if isinstance(draft, ModelEvaluated):
+        missing = sorted(set(draft.thresholds) - set(draft.metrics))
+        if missing:
+            raise RuleViolation(EVALUATION_ADDS_UP, f"threshold(s) on {', '.join(missing)} but no such metric was recorded")
+        computed = evaluation_passes(draft.metrics, draft.thresholds)
+        if draft.passed != computed:
+            below = sorted(
+                m for m, t in draft.thresholds.items() if not (draft.metrics[m] >= t)  # NaN is below
+            )
+            why = (
+                f"{', '.join(f'{m}={draft.metrics[m]} < {draft.thresholds[m]}' for m in below)} (thresholds are minimums)"
+                if below
+                else "every threshold is met (thresholds are minimums)"
+            )
+            raise RuleViolation(
+                EVALUATION_ADDS_UP,
+                f"{draft.model}@{draft.version} says passed={str(draft.passed).lower()} but {why}",
+            )
+    if isinstance(draft, DataSnapshotted):
+        for column in draft.contract.columns:
+            if column.minimum is not None and column.maximum is not None and not column.minimum <= column.maximum:
+                raise InvalidEvent(
+                    CONTRACT_BOUNDS,
+                    f"column {column.name!r} has minimum {column.minimum} above its maximum {column.maximum}",
+                )
+
+
+def check(state: ModelState, event: Event, *, history: bool = False) -> Event:
+    """Validate ``event`` against ``state``; return it as it will be recorded.
+
+    ``history`` is for replaying stored events (``verify``, and the append path
+    folding a stream): a rule tightened by issue 9 is held as it was when those
+    events were accepted — the same name spelled differently was another person,
+    a deploy could rely on an approval a later passing evaluation made stale, a
+    whole model with no events could be retired, a parent needed only to exist, a
+    trigger alert id was not checked. So a stream recorded before stays verifiable
+    and open to new events, which are held to the rules as they are now."""
     if event.model != state.model:
         _refuse(MODEL_MISMATCH, f"event for {event.model!r} on stream {state.model!r}")
     if state.retired:
@@ -125,9 +224,18 @@ def check(state: ModelState, event: Event) -> Event:
             _refuse(SNAPSHOT_EXISTS, f"{label} is trained on unknown snapshot(s) {', '.join(missing)}")
         if event.parent_version is not None and event.parent_version not in state.versions:
             _refuse(PARENT_EXISTS, f"parent version {event.parent_version} of {label} does not exist")
+        if history:
+            return event
+        if event.parent_version is not None and event.parent_version >= event.version:
+            _refuse(PARENT_EXISTS, f"parent version {event.parent_version} of {label} is not older than it")
+        if event.trigger_alert_id is not None and event.trigger_alert_id not in state.alerts:
+            _refuse(TRIGGER_ALERT, f"{label}'s trigger {event.trigger_alert_id!r} is not a drift or degradation alert of {state.model!r}")
         return event
 
     if isinstance(event, ModelRetired) and event.version is None:
+        if state.sequence == 0 and not history:
+            # Retiring is for good: on an unknown name it would burn the name forever.
+            _refuse(RETIRE_KNOWN_MODEL, f"model {state.model!r} has no events; there is nothing to retire")
         return event
 
     version = state.version(event.version)
@@ -141,27 +249,33 @@ def check(state: ModelState, event: Event) -> Event:
 
     if isinstance(event, ModelApproved | ApprovalRejected):
         verb = "approve" if isinstance(event, ModelApproved) else "reject"
-        if event.actor == version.trained_by:
-            _refuse(FOUR_EYES, f"{event.actor!r} trained {label} and cannot also {verb} it")
+        same = event.actor == version.trained_by if history else identity.same_person(event.actor, version.trained_by)
+        if same:
+            alias = "" if event.actor == version.trained_by else f" (the same person as {version.trained_by!r})"
+            _refuse(FOUR_EYES, f"{event.actor!r}{alias} trained {label} and cannot also {verb} it")
         if isinstance(event, ModelApproved):
             if not version.evaluations:
                 _refuse(EVALUATED_BEFORE_APPROVAL, f"{label} has not been evaluated")
             if not version.last_evaluation_passed:
                 _refuse(EVALUATED_BEFORE_APPROVAL, f"{label}'s latest evaluation did not pass")
             if version.approved_by and not version.rejected_by:
-                _refuse(ALREADY_DECIDED, f"{label} is already approved by {version.approved_by!r}")
+                _refuse(ALREADY_DECIDED, f"{label} is already approved by {version.approved_by!r} since its latest evaluation")
         elif version.rejected_by:
-            _refuse(ALREADY_DECIDED, f"{label} is already rejected by {version.rejected_by!r}")
+            _refuse(ALREADY_DECIDED, f"{label} is already rejected by {version.rejected_by!r} since its latest evaluation")
         return event
 
     if isinstance(event, ModelDeployed):
-        if version.status != "approved":
+        relied_on_stale = history and version.stale_approval_by is not None and version.last_evaluation_passed
+        if version.status != "approved" and not relied_on_stale:
+            if version.reopened_by is not None and version.status == "evaluated":
+                # An approval stands for the evidence it saw: an evaluation recorded
+                # after it must be decided on again before the version ships.
+                _refuse(
+                    APPROVED_BEFORE_DEPLOY,
+                    f"{label} was evaluated again (by {version.reopened_by!r}) after its last decision; "
+                    "it needs a new approval",
+                )
             _refuse(APPROVED_BEFORE_DEPLOY, f"{label} is {version.status}, not approved")
-        if not version.last_evaluation_passed:
-            # An approval stands for the evidence it saw: a later failing
-            # evaluation must be answered (a new approval after a passing one)
-            # before the version ships anywhere else.
-            _refuse(APPROVED_BEFORE_DEPLOY, f"{label}'s latest evaluation did not pass since it was approved")
         current = state.deployed.get(event.environment)
         if current == event.version:
             _refuse(ALREADY_DEPLOYED, f"{label} is already deployed to {event.environment}")
@@ -236,6 +350,7 @@ def apply(state: ModelState, event: Event, event_hash: str) -> ModelState:
     snapshots = state.snapshots
     retired = state.retired
     feedback = state.feedback
+    alerts = state.alerts
 
     def update(number: int, **changes) -> dict[int, VersionState]:
         return {**versions, number: replace(versions[number], **changes)}
@@ -249,13 +364,24 @@ def apply(state: ModelState, event: Event, event_hash: str) -> ModelState:
         }
     elif isinstance(event, ModelEvaluated):
         v = versions[event.version]
-        versions = update(event.version, evaluations=v.evaluations + 1, last_evaluation_passed=event.passed)
+        decided = v.approved_by is not None or v.rejected_by is not None
+        versions = update(
+            event.version,
+            evaluations=v.evaluations + 1,
+            last_evaluation_passed=event.passed,
+            approved_by=None,
+            rejected_by=None,
+            reopened_by=event.actor if decided else v.reopened_by,
+            stale_approval_by=(v.approved_by if v.status == "approved" else None) if decided else v.stale_approval_by,
+        )
     elif isinstance(event, ModelApproved):
-        versions = update(event.version, approved_by=event.actor, rejected_by=None)
+        versions = update(event.version, approved_by=event.actor, rejected_by=None, reopened_by=None, stale_approval_by=None)
     elif isinstance(event, ApprovalRejected):
-        versions = update(event.version, rejected_by=event.actor)
+        versions = update(event.version, rejected_by=event.actor, reopened_by=None, stale_approval_by=None)
     elif isinstance(event, ModelDeployed):
         deployed = {**deployed, event.environment: event.version}
+    elif isinstance(event, DriftDetected | PerformanceDegraded):
+        alerts = alerts | {str(event.event_id)}
     elif isinstance(event, ModelRetired):
         if event.version is None:
             retired = True
@@ -275,4 +401,5 @@ def apply(state: ModelState, event: Event, event_hash: str) -> ModelState:
         retired=retired,
         last_recorded_at=event.recorded_at or state.last_recorded_at,
         feedback=feedback,
+        alerts=alerts,
     )

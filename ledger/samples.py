@@ -32,7 +32,7 @@ CONTRACT = DataContract(
 )
 
 
-def snapshot(model: str, snapshot_id: str = "s1", actor: str = "etl", **extra) -> DataSnapshotted:
+def snapshot(model: str, snapshot_id: str = "s1", actor: str = "etl", contract: DataContract = CONTRACT, **extra) -> DataSnapshotted:
     return DataSnapshotted(
         model=model,
         actor=actor,
@@ -41,7 +41,7 @@ def snapshot(model: str, snapshot_id: str = "s1", actor: str = "etl", **extra) -
         content_hash=f"sha256:{snapshot_id}",
         row_count=1000,
         uri=f"file:///data/{snapshot_id}.csv",
-        contract=CONTRACT,
+        contract=contract,
         feature_stats=(
             FeatureStats(name="air_temperature", count=1000, mean=300.0, std=2.0, quantiles=(295.0, 300.0, 305.0)),
         ),

@@ -43,7 +43,7 @@ def open_engine(url: str, what: str = "database") -> Engine:
         raise InputError(f"{what} {backend!r} is not supported: use sqlite:/// or postgresql+psycopg://")
     try:
         if backend == "sqlite":
-            return _sqlite_engine(parsed)
+            return _sqlite_engine(parsed, what)
         return create_engine(parsed, pool_pre_ping=True)
     except (NoSuchModuleError, ImportError) as exc:
         # A missing driver module surfaces as an ImportError when the engine is made.
@@ -56,11 +56,33 @@ def open_engine(url: str, what: str = "database") -> Engine:
         raise BackendError(f"cannot open the {what} {parsed.render_as_string(hide_password=True)}: {exc}") from exc
 
 
-def _sqlite_engine(parsed) -> Engine:
+def _refuse_a_log(path: Path, what: str) -> None:
+    """The embedded event log named as this database: the views' or a consumer's
+    tables would be created inside the auditors' evidence. Refused before anything
+    is written."""
+    import sqlite3
+
+    if not path.is_file():
+        return
+    try:
+        conn = sqlite3.connect(f"file:{path}?mode=ro", uri=True)
+        try:
+            tables = {row[0] for row in conn.execute("SELECT name FROM sqlite_master WHERE type = 'table'")}
+        finally:
+            conn.close()
+    except sqlite3.Error:
+        return  # not for this check to judge: opening it reports the problem
+    ours = ("proj_", "reg_", "audit_", "lin_", "field_", "cons_")
+    if "events" in tables and not any(t.startswith(ours) for t in tables):
+        raise BackendError(f"{path} is the ledger's event log, not a {what} (check --db / LEDGER_DB)")
+
+
+def _sqlite_engine(parsed, what: str) -> Engine:
     memory = parsed.database in (None, "", ":memory:")
     if memory:
         engine = create_engine(parsed, poolclass=StaticPool, connect_args={"check_same_thread": False})
     else:
+        _refuse_a_log(Path(parsed.database), what)
         Path(parsed.database).parent.mkdir(parents=True, exist_ok=True)
         # Projections and consumers may share the file: wait for the other's write
         # lock rather than fail.

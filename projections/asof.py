@@ -22,14 +22,14 @@ from types import MappingProxyType
 from ledger.errors import InputError
 from ledger.parsing import parse_instant, parse_positions
 
-_FORMAT = "%Y-%m-%dT%H:%M:%S.%fZ"
 
 
 def iso(moment: datetime) -> str:
     """``moment`` as the views store it."""
     if moment.tzinfo is None:
         raise InputError(f"time {moment!r} has no time zone")
-    return moment.astimezone(timezone.utc).strftime(_FORMAT)
+    # Not strftime: glibc's %Y prints year 999 as "999", which is not ISO-8601.
+    return moment.astimezone(timezone.utc).replace(tzinfo=None).isoformat(timespec="microseconds") + "Z"
 
 
 def iso_ms(milliseconds: int | None) -> str | None:

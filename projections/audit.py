@@ -11,6 +11,7 @@ from collections.abc import Sequence
 
 from sqlalchemy.engine import Connection
 
+from ledger.identity import canonical
 from ledger.events import (
     BY_TYPE,
     ApprovalRejected,
@@ -116,6 +117,7 @@ class Audit(Projection):
                 "recorded_at": item.at,
                 "occurred_at": None,
                 "actor": None,
+            "actor_canonical": None,
                 "event_type": UNREADABLE,
                 "model": record.model or None,
                 "version": None,
@@ -132,6 +134,7 @@ class Audit(Projection):
             "recorded_at": item.at,
             "occurred_at": iso(event.occurred_at),
             "actor": event.actor,
+            "actor_canonical": canonical(event.actor),
             "event_type": event.event_type,
             "model": event.model,
             "version": event.version,

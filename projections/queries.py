@@ -19,6 +19,7 @@ from datetime import datetime
 from sqlalchemy import Integer, Text, and_, cast, false, func, literal, not_, or_, select, true
 from sqlalchemy.engine import Connection, Engine
 
+from ledger.identity import canonical
 from ledger.errors import InputError, NotFound
 from ledger.parsing import parse_instant, parse_target
 from projections import db as _db
@@ -147,9 +148,10 @@ def _deployed(conn: Connection, as_of: AsOf | None, model: str | None = None) ->
     return found
 
 
-def list_models(database: Engine | Connection, *, as_of: AsOf | None = None) -> list[dict]:
+def list_models(database: Engine | Connection, *, as_of: AsOf | None = None, environment: str | None = None) -> list[dict]:
     """Every model known at the cut: status, number of versions, latest version and
-    what is deployed where."""
+    what is deployed where (only models with a version deployed in ``environment``,
+    when given)."""
     m, v = reg_models.c, reg_versions.c
     with _connection(database) as conn:
         counts = {
@@ -180,11 +182,16 @@ def list_models(database: Engine | Connection, *, as_of: AsOf | None = None) -> 
                     "deployed": dict(sorted(deployed.get(row["model"], {}).items())),
                 }
             )
+        if environment is not None:
+            result = [r for r in result if environment in r["deployed"]]
         return result
 
 
-def model_versions(database: Engine | Connection, model: str, *, as_of: AsOf | None = None) -> list[dict]:
-    """The versions of ``model`` at the cut, each with its status then."""
+def model_versions(
+    database: Engine | Connection, model: str, *, as_of: AsOf | None = None, environment: str | None = None
+) -> list[dict]:
+    """The versions of ``model`` at the cut, each with its status then (only those
+    deployed in ``environment``, when given)."""
     v, s = reg_versions.c, reg_version_states.c
     with _connection(database) as conn:
         _model_row(conn, model, as_of)
@@ -194,7 +201,7 @@ def model_versions(database: Engine | Connection, model: str, *, as_of: AsOf | N
             .where(v.model == model, _known(as_of, v.trained_at, v.partition, v.trained_offset), _states_as_of(as_of))
             .order_by(v.version)
         ).mappings()
-        return [
+        versions = [
             {
                 "model": row["model"],
                 "version": row["version"],
@@ -208,6 +215,21 @@ def model_versions(database: Engine | Connection, model: str, *, as_of: AsOf | N
             }
             for row in rows
         ]
+        if environment is not None:
+            versions = [v for v in versions if environment in v["deployed_in"]]
+        return versions
+
+
+def pending(database: Engine | Connection, *, model: str | None = None, as_of: AsOf | None = None) -> list[dict]:
+    """Versions waiting for a decision at the cut: evaluated, and neither approved
+    nor rejected since their latest evaluation (a decision goes stale when the
+    version is evaluated again). Oldest model first, then by version."""
+    names = [m["model"] for m in list_models(database, as_of=as_of) if m["status"] != "retired"]
+    if model is not None:
+        if model not in names and model not in {m["model"] for m in list_models(database, as_of=as_of)}:
+            raise NotFound(f"unknown model {model!r}")
+        names = [n for n in names if n == model]
+    return [v for name in names for v in model_versions(database, name, as_of=as_of) if v["status"] == "evaluated"]
 
 
 def version_detail(database: Engine | Connection, model: str, version: int, *, as_of: AsOf | None = None) -> dict:
@@ -452,12 +474,12 @@ def lineage(
 # --- audit ---------------------------------------------------------------------------
 
 
-def _instant(value: str | datetime | None, *, end_of_day: bool = False) -> str | None:
+def _instant(value: str | datetime | None) -> str | None:
     if value is None:
         return None
     if isinstance(value, datetime):
         return iso(value)
-    return iso(parse_instant(value, end_of_day=end_of_day))
+    return iso(parse_instant(value))
 
 
 def audit(
@@ -471,18 +493,22 @@ def audit(
     chain: str | None = None,
     as_of: AsOf | None = None,
     limit: int | None = None,
+    version: int | None = None,
+    newest_first: bool = False,
 ) -> list[dict]:
     """The audit trail in log order per partition, filtered. ``since``/``until``
-    bound ``recorded_at`` (inclusive; a bare date as ``until`` means the whole
-    day). Unreadable records appear with ``event_type`` ``unreadable``."""
+    bound ``recorded_at`` (inclusive; a bare date is midnight UTC at its start). Unreadable records appear with ``event_type`` ``unreadable``."""
     a = audit_events.c
-    start, end = _instant(since), _instant(until, end_of_day=True)
+    start, end = _instant(since), _instant(until)
     if start and end and start > end:
         raise InputError("since is after until")
     if limit is not None and limit < 1:
         raise InputError(f"limit must be at least 1, not {limit}")
     query = select(audit_events).where(_known(as_of, a.recorded_at, a.partition, a.offset))
-    for column, value in ((a.model, model), (a.actor, actor), (a.event_type, event_type), (a.chain, chain)):
+    if actor is not None:
+        # One person, however the name was spelled when declared.
+        query = query.where(a.actor_canonical == canonical(actor))
+    for column, value in ((a.model, model), (a.version, version), (a.event_type, event_type), (a.chain, chain)):
         if value is not None:
             query = query.where(column == value)
     if start is not None:
@@ -490,7 +516,10 @@ def audit(
     if end is not None:
         query = query.where(a.recorded_at <= end)
     # NULLS FIRST spelled out: SQLite and PostgreSQL disagree on the default.
-    query = query.order_by(a.recorded_at.asc().nulls_first(), a.partition, a.offset)
+    if newest_first:
+        query = query.order_by(a.recorded_at.desc().nulls_last(), a.partition.desc(), a.offset.desc())
+    else:
+        query = query.order_by(a.recorded_at.asc().nulls_first(), a.partition, a.offset)
     if limit is not None:
         query = query.limit(limit)
     with _connection(database) as conn:

@@ -3,7 +3,10 @@ metrics, and what is deployed in each environment since when.
 
 Status mirrors the lifecycle rules (:mod:`ledger.rules`): retired, else rejected,
 else approved, else evaluated, else trained — with one addition the rules do not
-need: an approved version deployed in at least one environment is ``deployed``.
+need: an approved version deployed in at least one environment is ``deployed``. A
+decision covers the evaluations before it: an evaluation recorded after one clears
+it (the state's history keeps it), and the version is ``evaluated`` again, waiting
+for a new decision.
 
 A batch is folded in memory: the open state rows and open deployments of the
 batch's models are read once, the events change them, and the batch ends with a
@@ -24,6 +27,7 @@ from collections.abc import Sequence
 from sqlalchemy import bindparam, select, update
 from sqlalchemy.engine import Connection
 
+from ledger.identity import canonical
 from ledger.events import (
     BY_TYPE,
     ApprovalRejected,
@@ -321,6 +325,7 @@ class Registry(Projection):
                 "version": e.version,
                 "trained_at": item.at,
                 "trained_by": e.actor,
+                "trained_by_canonical": canonical(e.actor),
                 "partition": item.partition,
                 "trained_offset": item.offset,
                 "event_id": str(e.event_id),
@@ -367,7 +372,13 @@ class Registry(Projection):
             }
             for name in sorted(set(e.metrics) | set(e.thresholds))
         )
-        work.change(item, e.model, e.version, evaluations=current["evaluations"] + 1, last_evaluation_passed=e.passed)
+        # An approval or rejection stands for the evaluations before it: a later one
+        # leaves the version waiting for a new decision (as ledger.rules holds).
+        work.change(
+            item, e.model, e.version,
+            evaluations=current["evaluations"] + 1, last_evaluation_passed=e.passed,
+            approved_by=None, approved_at=None, rejected_by=None, rejected_at=None, decision_reason=None,
+        )
 
     def _approved(self, conn: Connection, item: Item) -> None:
         e: ModelApproved = item.event

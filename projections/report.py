@@ -19,7 +19,6 @@ median and 90th percentile marked.
 
 from __future__ import annotations
 
-import unicodedata
 from dataclasses import dataclass
 from datetime import datetime, timezone
 from importlib import resources
@@ -27,6 +26,7 @@ from importlib import resources
 from sqlalchemy.engine import Engine
 
 from ledger.errors import NotFound
+from ledger.identity import same_person  # the four-eyes rule's own comparison
 from projections import lineage as _lineage
 from projections import metrics as _metrics
 from projections import queries
@@ -80,18 +80,6 @@ def verify_log(log_url: str) -> Verification:
 
 
 # --- gathering ---------------------------------------------------------------------------------
-
-
-def same_person(a: str | None, b: str | None) -> bool:
-    """Whether two recorded actors name one person, compared as the four-eyes rule
-    should: Unicode-normalised (NFKC), case-folded, surrounding space ignored."""
-    if not a or not b:
-        return False
-
-    def canon(name: str) -> str:
-        return unicodedata.normalize("NFKC", name).casefold().strip()
-
-    return canon(a) == canon(b)
 
 
 def version_category(status: str) -> str:

@@ -36,7 +36,8 @@ from sqlalchemy import (
 from sqlalchemy import String as _String
 from sqlalchemy import Text as _Text
 
-SCHEMA_VERSION = "1"
+SCHEMA_VERSION = "2"
+"""2: ``*_canonical`` columns beside declared actor names (issue 9)."""
 
 NUL_REPLACEMENT = "\ufffd"
 
@@ -149,6 +150,7 @@ reg_versions = Table(
     Column("version", Integer, primary_key=True, autoincrement=False),
     Column("trained_at", TS, nullable=False),
     Column("trained_by", Text, nullable=False),
+    Column("trained_by_canonical", Text, nullable=False),
     Column("partition", Integer, nullable=False),
     Column("trained_offset", BigInteger, nullable=False),
     Column("event_id", String(36), nullable=False),
@@ -334,6 +336,7 @@ audit_events = Table(
     Column("recorded_at", TS),
     Column("occurred_at", TS),
     Column("actor", Text),
+    Column("actor_canonical", Text),
     Column("event_type", String(64), nullable=False),
     Column("model", Text),
     Column("version", Integer),
@@ -350,7 +353,7 @@ audit_events = Table(
 its bytes match the hash the backend recorded at append time), ``broken``
 otherwise, ``unverifiable`` for an unreadable record."""
 Index("ix_audit_events_model", audit_events.c.model, audit_events.c.recorded_at)
-Index("ix_audit_events_actor", audit_events.c.actor, audit_events.c.recorded_at)
+Index("ix_audit_events_actor", audit_events.c.actor_canonical, audit_events.c.recorded_at)
 Index("ix_audit_events_type", audit_events.c.event_type, audit_events.c.recorded_at)
 Index("ix_audit_events_time", audit_events.c.recorded_at)
 

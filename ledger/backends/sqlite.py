@@ -84,9 +84,24 @@ class SqliteLog(EventLog):
         try:
             self.path.parent.mkdir(parents=True, exist_ok=True)
             self._conn = self._connect()
+            self._refuse_other_database()
             self._conn.executescript(SCHEMA)
         except (OSError, sqlite3.Error) as exc:
             raise BackendError(f"cannot open the embedded log at {self.path}: {exc}") from exc
+
+    def _refuse_other_database(self) -> None:
+        # A SQLite file of other tables (the views, a consumer's store) named as the
+        # log must not get an empty log created beside them: it would be read as an
+        # empty ledger, and appends would land in the wrong file.
+        tables = {row[0] for row in self._conn.execute("SELECT name FROM sqlite_master WHERE type = 'table'")}
+        tables.discard("sqlite_sequence")
+        if tables and "events" not in tables:
+            self._conn.close()
+            shown = ", ".join(sorted(tables)[:3])
+            raise BackendError(
+                f"{self.path} is not a ledger event log (it holds tables {shown}…: is it the views database? "
+                "check --log / LEDGER_LOG)"
+            )
 
     def _connect(self) -> sqlite3.Connection:
         conn = sqlite3.connect(self.path, timeout=self.timeout, isolation_level=None, check_same_thread=False)

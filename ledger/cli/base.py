@@ -18,14 +18,14 @@ Exit codes:
 
 from __future__ import annotations
 
-import json
-
 import click
 from pydantic import ValidationError
 
 from ledger import parsing
-from ledger.parsing import validation_message
 from ledger.errors import InputError, LedgerError
+from ledger.identity import visible
+from ledger.jsonio import load_object
+from ledger.parsing import validation_message
 
 EXIT_OK, EXIT_REJECTED, EXIT_BAD_INPUT, EXIT_BACKEND, EXIT_NOT_FOUND = 0, 1, 2, 3, 4
 EXIT_DRIFT = 5
@@ -47,6 +47,11 @@ class LedgerGroup(click.Group):
             ctx.exit(exc.exit_code)
         except ValidationError as exc:
             click.echo(f"error: invalid event: {validation_message(exc)}", err=True)
+            ctx.exit(EXIT_BAD_INPUT)
+        except click.UsageError as exc:
+            # One line, like every other error (click's own is four: usage, hint, blank, error).
+            where = f" (see {exc.ctx.command_path} --help)" if exc.ctx is not None else ""
+            click.echo(f"error: {visible(exc.format_message())}{where}", err=True)
             ctx.exit(EXIT_BAD_INPUT)
         except KeyboardInterrupt:
             # Whatever was accepted before the interrupt stays accepted; nothing
@@ -118,24 +123,11 @@ TEXT = _Parsed("text", _no_nul)
 PostgreSQL cannot hold one in text, and no name in the ledger contains one."""
 
 
-def _refuse_constant(name: str):
-    raise InputError(f"malformed JSON: {name} is not a JSON number")
-
-
 def read_json(source) -> dict:
-    """A JSON object from a binary file (``-`` is stdin)."""
-    # Read as bytes: UTF-8 whatever the locale, with or without a byte order mark.
-    try:
-        text = source.read().decode("utf-8-sig")
-    except UnicodeDecodeError as exc:
-        raise InputError(f"the JSON is not UTF-8 text: {exc}") from exc
-    try:
-        data = json.loads(text, parse_constant=_refuse_constant)
-    except json.JSONDecodeError as exc:
-        raise InputError(f"malformed JSON: {exc}") from exc
-    if not isinstance(data, dict):
-        raise InputError("the JSON must be an object holding the event's fields")
-    return data
+    """A JSON object from a binary file (``-`` is stdin): see :func:`ledger.jsonio.load_object`
+    (UTF-8 with or without a byte order mark; duplicate keys, non-finite numbers and
+    deep nesting are bad input)."""
+    return load_object(source.read())
 
 
 def parse_cut(time_text: str | None, position_text: str | None):

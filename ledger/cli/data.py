@@ -29,11 +29,14 @@ def _read_contract(path: Path):
     from pydantic import ValidationError
 
     from ledger.events import DataContract
+    from ledger.jsonio import load_object
 
     try:
-        return DataContract.model_validate_json(path.read_text(encoding="utf-8"))
+        return DataContract.model_validate(load_object(path.read_bytes(), "the data contract"))
     except (OSError, UnicodeDecodeError) as exc:
         raise InputError(f"cannot read the data contract {str(path)!r}: {exc}") from exc
+    except InputError as exc:
+        raise InputError(f"invalid data contract {str(path)!r}: {exc}") from exc
     except ValidationError as exc:
         raise InputError(f"invalid data contract {str(path)!r}: {validation_message(exc, 'contract')}") from exc
 

@@ -19,11 +19,11 @@ from ledger.errors import InputError
 _file = click.Path(dir_okay=False, path_type=Path)
 
 
-def _instant(option: str, text: str | None, **how):
+def _instant(option: str, text: str | None):
     if text is None:
         return None
     try:
-        return parsing.parse_instant(text, **how)
+        return parsing.parse_instant(text)
     except InputError as exc:
         raise InputError(f"{option}: {exc}") from None
 
@@ -62,8 +62,8 @@ def feedback() -> None:
     help="TOML with a [feedback] table: minimums = {precision = 0.6}, maximums = {false_alarm_rate = 0.2}.",
 )
 @click.option("--dataset", default="field-feedback", show_default=True, help="Dataset name of the feedback snapshot.")
-@click.option("--window-start", default=None, help="Start of the predictions' window (default: earliest timestamp).")
-@click.option("--window-end", default=None, help="End of the predictions' window (default: latest timestamp).")
+@click.option("--window-start", default=None, help="Start of the predictions' window (ISO-8601; a bare date is midnight UTC at the start of that day; default: earliest timestamp).")
+@click.option("--window-end", default=None, help="End of the predictions' window (ISO-8601; a bare date is midnight UTC at the start of that day; default: latest timestamp).")
 @click.option(
     "--data-dir",
     type=click.Path(file_okay=False, path_type=Path),
@@ -102,7 +102,7 @@ def record(
     model, version = parsing.parse_model_version(target)
     parsing.parse_environment(environment)
     start = _instant("--window-start", window_start)
-    end = _instant("--window-end", window_end, end_of_day=True)
+    end = _instant("--window-end", window_end)
     result = field.record_feedback(
         open_ledger(ctx),
         model,

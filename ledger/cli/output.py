@@ -1,5 +1,10 @@
 """One way to print results, shared by every query command: a table for people,
-JSON and CSV for scripts."""
+JSON and CSV for scripts.
+
+A table never writes a control character or an escape sequence to the terminal,
+and no value breaks a row: such characters are shown escaped (``\x1b``, ``\n``,
+``\u202e``), so a hostile name in the ledger reads as what it is. JSON is
+:func:`ledger.jsonio.dumps`' (no NaN or Infinity, which are not JSON)."""
 
 from __future__ import annotations
 
@@ -10,6 +15,9 @@ from collections.abc import Callable, Iterable, Sequence
 from datetime import datetime
 
 import click
+
+from ledger.identity import visible
+from ledger.jsonio import dumps
 
 FORMATS = ("table", "json", "csv")
 
@@ -43,8 +51,20 @@ def _cell(value) -> str:
     if isinstance(value, datetime):
         return value.isoformat()
     if isinstance(value, dict | list | tuple):
-        return json.dumps(value, sort_keys=True, default=str)
-    return str(value)
+        return visible(json.dumps(value, sort_keys=True, default=str))
+    return visible(str(value))
+
+
+def escaped(value):
+    """``value`` (a result: dicts, lists, strings…) with every string's control and
+    invisible characters shown escaped, ready to be laid out as text for a terminal."""
+    if isinstance(value, str):
+        return visible(value)
+    if isinstance(value, dict):
+        return {k: escaped(v) for k, v in value.items()}
+    if isinstance(value, list | tuple):
+        return [escaped(v) for v in value]
+    return value
 
 
 def _jsonable(value):
@@ -56,7 +76,7 @@ def _jsonable(value):
 def render(rows: Iterable[dict], columns: Sequence[str], fmt: str) -> str:
     rows = list(rows)
     if fmt == "json":
-        return json.dumps([{k: _jsonable(v) for k, v in r.items()} for r in rows], indent=2, default=str)
+        return dumps([{k: _jsonable(v) for k, v in r.items()} for r in rows])
     if fmt == "csv":
         buffer = io.StringIO()
         writer = csv.writer(buffer, lineterminator="\n")

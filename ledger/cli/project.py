@@ -13,7 +13,7 @@ from ledger.errors import InputError
 @click.command()
 @click.option("--follow", is_flag=True, help="Keep applying new events until interrupted (Ctrl-C or SIGTERM).")
 @click.option("--rebuild", is_flag=True, help="Drop the projection tables and replay the log from the start.")
-@click.option("--as-of", "as_of_time", metavar="TIME", default=None, help="Rebuild the views as they were at TIME (ISO-8601; recorded time).")
+@click.option("--as-of", "as_of_time", metavar="TIME", default=None, help="Rebuild the views as they were at TIME (ISO-8601, recorded time; a bare date is midnight UTC at the start of that day).")
 @click.option("--as-of-position", metavar="P:O[,P:O…]", default=None, help="Rebuild the views as they were at these log positions (inclusive).")
 @click.option("--batch-size", type=click.IntRange(min=1), default=500, show_default=True, help="Events applied per database transaction.")
 @click.option("--poll-interval", type=click.FloatRange(min=0.01), default=1.0, show_default=True, help="With --follow, seconds between looks at the log when idle.")

@@ -1,5 +1,5 @@
-"""The operators' and auditors' commands: ``models``, ``show``, ``lineage``,
-``audit`` and ``replay``.
+"""The operators' and auditors' commands: ``models``, ``show``, ``pending``,
+``lineage``, ``audit`` and ``replay``.
 
 Thin: each command parses its input (:mod:`ledger.parsing`), asks
 :mod:`projections.queries` (or the runner)
@@ -14,7 +14,6 @@ forward.
 
 from __future__ import annotations
 
-import json
 import sys
 from collections import defaultdict
 
@@ -22,10 +21,9 @@ import click
 
 from ledger import parsing
 from ledger.cli.base import EXIT_REJECTED, MODEL, TEXT, open_ledger, open_views_db, parse_cut, settings
-from ledger.cli.output import chosen_format, output_options, render
+from ledger.cli.output import chosen_format, escaped, output_options, render
 from ledger.errors import BackendError, InputError, NotFound
-
-
+from ledger.jsonio import dumps
 
 
 # --- shared pieces ---------------------------------------------------------------------
@@ -44,8 +42,8 @@ def _cut_options(func):
         "as_of_time",
         metavar="TIME",
         default=None,
-        help="Answer as the views stood at TIME: an ISO-8601 date or datetime (UTC unless a zone is given), "
-        "compared with when the ledger recorded each event.",
+        help="Answer as the views stood at TIME: an ISO-8601 date or datetime (UTC unless a zone is given; "
+        "a bare date is midnight UTC at the start of that day), compared with when the ledger recorded each event.",
     )(func)
     return func
 
@@ -60,8 +58,9 @@ def _refresh_option(func):
 
 def _views(ctx: click.Context, *, refresh: bool):
     """The projection database, caught up with the log unless ``refresh`` is off."""
-    from projections import db, queries
+    from projections import db, queries, trust
 
+    settings(ctx).pop("stream_problems", None)  # not checked unless caught up below
     engine = open_views_db(ctx)
     if not refresh:
         if not queries.holds_views(engine):
@@ -74,8 +73,21 @@ def _views(ctx: click.Context, *, refresh: bool):
             return engine
     from projections.runner import project
 
-    project(open_ledger(ctx).log, engine)
+    log = open_ledger(ctx, must_exist=True).log
+    project(log, engine)
+    settings(ctx)["stream_problems"] = trust.stream_problems(log)  # tampering after the views were built too
     return engine
+
+
+def _trusted(ctx: click.Context, rows: list[dict], *, key: str) -> list[dict]:
+    """``rows`` marked ``verified`` (ok, FAILED, unchecked) by their model's stream in
+    the raw log; a warning line on stderr for each model that fails."""
+    from projections import trust
+
+    problems = settings(ctx).get("stream_problems")
+    for line in trust.warnings(problems, (r.get(key) for r in rows)):
+        click.echo(line, err=True)
+    return trust.mark(rows, problems, key=key)
 
 
 def _when(value) -> str:
@@ -120,15 +132,16 @@ def _field_of_deployed(deployed: dict, latest: dict, model: str) -> dict[str, di
 
 # --- models ----------------------------------------------------------------------------
 
-MODEL_COLUMNS = ("model", "status", "versions", "latest_version", "deployed", "field", "created_at", "created_by")
+MODEL_COLUMNS = ("model", "status", "versions", "latest_version", "deployed", "field", "created_at", "created_by", "verified")
 
 
 @click.command()
 @_cut_options
 @_refresh_option
+@click.option("--environment", metavar="ENV", default=None, help="Only models with a version deployed in ENV.")
 @output_options
 @click.pass_context
-def models(ctx, as_of_time, as_of_position, no_refresh, fmt, as_json, as_csv) -> None:
+def models(ctx, as_of_time, as_of_position, no_refresh, environment, fmt, as_json, as_csv) -> None:
     """List every model: its status, how many versions, the latest one, and which
     version is deployed in each environment.
 
@@ -144,7 +157,8 @@ def models(ctx, as_of_time, as_of_position, no_refresh, fmt, as_json, as_csv) ->
     out = chosen_format(fmt, as_json, as_csv)
     cut = parse_cut(as_of_time, as_of_position)
     engine = _views(ctx, refresh=not no_refresh)
-    rows = queries.list_models(engine, as_of=cut)
+    rows = queries.list_models(engine, as_of=cut, environment=environment)
+    rows = _trusted(ctx, rows, key="model")
     latest = queries.latest_field_performance(engine, as_of=cut)
     for r in rows:
         r["field"] = _field_of_deployed(r["deployed"], latest, r["model"])
@@ -161,6 +175,33 @@ def models(ctx, as_of_time, as_of_position, no_refresh, fmt, as_json, as_csv) ->
     click.echo(render(rows, MODEL_COLUMNS, out))
 
 
+# --- pending ---------------------------------------------------------------------------
+
+PENDING_COLUMNS = ("model", "version", "status", "evaluations", "last_evaluation_passed", "trained_by", "verified")
+
+
+@click.command("pending")
+@click.option("--model", type=MODEL, default=None, help="Only this model's versions.")
+@_refresh_option
+@output_options
+@click.pass_context
+def pending(ctx, model, no_refresh, fmt, as_json, as_csv) -> None:
+    """Versions waiting for a decision: evaluated, and neither approved nor
+    rejected since their latest evaluation (an evaluation recorded after a
+    decision makes it stale). Exit 4 for an unknown --model.
+
+    \b
+    Example:
+      ledger pending
+      ledger pending --model churn --json
+    """
+    from projections import queries
+
+    out = chosen_format(fmt, as_json, as_csv)
+    rows = queries.pending(_views(ctx, refresh=not no_refresh), model=model)
+    click.echo(render(_trusted(ctx, rows, key="model"), PENDING_COLUMNS, out))
+
+
 # --- show ------------------------------------------------------------------------------
 
 VERSION_COLUMNS = ("version", "status", "trained_by", "approved_by", "deployed_to", "metrics", "field", "trained_at", "parent_version")
@@ -170,9 +211,10 @@ VERSION_COLUMNS = ("version", "status", "trained_by", "approved_by", "deployed_t
 @click.argument("target", metavar="MODEL[@VERSION]")
 @_cut_options
 @_refresh_option
+@click.option("--environment", metavar="ENV", default=None, help="Only the versions deployed in ENV.")
 @output_options
 @click.pass_context
-def show(ctx, target, as_of_time, as_of_position, no_refresh, fmt, as_json, as_csv) -> None:
+def show(ctx, target, as_of_time, as_of_position, no_refresh, environment, fmt, as_json, as_csv) -> None:
     """Show a model's versions and their states, or one version in full: the data
     it was trained on, code, hyper-parameters, artifact, evaluations and metrics,
     approvals and rejections, deployments and drift alerts.
@@ -194,24 +236,25 @@ def show(ctx, target, as_of_time, as_of_position, no_refresh, fmt, as_json, as_c
         raise click.UsageError("one version is not a table: use the text view or --json")
     cut = parse_cut(as_of_time, as_of_position)
     engine = _views(ctx, refresh=not no_refresh)
+    verified = _trusted(ctx, [{"model": model}], key="model")[0]["verified"]
     if version is not None:
-        detail = queries.version_detail(engine, model, version, as_of=cut)
+        detail = {**queries.version_detail(engine, model, version, as_of=cut), "verified": verified}
         detail.update(queries.version_links(engine, model, version, as_of=cut))
         detail["field_performance"] = queries.field_performance(engine, model, version=version, as_of=cut)
         if out == "json":
-            click.echo(json.dumps(detail, indent=2, default=str))
+            click.echo(dumps(detail))
         else:
-            click.echo(_version_text(detail, cut))
+            click.echo(_version_text(escaped(detail), cut))
         return
-    versions = queries.model_versions(engine, model, as_of=cut)
+    versions = queries.model_versions(engine, model, as_of=cut, environment=environment)
     metrics = queries.latest_metrics(engine, model, as_of=cut)
-    summary = next(m for m in queries.list_models(engine, as_of=cut) if m["model"] == model)
+    summary = {**next(m for m in queries.list_models(engine, as_of=cut) if m["model"] == model), "verified": verified}
     latest = queries.latest_field_performance(engine, model, as_of=cut)
     for v in versions:
         v["metrics"] = metrics.get(v["version"], {})
         v["field"] = {env: report for (_, number, env), report in sorted(latest.items()) if number == v["version"]}
     if out == "json":
-        click.echo(json.dumps({"model": summary, "versions": versions}, indent=2, default=str))
+        click.echo(dumps({"model": summary, "versions": versions}))
         return
     rows = [
         {
@@ -491,13 +534,13 @@ def lineage(ctx, node, direction, depth, as_of_time, as_of_position, no_refresh,
     except NotFound as exc:
         raise NotFound(f"{exc} (asked for {node!r})") from exc
     if out == "json":
-        click.echo(json.dumps(result, indent=2, default=str))
+        click.echo(dumps(result))
     elif out == "dot":
         click.echo(lineage_dot(result))
     elif out == "mermaid":
         click.echo(lineage_mermaid(result))
     else:
-        click.echo(lineage_tree(result))
+        click.echo(lineage_tree(escaped(result)))
 
 
 # --- audit -----------------------------------------------------------------------------
@@ -519,7 +562,7 @@ def _event_type(text: str) -> str:
 
 @click.command()
 @click.option("--model", type=MODEL, default=None, help="Only this model's records (matched exactly).")
-@click.option("--actor", type=TEXT, default=None, help="Only what this actor did (matched exactly).")
+@click.option("--actor", type=TEXT, default=None, help="Only what this actor did (names compared in canonical form: case and compatibility forms ignored).")
 @click.option(
     "--type",
     "event_type",
@@ -528,13 +571,15 @@ def _event_type(text: str) -> str:
     help="Only this kind of event: a CLI name (deploy) or an event type (ModelDeployed); "
     "'unreadable' for records that could not be read.",
 )
-@click.option("--since", metavar="TIME", default=None, help="Only records recorded at or after TIME (ISO-8601).")
-@click.option("--until", metavar="TIME", default=None, help="Only records recorded at or before TIME (a bare date: the whole day).")
-@click.option("--limit", type=click.IntRange(min=1), default=None, help="At most this many rows (oldest first).")
+@click.option("--since", metavar="TIME", default=None, help="Only records recorded at or after TIME (ISO-8601; a bare date is midnight UTC at the start of that day).")
+@click.option("--until", metavar="TIME", default=None, help="Only records recorded at or before TIME (ISO-8601; a bare date is midnight UTC at the start of that day).")
+@click.option("--version", "version", type=click.IntRange(min=1, max=parsing.MAX_VERSION), default=None, help="Only records of this version.")
+@click.option("--limit", type=click.IntRange(min=1), default=None, help="At most this many rows (oldest first, or newest with --newest-first).")
+@click.option("--newest-first", is_flag=True, help="Newest records first (with --limit: the latest ones).")
 @_refresh_option
 @output_options
 @click.pass_context
-def audit(ctx, model, actor, event_type, since, until, limit, no_refresh, fmt, as_json, as_csv) -> None:
+def audit(ctx, model, actor, event_type, since, until, version, limit, newest_first, no_refresh, fmt, as_json, as_csv) -> None:
     """The audit trail: every record of the log — who did what, when, to which
     model — with its position and whether it links to its model's hash chain.
 
@@ -555,7 +600,11 @@ def audit(ctx, model, actor, event_type, since, until, limit, no_refresh, fmt, a
         # The database's integers stop at 2**63 - 1, far beyond any log: more is all.
         limit = min(limit, 2**63 - 1)
     engine = _views(ctx, refresh=not no_refresh)
-    rows = queries.audit(engine, model=model, actor=actor, event_type=wanted_type, since=start, until=end, limit=limit)
+    rows = queries.audit(
+        engine, model=model, actor=actor, event_type=wanted_type, since=start, until=end, limit=limit,
+        version=version, newest_first=newest_first,
+    )
+    rows = _trusted(ctx, rows, key="model")
     if not rows and model is not None and model not in {m["model"] for m in queries.list_models(engine)}:
         raise NotFound(f"unknown model {model!r}")
     if out != "json":
@@ -653,7 +702,7 @@ def replay(ctx, replay_db, as_of_time, as_of_position, force, no_verify, as_json
         verification = ledger.verify()
         summary["verified"] = verification.as_dict()
     if as_json:
-        click.echo(json.dumps(summary, indent=2, default=str))
+        click.echo(dumps(summary))
     else:
         when = f" {summary['as_of']}" if cut is not None else ""
         click.echo(
@@ -672,4 +721,4 @@ def replay(ctx, replay_db, as_of_time, as_of_position, force, no_verify, as_json
         ctx.exit(EXIT_REJECTED)
 
 
-commands: list = [models, show, lineage, audit, replay]
+commands: list = [models, show, pending, lineage, audit, replay]

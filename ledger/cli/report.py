@@ -36,8 +36,8 @@ def metrics_table(answer) -> str:
 
 
 @click.command()
-@click.option("--since", metavar="TIME", default=None, help="Only what ended at or after TIME (open alerts: raised at or after).")
-@click.option("--until", metavar="TIME", default=None, help="Only what ended at or before TIME (a bare date: the whole day).")
+@click.option("--since", metavar="TIME", default=None, help="Only what ended at or after TIME (open alerts: raised at or after; ISO-8601, a bare date is midnight UTC at the start of that day).")
+@click.option("--until", metavar="TIME", default=None, help="Only what ended at or before TIME (ISO-8601; a bare date is midnight UTC at the start of that day).")
 @click.option("--model", "models", type=MODEL, multiple=True, metavar="MODEL", help="Only this model (repeatable).")
 @click.option("--production", default="production", show_default=True, metavar="ENV", help="Which environment is production.")
 @_cut_options

@@ -10,7 +10,7 @@ import sys
 import click
 
 from ledger import config
-from ledger.cli import consume, data, demo, feedback, project, query, report, service, verifiable, write
+from ledger.cli import consume, data, demo, feedback, project, query, report, schema, service, verifiable, write
 from ledger.cli.base import LedgerGroup
 
 
@@ -45,7 +45,7 @@ def main(ctx: click.Context, log_url: str | None, db_url: str | None) -> None:
     ctx.obj = {"log_url": config.log_url(log_url), "db_url": config.db_url(db_url)}
 
 
-for _module in (write, project, query, report, consume, data, feedback, demo, verifiable, service):
+for _module in (write, project, query, report, consume, data, feedback, demo, verifiable, service, schema):
     for _command in _module.commands:
         main.add_command(_command)
 verifiable.extend_verify(write.verify)  # the auditor's --receipt/--checkpoint options

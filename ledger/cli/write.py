@@ -2,14 +2,13 @@
 
 from __future__ import annotations
 
-import json
-
 import click
 from pydantic import ValidationError
 
 from ledger import parsing
 from ledger.cli.base import EXIT_REJECTED, MODEL, open_ledger, read_json, settings, validation_message
 from ledger.errors import BackendError, InputError, NotFound
+from ledger.jsonio import dumps
 
 
 @click.command()
@@ -29,7 +28,16 @@ from ledger.errors import BackendError, InputError, NotFound
 def emit(ctx: click.Context, event_type: str, actor: str, source, expect_sequence: int | None, brief: bool) -> None:
     """Record one lifecycle action and print the accepted event as JSON.
 
-    TYPE is one of: snapshot, train, evaluate, approve, reject, deploy, drift, retire.
+    TYPE is one of: snapshot, train, evaluate, approve, reject, deploy, drift, retire,
+    feedback, degraded.
+    `retire` with a version retires that version; without one it retires the
+    whole model for good: nothing more is accepted under its name (refused for a
+    model with no events).
+
+    Retrying safely: when the JSON gives `occurred_at` and no `event_id`, the
+    event id is derived from the input, so sending the same file again (after a
+    time-out) records the action once ("already recorded"). Without either, a
+    retry is a new action: add the `event_id` an error message prints.
 
     \b
     Example:
@@ -46,6 +54,10 @@ def emit(ctx: click.Context, event_type: str, actor: str, source, expect_sequenc
     if "actor" in fields and fields["actor"] != actor:
         raise InputError("the JSON's actor differs from --actor")
     fields["actor"] = actor
+    if "event_id" not in fields and "occurred_at" in fields:
+        from ledger.event_ids import derived_id
+
+        fields["event_id"] = str(derived_id(cls.event_type, actor, fields))  # a retry of this file is one action
     try:
         event = cls.model_validate(fields)
     except ValidationError as exc:
@@ -71,7 +83,7 @@ def emit(ctx: click.Context, event_type: str, actor: str, source, expect_sequenc
         again = " (already recorded)" if accepted.duplicate else ""
         click.echo(f"accepted {e.event_type} {target} #{e.sequence} by {e.actor}, hash {accepted.hash[:16]}…{again}")
     else:
-        click.echo(json.dumps(accepted.as_dict(), indent=2, default=str))
+        click.echo(dumps(accepted.as_dict()))
 
 
 @click.command()
@@ -119,7 +131,7 @@ def verify(ctx: click.Context, model: str | None, evidence_file: str | None, hea
         if model is not None and not report.streams:
             raise NotFound(f"unknown model {model!r}: the log holds no record of it")
     if as_json:
-        click.echo(json.dumps(report.as_dict(), indent=2))
+        click.echo(dumps(report.as_dict()))
     else:
         for problem in report.problems:
             click.echo(f"FAIL {problem}")
@@ -131,10 +143,11 @@ def verify(ctx: click.Context, model: str | None, evidence_file: str | None, hea
 @click.command()
 @click.option("--out", required=True, type=click.Path(dir_okay=False, writable=True), help="The .avro file to write.")
 @click.option("--model", type=MODEL, default=None, help="Only this model's stream.")
-@click.option("--since", default=None, metavar="TIME", help="Only events recorded at or after TIME (ISO-8601).")
-@click.option("--until", default=None, metavar="TIME", help="Only events recorded at or before TIME (ISO-8601).")
+@click.option("--force", is_flag=True, help="Replace --out if it exists (by default an existing file is an error).")
+@click.option("--since", default=None, metavar="TIME", help="Only events recorded at or after TIME (ISO-8601; a bare date is midnight UTC at the start of that day).")
+@click.option("--until", default=None, metavar="TIME", help="Only events recorded at or before TIME (ISO-8601; a bare date is midnight UTC at the start of that day).")
 @click.pass_context
-def export(ctx: click.Context, out: str, model: str | None, since: str | None, until: str | None) -> None:
+def export(ctx: click.Context, out: str, model: str | None, force: bool, since: str | None, until: str | None) -> None:
     """Export the raw events as an Avro Object Container File, with every writer
     schema and the chain heads, for offline verification by any Avro tool.
 
@@ -153,7 +166,7 @@ def export(ctx: click.Context, out: str, model: str | None, since: str | None, u
 
     summary = write_evidence(
         ledger.log.read(model=model), out, model=model, since=start, until=end, source=settings(ctx)["log_url"],
-        checkpoints=latest_texts(ledger.log),
+        checkpoints=latest_texts(ledger.log), overwrite=force,
     )
     noted = f", {summary['unreadable']} unreadable record(s) noted" if summary["unreadable"] else ""
     click.echo(f"wrote {summary['events']} event(s) of {len(summary['chains'])} model(s) to {out}{noted}")

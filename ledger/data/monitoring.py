@@ -72,9 +72,19 @@ def _prepare_snapshot(
     snapshot_id: str | None,
     store: datasets.DataStore,
 ) -> tuple[DataSnapshotted, bool]:
-    """The existing snapshot with this id and content, or a new draft (data stored)."""
+    """The existing snapshot of this data, or a new draft (data stored).
+
+    The same data under the same contract is one snapshot, whatever id or dataset
+    name a later registration asks for: a second id for it would split its lineage
+    (what was trained on it, what drifted from it) in two."""
     sid = snapshot_id or datasets.default_snapshot_id(dataset, data.content_hash)
-    existing = snapshots_of(stream).get(sid)
+    known = snapshots_of(stream)
+    existing = known.get(sid)
+    if existing is None:
+        existing = next(
+            (s for s in known.values() if s.content_hash == data.content_hash and s.contract == data.contract),
+            None,
+        )
     if existing is not None:
         if existing.content_hash != data.content_hash:
             raise RuleViolation(

@@ -500,15 +500,7 @@ def create_app(settings: Settings) -> FastAPI:
     def get_pending(who: Annotated[Principal, Depends(reader)]):
         from projections import queries
 
-        def pending(engine):
-            found = []
-            for m in queries.list_models(engine):
-                if m["status"] != "active":
-                    continue
-                found.extend(v for v in queries.model_versions(engine, m["model"]) if v["status"] == "evaluated")
-            return {"pending": found}
-
-        return _read("pending", pending)
+        return _read("pending", lambda engine: {"pending": queries.pending(engine)})
 
     @app.get("/healthz", tags=["operations"], summary="The process answers")
     def healthz():

@@ -229,3 +229,14 @@ def test_concurrent_checks_of_the_same_data_record_one_alert(env, tmp_path):
         assert len(events_of(ledger_, MODEL, DriftDetected)) == 1
         assert len(events_of(ledger_, MODEL, DataSnapshotted)) == 2
         assert ledger_.verify(MODEL).ok
+
+
+def test_the_same_data_registered_again_under_another_name_reuses_its_snapshot(env):
+    files, log_url, ledger = env
+    args = ("data", "snapshot", MODEL, "--contract", str(files.contract), "--data", str(files.reference), "--actor", "alice", "--json")
+    first = json.loads(ledger(*args, "--dataset", "cancer-data").output)[0]
+    again = json.loads(ledger(*args, "--dataset", "cancer-data", "--snapshot-id", "cancer-v2").output)[0]
+    renamed = json.loads(ledger(*args, "--dataset", "cancer").output)[0]
+    assert again["snapshot_id"] == renamed["snapshot_id"] == first["snapshot_id"]
+    assert again["new"] is False and renamed["new"] is False
+    assert _count(log_url) == 1

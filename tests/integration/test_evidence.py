@@ -27,7 +27,8 @@ def log_url(tmp_path):
         # one event a day from 1 March, so --since/--until have something to cut
         ledger.appender = Appender(ledger.log, clock=lambda: START + timedelta(days=next(ticks)))
         for draft in samples.lifecycle("pump") + [samples.drift("pump")] + samples.lifecycle("fan"):
-            ledger.emit(draft)
+            # occurred no later than this ledger's (fake) clock says it is
+            ledger.emit(draft.model_copy(update={"occurred_at": START}))
     return url
 
 
@@ -172,6 +173,6 @@ def test_a_log_holding_an_unreadable_record_still_exports_and_the_evidence_names
     assert "too short" in checked.output
     assert "6 event(s): 1 problem(s)" in checked.output
     # A window that does not hold the foreign record's append time leaves it out.
-    window = run("--log", log_url, "export", "--out", str(out), "--model", "pump", "--since", "2026-03-03")
+    window = run("--log", log_url, "export", "--out", str(out), "--force", "--model", "pump", "--since", "2026-03-03")
     assert window.exit_code == 0 and "unreadable" not in window.output
     assert run("verify", "--file", str(out)).exit_code == 0

@@ -542,8 +542,10 @@ def test_the_json_listings_are_plain_json_with_iso_times(tmp_path, sqlite_db):
     assert letter["data"] == "c301deadbeef" and letter["recorded_at"].endswith("+00:00")
 
 
-def test_line_breaks_in_recorded_names_cannot_break_or_inject_into_the_email(embedded_log, sqlite_db):
-    # An actor is free text in the ledger; a line break in it reaches the subject.
+def test_line_breaks_in_recorded_names_cannot_break_or_inject_into_the_email(embedded_log, sqlite_db, monkeypatch):
+    # An actor was free text in the ledger before issue 9 (the append path refuses a
+    # line break in one now): such a stored name still reaches the subject.
+    monkeypatch.setattr("ledger.identity.check_name", lambda name, what="actor": name)
     contract = DataContract(columns=(ColumnSpec(name="x"), ColumnSpec(name="y", dtype="int")), target="y")
     with Ledger.open(embedded_log) as ledger:
         for event in (

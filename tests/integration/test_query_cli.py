@@ -454,7 +454,7 @@ def test_audit_filters_by_model_actor_type_and_time(world):
     assert [r["actor"] for r in approvals] == ["bob", "carol"]
     assert world.json("audit", "--type", "ModelApproved") == approvals
     assert [r["event_type"] for r in world.json("audit", "--since", "2026-03-04")] == ["ModelDeployed"]
-    first_day = world.json("audit", "--until", "2026-03-01")  # a bare date: the whole day
+    first_day = world.json("audit", "--until", "2026-03-02")  # a bare date: midnight UTC at its start
     assert [r["recorded_at"][:10] for r in first_day] == ["2026-03-01"] * 4
     assert len(world.json("audit", "--since", "2026-03-02T10:00:00+00:00", "--until", "2026-03-02T12:00Z")) == 3
 

@@ -12,7 +12,7 @@ from consumers import store as consumer_store
 from consumers.runner import Consumer, Intent, RetryPolicy, Runner
 from ledger.client import Ledger
 from ledger.config import open_log
-from ledger.events import ModelRetired
+from ledger import samples
 
 
 @pytest.fixture(params=["sqlite", pytest.param("postgres", marks=pytest.mark.postgres)])
@@ -33,7 +33,7 @@ def log_url(tmp_path):
     url = f"sqlite:///{tmp_path / 'log.db'}"
     with Ledger.open(url) as ledger:
         for i in range(12):
-            ledger.emit(ModelRetired(model=f"m{i:02d}", actor="ops", reason=f"r{i}"))
+            ledger.emit(samples.snapshot(f"m{i:02d}", actor="ops"))
     return url
 
 
@@ -151,7 +151,7 @@ def test_positions_of_one_log_are_not_applied_to_another(log_url, db_url, tmp_pa
     other = f"sqlite:///{tmp_path / 'other.db'}"
     with Ledger.open(other) as ledger:
         for i in range(15):
-            ledger.emit(ModelRetired(model=f"x{i:02d}", actor="ops", reason="other log"))
+            ledger.emit(samples.snapshot(f"x{i:02d}", actor="ops"))
     consumer = Recorder()
     with pytest.raises(WrongLog, match="follow another log .*fresh database") as refused:
         run(consumer, other, db_url)
@@ -161,7 +161,7 @@ def test_positions_of_one_log_are_not_applied_to_another(log_url, db_url, tmp_pa
 
     monkeypatch.chdir(tmp_path)
     with Ledger.open("sqlite:///log.db") as ledger:  # the first log, by a relative path
-        ledger.emit(ModelRetired(model="late", actor="ops", reason="r"))
+        ledger.emit(samples.snapshot("late", actor="ops"))
     consumer = Recorder()
     assert run(consumer, "sqlite:///log.db", db_url).records == 1
     assert sorted(consumer.done) == [("late", "a"), ("late", "b")]
@@ -174,5 +174,5 @@ def test_an_empty_log_binds_nothing(tmp_path, db_url):
     assert run(Recorder(), empty, db_url).records == 0
     other = f"sqlite:///{tmp_path / 'other.db'}"
     with Ledger.open(other) as ledger:
-        ledger.emit(ModelRetired(model="m", actor="ops", reason="r"))
+        ledger.emit(samples.snapshot("m", actor="ops"))
     assert run(Recorder(), other, db_url).records == 1

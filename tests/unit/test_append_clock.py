@@ -14,6 +14,12 @@ from ledger.backends.sqlite import SqliteLog
 T0 = datetime(2026, 3, 2, 12, 0, tzinfo=timezone.utc)
 
 
+def happened(draft):
+    """``draft`` as it occurred before every clock reading of these tests (an event
+    may not claim to have happened in the ledger's future)."""
+    return draft.model_copy(update={"occurred_at": T0 - timedelta(days=3)})
+
+
 class SteppingClock:
     """A clock that answers the times it is given, in turn."""
 
@@ -29,21 +35,21 @@ def test_recorded_at_holds_when_the_clock_steps_back_inside_a_stream(tmp_path):
     with SqliteLog(tmp_path / "log.db") as log:
         appender = Appender(log, clock=clock)
         recorded = [
-            appender.append([draft])[0].event.recorded_at
+            appender.append([happened(draft)])[0].event.recorded_at
             for draft in (samples.snapshot("churn"), samples.trained("churn"), samples.evaluated("churn"))
         ]
         assert recorded == [T0, T0, T0 + timedelta(minutes=5)]
         # Another stream is not held by churn's latest time.
-        other = appender.append([samples.snapshot("fraud")])[0].event
+        other = appender.append([happened(samples.snapshot("fraud"))])[0].event
         assert other.recorded_at == T0 - timedelta(days=2)
 
 
 def test_a_fresh_appender_holds_recorded_at_from_the_stored_stream(tmp_path):
     # The guard reads the stream's last recorded_at from the log, not memory.
     with SqliteLog(tmp_path / "log.db") as log:
-        Appender(log, clock=SteppingClock(T0)).append([samples.snapshot("churn")])
+        Appender(log, clock=SteppingClock(T0)).append([happened(samples.snapshot("churn"))])
         late = Appender(log, clock=SteppingClock(T0 - timedelta(minutes=30)))
-        accepted = late.append([samples.trained("churn"), samples.evaluated("churn")])
+        accepted = late.append([happened(samples.trained("churn")), happened(samples.evaluated("churn"))])
         assert [a.event.recorded_at for a in accepted] == [T0, T0]
         assert [a.event.sequence for a in accepted] == [2, 3]
 

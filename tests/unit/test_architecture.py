@@ -27,6 +27,9 @@ PURE = (
     "ledger.merkle",
     "ledger.notes",
     "ledger.data.feedback",
+    "ledger.identity",
+    "ledger.jsonio",
+    "ledger.event_ids",
 )
 IO_LIBRARIES = ("kafka", "fastavro", "sqlalchemy", "click")
 CLI = "ledger.cli"

@@ -3,11 +3,14 @@ one that breaks the rule. Pure: no log, no I/O."""
 
 from __future__ import annotations
 
+import uuid
+from datetime import datetime, timedelta, timezone
+
 import pytest
 
 from ledger import rules, samples
-from ledger.errors import RuleViolation
-from ledger.events import ApprovalRejected, ModelDeployed
+from ledger.errors import LedgerError, RuleViolation
+from ledger.events import ApprovalRejected, ColumnSpec, DataContract, ModelDeployed, ModelEvaluated, utcnow
 
 M = "pm"
 
@@ -22,6 +25,26 @@ def fold(events):
 
 THROUGH_APPROVAL = [samples.snapshot(M), samples.trained(M), samples.evaluated(M), samples.approved(M)]
 DEPLOYED = [*THROUGH_APPROVAL, samples.deployed(M)]
+ALERT = samples.drift(M)
+NOW = utcnow()
+
+
+def _evaluation(value, threshold, passed, thresholds=None):
+    return ModelEvaluated(
+        model=M,
+        version=1,
+        actor="ci",
+        evaluation_snapshot_id="s1",
+        metrics={"roc_auc": value},
+        thresholds=thresholds if thresholds is not None else ({"roc_auc": threshold} if threshold is not None else {}),
+        passed=passed,
+    )
+
+
+def judge(state, event):
+    """What the append path does with a new event: its own checks, then the history's."""
+    rules.admit(event, NOW)
+    return rules.check(state, event)
 
 CASES = [
     # rule, history, passing event, failing event
@@ -52,6 +75,18 @@ CASES = [
         ApprovalRejected(model=M, version=1, actor="bob"),
         ApprovalRejected(model=M, version=1, actor="alice"),
     ),
+    # Four eyes compares identities, not spellings: case, compatibility forms and
+    # look-alike letters from another script are the trainer again.
+    (rules.FOUR_EYES, [samples.snapshot(M), samples.trained(M, actor="alice"), samples.evaluated(M)], samples.approved(M, actor="alicia"), samples.approved(M, actor="Alice")),
+    (rules.FOUR_EYES, [samples.snapshot(M), samples.trained(M, actor="alice"), samples.evaluated(M)], None, samples.approved(M, actor="\uff21\uff2c\uff29\uff23\uff25")),
+    # One script throughout, so a valid name, yet it reads as the trainer's: асе.
+    (rules.FOUR_EYES, [samples.snapshot(M), samples.trained(M, actor="ace"), samples.evaluated(M)], None, samples.approved(M, actor="\u0430\u0441\u0435")),
+    (
+        rules.FOUR_EYES,
+        [samples.snapshot(M), samples.trained(M, actor="Stra\u00dfe"), samples.evaluated(M)],
+        None,
+        ApprovalRejected(model=M, version=1, actor="STRASSE"),
+    ),
     (rules.ALREADY_DECIDED, THROUGH_APPROVAL, samples.deployed(M), samples.approved(M, actor="carol")),
     (rules.APPROVED_BEFORE_DEPLOY, THROUGH_APPROVAL, samples.deployed(M), None),
     (rules.APPROVED_BEFORE_DEPLOY, [samples.snapshot(M), samples.trained(M), samples.evaluated(M)], None, samples.deployed(M)),
@@ -67,11 +102,77 @@ CASES = [
         None,
         samples.deployed(M),
     ),
+    # Decisions go stale: an approval covers the evaluations recorded before it.
     (
         rules.APPROVED_BEFORE_DEPLOY,
         [*THROUGH_APPROVAL, samples.evaluated(M, passed=False), samples.evaluated(M, passed=True)],
+        samples.approved(M, actor="carol"),  # the new decision is allowed
+        samples.deployed(M),  # the old approval does not cover the new evaluations
+    ),
+    (
+        rules.APPROVED_BEFORE_DEPLOY,
+        [*THROUGH_APPROVAL, samples.evaluated(M, passed=False), samples.evaluated(M, passed=True), samples.approved(M, actor="carol")],
         samples.deployed(M),
         None,
+    ),
+    (rules.APPROVED_BEFORE_DEPLOY, [*THROUGH_APPROVAL, samples.evaluated(M)], samples.approved(M), samples.deployed(M)),
+    (
+        rules.APPROVED_BEFORE_DEPLOY,
+        [*DEPLOYED, samples.evaluated(M)],
+        samples.approved(M),
+        samples.deployed(M, environment="staging"),
+    ),
+    (
+        rules.EVALUATED_BEFORE_APPROVAL,
+        [*THROUGH_APPROVAL, samples.evaluated(M, passed=False)],
+        ApprovalRejected(model=M, version=1, actor="carol"),
+        samples.approved(M, actor="carol"),
+    ),
+    (
+        rules.ALREADY_DECIDED,
+        [samples.snapshot(M), samples.trained(M), samples.evaluated(M, passed=False), ApprovalRejected(model=M, version=1, actor="bob")],
+        None,
+        ApprovalRejected(model=M, version=1, actor="carol"),
+    ),
+    (
+        rules.ALREADY_DECIDED,
+        [samples.snapshot(M), samples.trained(M), samples.evaluated(M, passed=False), ApprovalRejected(model=M, version=1, actor="bob"), samples.evaluated(M)],
+        ApprovalRejected(model=M, version=1, actor="carol"),  # a new evaluation reopens the decision
+        None,
+    ),
+    # Evaluations add up: thresholds are minimums (the schema's doc), passed is
+    # "every threshold met"; a metric without a threshold is informative only.
+    (rules.EVALUATION_ADDS_UP, [samples.snapshot(M), samples.trained(M)], samples.evaluated(M), _evaluation(0.55, 0.7, True)),
+    (rules.EVALUATION_ADDS_UP, [samples.snapshot(M), samples.trained(M)], _evaluation(0.55, 0.7, False), _evaluation(0.91, 0.7, False)),
+    (rules.EVALUATION_ADDS_UP, [samples.snapshot(M), samples.trained(M)], _evaluation(0.7, 0.7, True), _evaluation(0.91, None, True, thresholds={"f1": 0.5})),
+    (rules.EVALUATION_ADDS_UP, [samples.snapshot(M), samples.trained(M)], _evaluation(0.2, None, True), _evaluation(0.6999, 0.7, True)),
+    # References point where they claim.
+    (rules.RETIRE_KNOWN_MODEL, [samples.snapshot(M)], samples.retired(M, None), None),
+    (rules.RETIRE_KNOWN_MODEL, [], None, samples.retired(M, None)),
+    (
+        rules.PARENT_EXISTS,
+        [samples.snapshot(M), samples.trained(M, 1), samples.trained(M, 3)],
+        samples.trained(M, 4, parent_version=3),
+        samples.trained(M, 2, parent_version=3),
+    ),
+    (rules.PARENT_EXISTS, [samples.snapshot(M), samples.trained(M, 1)], None, samples.trained(M, 2, parent_version=2)),
+    (
+        rules.TRIGGER_ALERT,
+        [*DEPLOYED, ALERT],
+        samples.trained(M, 2, parent_version=1, trigger="drift", trigger_alert_id=str(ALERT.event_id)),
+        samples.trained(M, 2, parent_version=1, trigger="drift", trigger_alert_id=str(uuid.uuid4())),
+    ),
+    (
+        rules.TRIGGER_ALERT,
+        [*DEPLOYED, ALERT],
+        None,
+        samples.trained(M, 2, parent_version=1, trigger="drift", trigger_alert_id=str(DEPLOYED[-1].event_id)),  # not an alert
+    ),
+    (
+        rules.CONTRACT_BOUNDS,
+        [],
+        samples.snapshot(M, contract=DataContract(columns=(ColumnSpec(name="t", minimum=1.0, maximum=1.0),))),
+        samples.snapshot(M, contract=DataContract(columns=(ColumnSpec(name="t", minimum=5.0, maximum=1.0),))),
     ),
     (rules.ALREADY_DEPLOYED, DEPLOYED, samples.deployed(M, environment="staging"), samples.deployed(M)),
     (rules.DRIFT_ON_DEPLOYED, DEPLOYED, samples.drift(M), samples.drift(M, environment="staging")),
@@ -88,10 +189,10 @@ CASES = [
 def test_rule(rule, history, good, bad):
     state = fold(history)
     if good is not None:
-        rules.check(state, good)
+        judge(state, good)
     if bad is not None:
-        with pytest.raises(RuleViolation) as caught:
-            rules.check(state, bad)
+        with pytest.raises(LedgerError) as caught:
+            judge(state, bad)
         assert caught.value.rule == rule
         assert caught.value.reason  # a person can read why
 
@@ -155,7 +256,7 @@ FEEDBACK_CASES = [
         samples.feedback(M, metrics={"false_alarm_rate": -0.1}),
     ),
     (
-        rules.FEEDBACK_CONSISTENT,
+        rules.FINITE_NUMBERS,  # a new event's numbers are judged before the history rules
         DEPLOYED,
         samples.feedback(M, metrics={"mean_lead_time_hours": 31.5}),
         samples.feedback(M, metrics={"accuracy": float("nan")}),
@@ -212,3 +313,81 @@ def test_a_degradation_alert_names_feedback_recorded_before_it_even_after_a_rede
     # what produced the new version).
     history = [*WITH_FEEDBACK, samples.trained(M, 2), samples.evaluated(M, 2), samples.approved(M, 2), samples.deployed(M, 2)]
     rules.check(fold(history), samples.degraded(M, str(FEEDBACK.event_id)))
+
+
+def test_a_retraining_may_name_a_degradation_alert_as_its_trigger():
+    # The trigger rule (issue 9) knows drift alerts and degradation alerts alike:
+    # the retraining consumer answers both.
+    alert = samples.degraded(M, str(FEEDBACK.event_id))
+    state = fold([*WITH_FEEDBACK, alert])
+    judge(state, samples.trained(M, 2, parent_version=1, trigger="degradation", trigger_alert_id=str(alert.event_id)))
+    with pytest.raises(LedgerError) as caught:
+        judge(state, samples.trained(M, 2, parent_version=1, trigger="degradation", trigger_alert_id=str(FEEDBACK.event_id)))
+    assert caught.value.rule == rules.TRIGGER_ALERT
+
+
+@pytest.mark.parametrize(
+    ("occurred_at", "ok"),
+    [
+        (NOW, True),
+        (NOW - timedelta(days=3000), True),
+        (NOW + rules.CLOCK_SKEW - timedelta(seconds=1), True),
+        (NOW + rules.CLOCK_SKEW + timedelta(seconds=1), False),
+        (NOW + timedelta(days=365 * 100), False),
+        (datetime(1970, 1, 1, tzinfo=timezone.utc), True),
+        (datetime(1969, 12, 31, 23, 59, 59, tzinfo=timezone.utc), False),
+        (datetime(1, 1, 1, tzinfo=timezone.utc), False),
+    ],
+)
+def test_occurred_at_is_neither_in_the_future_nor_before_1970(occurred_at, ok):
+    draft = samples.snapshot(M).model_copy(update={"occurred_at": occurred_at})
+    if ok:
+        rules.admit(draft, NOW)
+        return
+    with pytest.raises(LedgerError) as caught:
+        rules.admit(draft, NOW)
+    assert caught.value.rule == rules.OCCURRED_AT_RANGE
+    assert caught.value.exit_code == 2
+
+
+@pytest.mark.parametrize(
+    "draft",
+    [
+        _evaluation(float("nan"), 0.7, False),
+        _evaluation(float("inf"), None, True),
+        samples.drift(M, value=float("-inf")),
+    ],
+)
+def test_numbers_of_a_new_event_are_finite(draft):
+    with pytest.raises(LedgerError) as caught:
+        rules.admit(draft, NOW)
+    assert caught.value.rule == rules.FINITE_NUMBERS
+
+
+# Histories the ledger accepted before issue 9 tightened these rules: replaying them
+# (verify, the append path's fold) still accepts them; a new event is held to the
+# rules as they are now.
+RECORDED_BEFORE = [
+    ([], samples.retired(M, None)),
+    ([samples.snapshot(M), samples.trained(M, actor="alice"), samples.evaluated(M)], samples.approved(M, actor="Alice")),
+    ([*THROUGH_APPROVAL, samples.evaluated(M, passed=False), samples.evaluated(M)], samples.deployed(M)),
+    ([samples.snapshot(M), samples.trained(M, 1), samples.trained(M, 3)], samples.trained(M, 2, parent_version=3)),
+    ([*DEPLOYED], samples.trained(M, 2, trigger="drift", trigger_alert_id=str(uuid.uuid4()))),
+]
+
+
+@pytest.mark.parametrize(("history", "event"), RECORDED_BEFORE)
+def test_histories_recorded_before_the_tightened_rules_still_replay(history, event):
+    state = fold(history)
+    rules.check(state, event, history=True)
+    with pytest.raises(LedgerError):
+        rules.check(state, event)
+
+
+def test_replaying_a_stale_approval_still_refuses_what_was_always_refused():
+    rejected_since = fold([*THROUGH_APPROVAL, ApprovalRejected(model=M, version=1, actor="carol"), samples.evaluated(M)])
+    failing_since = fold([*THROUGH_APPROVAL, samples.evaluated(M, passed=False)])
+    for state in (rejected_since, failing_since):
+        with pytest.raises(LedgerError) as caught:
+            rules.check(state, samples.deployed(M), history=True)
+        assert caught.value.rule == rules.APPROVED_BEFORE_DEPLOY

@@ -23,8 +23,26 @@ def test_instants_are_utc(text, expected):
     assert parse_instant(text) == expected
 
 
-def test_a_bare_date_until_is_the_whole_day():
-    assert parse_instant("2026-03-03", end_of_day=True) == datetime(2026, 3, 3, 23, 59, 59, 999999, tzinfo=timezone.utc)
+def test_a_bare_date_is_midnight_utc_at_its_start_whatever_the_option():
+    # One meaning for --as-of, --since and --until alike (it was the end of the day
+    # for --until only).
+    assert parse_instant("2026-03-03") == parse_instant("2026-03-03T00:00:00Z")
+    assert "end_of_day" not in parse_instant.__code__.co_varnames
+
+
+@pytest.mark.parametrize(
+    "moment, printed",
+    [
+        (datetime(999, 1, 2, 3, 4, 5, tzinfo=timezone.utc), "0999-01-02T03:04:05.000000Z"),
+        (datetime(1, 1, 1, tzinfo=timezone.utc), "0001-01-01T00:00:00.000000Z"),
+        (datetime(2026, 3, 3, 10, tzinfo=timezone.utc), "2026-03-03T10:00:00.000000Z"),
+    ],
+)
+def test_printed_times_have_four_digit_years(moment, printed):
+    from projections.asof import iso
+
+    assert iso(moment) == printed
+    assert datetime.fromisoformat(iso(moment)) == moment
 
 
 @pytest.mark.parametrize("text", ["0001-01-01T00:00:00+14:00", "9999-12-31T23:59:59-05:00"])

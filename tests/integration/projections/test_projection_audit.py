@@ -51,7 +51,7 @@ def test_filters_by_model_actor_type_and_time_range(scripted, engine):
     assert [r["summary"] for r in queries.audit(engine, actor="carol")] == ["approved v2: better auc"]
     deploys = queries.audit(engine, event_type="ModelDeployed", model="churn")
     assert [r["actor"] for r in deploys] == ["deployer", "deployer", "deployer", "oncall"]
-    window = queries.audit(engine, since="2026-03-05", until="2026-03-06")
+    window = queries.audit(engine, since="2026-03-05", until="2026-03-07")  # bare dates: midnight UTC
     assert [r["summary"].split(":")[0] for r in window] == ["drift on v2 in production", "deployed v1 to production, replacing v2", "retired v2"]
     assert queries.audit(engine, since=at(5, 9), until=at(5, 9)) == window[:1]
     assert len(queries.audit(engine, limit=3)) == 3

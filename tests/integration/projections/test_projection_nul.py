@@ -19,6 +19,7 @@ REPLACEMENT = "\ufffd"
 def test_a_nul_in_free_text_is_projected_as_a_replacement_character(tmp_path, engine, new_db_url, monkeypatch):
     # Write as an older ledger did, without the NUL guard.
     monkeypatch.setattr("ledger.append._nul_field", lambda value, path="": None)
+    monkeypatch.setattr("ledger.identity.check_name", lambda name, what="actor": name)  # as before issue 9 too
     log = SqliteLog(tmp_path / "log.db")
     appender = Appender(log)
     appender.append([samples.snapshot("pumps", "s1")])
