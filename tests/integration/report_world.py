@@ -5,9 +5,10 @@ churn:  s1 (1 Mar 09:00) → v1 trained by alice, evaluated, approved by bob →
         production (2 Mar 09:00) by deployer; psi drift on v1 (3 Mar 09:00);
         v2 retrained from v1 on s2, triggered by the alert, approved by carol →
         production (4 Mar 09:00), answering the alert in 24 h.
-fraud:  f1 (2 Mar 10:00) → v1 trained by dave, approved by "Dave" (the rule compares
-        exact names; the report's four-eyes column flags them), deployed by dave
-        himself (2 Mar 15:00); drift on v1 (5 Mar 09:00) still open.
+fraud:  f1 (2 Mar 10:00) → v1 trained by dave, approved by erin, deployed by "Dave"
+        (2 Mar 15:00): no rule forbids the trainer to deploy, and the report's
+        maker-checker table flags him under any spelling (the four-eyes rule's own
+        comparison refuses an approval by "Dave"); drift on v1 (5 Mar 09:00) still open.
 hostile: every free-text field a hostile HTML string; v1 in development.
 """
 
@@ -44,8 +45,8 @@ def play(log) -> dict:
     do("fraud f1", at(2, 10), samples.snapshot("fraud", "f1"))
     do("fraud v1 trained", at(2, 11), samples.trained("fraud", 1, actor="dave", snapshots=("f1",)))
     do("fraud v1 evaluated", at(2, 12), samples.evaluated("fraud", 1, snapshot_id="f1"))
-    do("fraud v1 approved", at(2, 13), ModelApproved(model="fraud", version=1, actor="Dave", reason="mine"))
-    do("fraud v1 deployed", at(2, 15), ModelDeployed(model="fraud", version=1, actor="dave", environment="production"))
+    do("fraud v1 approved", at(2, 13), ModelApproved(model="fraud", version=1, actor="erin", reason="looks fine"))
+    do("fraud v1 deployed", at(2, 15), ModelDeployed(model="fraud", version=1, actor="Dave", environment="production"))
     do("churn v1 drift", at(3, 9), samples.drift("churn", 1))
     alert = str(accepted["churn v1 drift"].event.event_id)
     do("churn s2", at(3, 10), samples.snapshot("churn", "s2"))

@@ -69,7 +69,7 @@ def test_self_contained_and_what_it_says(urls, tmp_path):
     assert "@import" not in style and "url(" not in style
     assert "INTACT" in html
     assert 'id="checkpoint-none"' in html
-    assert "SAME PERSON" in html  # fraud v1: dave trained, "Dave" approved, dave deployed
+    assert "SAME PERSON: trainer and deployer: dave" in html  # fraud v1: dave trained, "Dave" deployed
     assert "OPEN: still in production" in html  # fraud's alert
     assert "replaced in production at 2026-03-04T09:00:00Z (1d 0h after the alert)" in html
     assert "retrained as v2" in html
