@@ -49,10 +49,11 @@ def check_story(output: str, model: str) -> None:
     assert re.search(r"co-signed ledger\.demo/log/\d+@\d+", output)
     assert re.search(rf"receipt ok: event [0-9a-f-]{{36}} is leaf \d+ of ledger\.demo/log/\d+@\d+", output)
     assert re.search(r"checkpoint ledger\.demo/log/\d+@\d+: consistent", output)
-    # it ends with the lead times (the alert answered by v2, none open) and the report
+    # it ends with the lead times (the drift alert answered by v2, none open; v1, v2
+    # and v3 each reached production) and the report
     assert f"$ ledger metrics --model {model}" in output
     assert re.search(r"drift_to_replacement\s+1\s+0\s", output)
-    assert re.search(r"training_to_production\s+production\s+2\s", output)
+    assert re.search(r"training_to_production\s+production\s+3\s", output)
     assert f"wrote the audit report to demo/{model}/report.html" in output
 
 
