@@ -41,7 +41,7 @@ from fastapi.security import HTTPAuthorizationCredentials, HTTPBearer
 from prometheus_client import CONTENT_TYPE_LATEST, generate_latest
 from pydantic import ValidationError
 
-from ledger import config
+from ledger import config, jsonio
 from ledger.append import check_drafts
 from ledger.errors import InputError
 from ledger.events import BY_CLI_NAME, BY_TYPE, EVENT_CLASSES, Event
@@ -74,10 +74,6 @@ class Settings:
     advertise_url: str | None = None
     """This instance's URL for its peers: set, on Kafka, instances share the
     partitions through a consumer group and forward requests to the owner."""
-
-
-def _refuse_constant(name: str):
-    raise Problem(400, "malformed-request", f"malformed JSON: {name} is not a JSON number")
 
 
 def _validation_message(exc: ValidationError) -> str:
@@ -279,11 +275,10 @@ def create_app(settings: Settings) -> FastAPI:
                 raise Problem(400, "malformed-request", f"the body is larger than {MAX_BODY_BYTES:,} bytes")
         request.state.raw = raw
         try:
-            return json.loads(raw.decode("utf-8-sig"), parse_constant=_refuse_constant)
-        except UnicodeDecodeError as exc:
-            raise Problem(400, "malformed-request", f"the body is not UTF-8 text: {exc}") from exc
-        except (json.JSONDecodeError, RecursionError) as exc:
-            raise Problem(400, "malformed-request", f"malformed JSON: {exc}") from exc
+            # The CLI's strict reading: no duplicate keys, NaN, 1e999 or deep nesting.
+            return jsonio.loads(raw)
+        except InputError as exc:
+            raise Problem(400, "malformed-request", str(exc)) from exc
 
     async def _forward(request: Request, partition: int, started: float):
         """Hand a request for a partition this instance does not write to the

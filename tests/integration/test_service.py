@@ -144,6 +144,13 @@ def test_four_eyes_compares_principals(server, tokens, tmp_path):
         assert own.status_code == 409 and own.json()["rule"] == "four-eyes"
         claimed = http.post("/v1/events", json={"event_type": "approve", "model": "churn", "version": 1, "actor": "bob"})
         assert claimed.status_code == 403
+    # Another principal whose name is the same identity (ledger.identity): still one person.
+    alias = add_principal(tmp_path / "principals.toml", "SOLO", ["approve"])
+    time.sleep(1.2)
+    with client(server, alias) as http:
+        again = http.post("/v1/events", json={"event_type": "approve", "model": "churn", "version": 1})
+        assert again.status_code == 409 and again.json()["rule"] == "four-eyes", again.text
+        assert "the same person as 'solo'" in again.json()["detail"]
 
 
 def test_bad_input_gets_one_problem_and_changes_nothing(server, tokens, log_url):
@@ -152,6 +159,8 @@ def test_bad_input_gets_one_problem_and_changes_nothing(server, tokens, log_url)
     cases = [
         (b"{not json", 400),
         (b'{"event_type": "snapshot", "row_count": NaN}', 400),
+        (b'{"event_type": "snapshot", "model": "churn", "model": "fraud"}', 400),  # which one? neither
+        (b'{"event_type": "snapshot", "model": "churn", "row_count": 1e999}', 400),
         (b"[1, 2]", 400),
         (b"\xff\xfe", 400),
         (b"[" * 100_000 + b"]" * 100_000, 400),
@@ -161,6 +170,7 @@ def test_bad_input_gets_one_problem_and_changes_nothing(server, tokens, log_url)
         (json.dumps({**as_json(samples.snapshot("churn")), "model": "churn\u0000x"}).encode(), 422),
         (json.dumps({**as_json(samples.snapshot("churn")), "uri": "x" * 9_000_000}).encode(), 400),
         (json.dumps({**as_json(samples.snapshot("churn")), "occurred_at": "9999-99-99"}).encode(), 422),
+        (json.dumps({**as_json(samples.snapshot("churn")), "occurred_at": "2999-01-01T00:00:00Z"}).encode(), 422),
     ]
     for body, status in cases:
         answer = httpx.post(url, content=body, headers=headers, timeout=30)
