@@ -155,6 +155,7 @@ def models(ctx, as_of_time, as_of_position, no_refresh, environment, fmt, as_jso
     from projections import queries
 
     out = chosen_format(fmt, as_json, as_csv)
+    environment = parsing.parse_environment(environment) if environment is not None else None
     cut = parse_cut(as_of_time, as_of_position)
     engine = _views(ctx, refresh=not no_refresh)
     rows = queries.list_models(engine, as_of=cut, environment=environment)
@@ -231,6 +232,7 @@ def show(ctx, target, as_of_time, as_of_position, no_refresh, environment, fmt, 
     from projections import queries
 
     model, version = parsing.parse_target(target)
+    environment = parsing.parse_environment(environment) if environment is not None else None
     out = chosen_format(fmt, as_json, as_csv)
     if version is not None and out == "csv":
         raise click.UsageError("one version is not a table: use the text view or --json")

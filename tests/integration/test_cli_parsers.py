@@ -35,6 +35,7 @@ def _model_commands(tmp):
         "train": lambda v: ["train", v, "--snapshot", "s1", "--actor", "alice"],
         "metrics --model": lambda v: ["metrics", "--model", v, "--no-refresh"],
         "report --model": lambda v: ["report", "--out", str(tmp / "r.html"), "--model", v, "--no-refresh"],
+        "pending --model": lambda v: ["pending", "--model", v, "--no-refresh"],
     }
 
 
@@ -83,6 +84,8 @@ def _environment_commands(tmp):
         "drift check --environment": lambda v: ["drift", "check", "churn@1", "--data", str(tmp / "d.csv"), "--environment", v],
         "metrics --production": lambda v: ["metrics", "--production", v, "--no-refresh"],
         "report --production": lambda v: ["report", "--out", str(tmp / "r.html"), "--production", v, "--no-refresh"],
+        "models --environment": lambda v: ["models", "--environment", v, "--no-refresh"],
+        "show --environment": lambda v: ["show", "churn", "--environment", v, "--no-refresh"],
         "feedback record --environment": lambda v: [
             "feedback", "record", "churn@1", "--data", str(tmp / "d.csv"), "--environment", v, "--actor", "t"
         ],
