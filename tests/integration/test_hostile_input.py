@@ -49,7 +49,8 @@ CASES = [
     (["show", "pump@0"], None, 2),
     (["show", f"pump@{HUGE}"], None, 2),
     (["show", "pump@1", "--as-of", "+12026-01-01"], None, 2),
-    (["show", "pump", "--environment", RLO], None, 0),
+    (["show", "pump", "--environment", RLO], None, 2),  # not an environment name (ledger.parsing)
+    (["models", "--environment", ESC], None, 2),
     (["audit", "--since", "2026-13-01"], None, 2),
     (["audit", "--until", "9999-12-31T23:59:59-14:00"], None, 2),
     (["audit", "--since", "2026-03-02", "--until", "2026-03-01"], None, 2),
