@@ -29,6 +29,7 @@ from ledger.data.feedback import FeedbackContract, FieldMeasure, FieldPolicy, Ve
 from ledger.data.monitoring import _prepare_snapshot
 from ledger.errors import InputError, RuleViolation
 from ledger.events import DataSnapshotted, Event, FeedbackRecorded, ModelEvaluated, PerformanceDegraded
+from ledger.jsonio import load_object
 
 _FEEDBACK_NAMESPACE = uuid.UUID("6a1c2f4e-8d3b-4e7a-b5c9-666565646261")
 DEFAULT_DATASET = "field-feedback"
@@ -46,9 +47,12 @@ def read_contract(path: str | Path | None) -> FeedbackContract:
     if path is None:
         return FeedbackContract()
     try:
-        return FeedbackContract.model_validate_json(Path(path).read_text(encoding="utf-8"))
-    except (OSError, UnicodeDecodeError) as exc:
+        # As strict as an event's JSON: no duplicate keys, NaN or 1e999.
+        return FeedbackContract.model_validate(load_object(Path(path).read_bytes(), "the feedback contract"))
+    except OSError as exc:
         raise InputError(f"cannot read the feedback contract {str(path)!r}: {exc}") from exc
+    except InputError as exc:
+        raise InputError(f"invalid feedback contract {str(path)!r}: {exc}") from exc
     except ValidationError as exc:
         problems = "; ".join(
             f"{'.'.join(str(p) for p in e['loc']) or 'contract'}: {e['msg']}" for e in exc.errors()

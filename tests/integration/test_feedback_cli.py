@@ -129,6 +129,28 @@ def test_predictions_and_outcomes_in_two_files(world):
 
 
 @pytest.mark.parametrize(
+    ("text", "message"),
+    [
+        ('{"positive": 1, "positive": 0}', "appears twice"),  # which one? neither
+        ('{"positive": NaN}', "not a JSON number"),
+        ('{"positive": 1e999}', "too large to be finite"),
+    ],
+)
+def test_a_feedback_contract_is_read_as_strictly_as_an_event(world, tmp_path, text, message):
+    tmp, log_url = world
+    before = len(_events(log_url))
+    (tmp_path / "contract.json").write_text(text, encoding="utf-8")
+    result = _run(
+        world, f"{M}@1", "--data", str(tmp / "poor.csv"), "--actor", "technicians",
+        "--environment", "production", "--contract", str(tmp_path / "contract.json"),
+    )
+    assert result.exit_code == 2, result.output
+    lines = [line for line in result.stderr.splitlines() if line.strip()]
+    assert len(lines) == 1 and "invalid feedback contract" in lines[0] and message in lines[0], result.stderr
+    assert len(_events(log_url)) == before
+
+
+@pytest.mark.parametrize(
     ("args", "code", "message"),
     [
         (["--environment", "staging"], 1, "not deployed to staging"),
