@@ -24,12 +24,11 @@ from pydantic import ValidationError
 
 from ledger import parsing
 from ledger.parsing import validation_message
-from ledger.errors import BackendError, InputError, LedgerError
+from ledger.errors import EXIT_INTERRUPTED, BackendError, InputError, LedgerError
 
 EXIT_OK, EXIT_REJECTED, EXIT_BAD_INPUT, EXIT_BACKEND, EXIT_NOT_FOUND = 0, 1, 2, 3, 4
 EXIT_DRIFT = 5
 """``ledger drift check``: drift detected and recorded (or already recorded)."""
-EXIT_INTERRUPTED = 130
 
 
 class LedgerGroup(click.Group):
