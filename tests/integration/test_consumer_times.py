@@ -33,6 +33,7 @@ from ledger.client import Ledger
 from ledger.config import open_log
 from ledger.events import ModelRetired
 from projections import asof
+from test_runner import _fresh_engines, db_url  # noqa: F401 - fixtures: SQLite and PostgreSQL, engines disposed
 
 ISO = re.compile(r"^\d{4}-\d\d-\d\dT\d\d:\d\d:\d\d\.\d{6}Z$")
 TIME_COLUMNS = {
@@ -41,19 +42,6 @@ TIME_COLUMNS = {
     "cons_effects": ("next_attempt_at", "claimed_at", "created_at", "updated_at", "finished_at"),
     "cons_dead_letters": ("recorded_at",),
 }
-
-
-@pytest.fixture(params=["sqlite", pytest.param("postgres", marks=pytest.mark.postgres)])
-def db_url(request, tmp_path):
-    if request.param == "sqlite":
-        return f"sqlite:///{tmp_path / 'views.db'}"
-    return request.getfixturevalue("fresh_postgres")
-
-
-@pytest.fixture(autouse=True)
-def _fresh_engines():
-    yield
-    consumer_store.dispose_engines()
 
 
 @pytest.fixture
