@@ -21,61 +21,25 @@ from collections import defaultdict
 import click
 
 from ledger import parsing
-from ledger.cli.base import EXIT_REJECTED, MODEL, TEXT, open_ledger, open_views_db, parse_cut, settings
+from ledger.cli.base import (
+    EXIT_REJECTED,
+    MODEL,
+    TEXT,
+    cut_options,
+    open_ledger,
+    open_views_db,
+    parse_cut,
+    refresh_option,
+    settings,
+    views_db,
+)
 from ledger.cli.output import chosen_format, output_options, render
-from ledger.errors import BackendError, InputError, NotFound
+from ledger.errors import InputError, NotFound
 
 
 
 
 # --- shared pieces ---------------------------------------------------------------------
-
-
-def _cut_options(func):
-    func = click.option(
-        "--as-of-position",
-        "as_of_position",
-        metavar="P:O[,P:O…]",
-        default=None,
-        help="Answer as the views stood at these log positions (inclusive).",
-    )(func)
-    func = click.option(
-        "--as-of",
-        "as_of_time",
-        metavar="TIME",
-        default=None,
-        help="Answer as the views stood at TIME: an ISO-8601 date or datetime (UTC unless a zone is given), "
-        "compared with when the ledger recorded each event.",
-    )(func)
-    return func
-
-
-def _refresh_option(func):
-    return click.option(
-        "--no-refresh",
-        is_flag=True,
-        help="Answer from the views as they are, without first catching them up with the log.",
-    )(func)
-
-
-def _views(ctx: click.Context, *, refresh: bool):
-    """The projection database, caught up with the log unless ``refresh`` is off."""
-    from projections import db, queries
-
-    engine = open_views_db(ctx)
-    if not refresh:
-        if not queries.holds_views(engine):
-            raise BackendError(f"{db.describe(engine)} holds no views yet: run `ledger project`, or drop --no-refresh")
-        return engine
-    if queries.holds_views(engine):
-        frozen = queries.status(engine)["as_of"]
-        if frozen is not None:
-            click.echo(f"note: the views in {db.describe(engine)} are a cut as of {frozen}; not refreshed", err=True)
-            return engine
-    from projections.runner import project
-
-    project(open_ledger(ctx).log, engine)
-    return engine
 
 
 def _when(value) -> str:
@@ -124,8 +88,8 @@ MODEL_COLUMNS = ("model", "status", "versions", "latest_version", "deployed", "f
 
 
 @click.command()
-@_cut_options
-@_refresh_option
+@cut_options
+@refresh_option
 @output_options
 @click.pass_context
 def models(ctx, as_of_time, as_of_position, no_refresh, fmt, as_json, as_csv) -> None:
@@ -143,7 +107,7 @@ def models(ctx, as_of_time, as_of_position, no_refresh, fmt, as_json, as_csv) ->
 
     out = chosen_format(fmt, as_json, as_csv)
     cut = parse_cut(as_of_time, as_of_position)
-    engine = _views(ctx, refresh=not no_refresh)
+    engine = views_db(ctx, refresh=not no_refresh)
     rows = queries.list_models(engine, as_of=cut)
     latest = queries.latest_field_performance(engine, as_of=cut)
     for r in rows:
@@ -168,8 +132,8 @@ VERSION_COLUMNS = ("version", "status", "trained_by", "approved_by", "deployed_t
 
 @click.command()
 @click.argument("target", metavar="MODEL[@VERSION]")
-@_cut_options
-@_refresh_option
+@cut_options
+@refresh_option
 @output_options
 @click.pass_context
 def show(ctx, target, as_of_time, as_of_position, no_refresh, fmt, as_json, as_csv) -> None:
@@ -193,7 +157,7 @@ def show(ctx, target, as_of_time, as_of_position, no_refresh, fmt, as_json, as_c
     if version is not None and out == "csv":
         raise click.UsageError("one version is not a table: use the text view or --json")
     cut = parse_cut(as_of_time, as_of_position)
-    engine = _views(ctx, refresh=not no_refresh)
+    engine = views_db(ctx, refresh=not no_refresh)
     if version is not None:
         detail = queries.version_detail(engine, model, version, as_of=cut)
         detail.update(queries.version_links(engine, model, version, as_of=cut))
@@ -450,8 +414,8 @@ def lineage_mermaid(result: dict) -> str:
 @click.option("--upstream", "direction", flag_value="up", default=True, help="What it came from: data, training, parents (default).")
 @click.option("--downstream", "direction", flag_value="down", help="What came of it: evaluations, approvals, deployments, alerts, retrainings.")
 @click.option("--depth", type=click.IntRange(min=0), default=None, metavar="N", help="Follow at most N edges (default: all).")
-@_cut_options
-@_refresh_option
+@cut_options
+@refresh_option
 @click.option(
     "--format",
     "fmt",
@@ -485,7 +449,7 @@ def lineage(ctx, node, direction, depth, as_of_time, as_of_position, no_refresh,
         raise InputError("a lineage node must not contain a NUL character")
     node_id = queries.resolve_node(node)
     cut = parse_cut(as_of_time, as_of_position)
-    engine = _views(ctx, refresh=not no_refresh)
+    engine = views_db(ctx, refresh=not no_refresh)
     try:
         result = queries.lineage(engine, node_id, direction=direction, depth=depth, as_of=cut)
     except NotFound as exc:
@@ -531,7 +495,7 @@ def _event_type(text: str) -> str:
 @click.option("--since", metavar="TIME", default=None, help="Only records recorded at or after TIME (ISO-8601).")
 @click.option("--until", metavar="TIME", default=None, help="Only records recorded at or before TIME (a bare date: the whole day).")
 @click.option("--limit", type=click.IntRange(min=1), default=None, help="At most this many rows (oldest first).")
-@_refresh_option
+@refresh_option
 @output_options
 @click.pass_context
 def audit(ctx, model, actor, event_type, since, until, limit, no_refresh, fmt, as_json, as_csv) -> None:
@@ -554,7 +518,7 @@ def audit(ctx, model, actor, event_type, since, until, limit, no_refresh, fmt, a
     if limit is not None:
         # The database's integers stop at 2**63 - 1, far beyond any log: more is all.
         limit = min(limit, 2**63 - 1)
-    engine = _views(ctx, refresh=not no_refresh)
+    engine = views_db(ctx, refresh=not no_refresh)
     rows = queries.audit(engine, model=model, actor=actor, event_type=wanted_type, since=start, until=end, limit=limit)
     if not rows and model is not None and model not in {m["model"] for m in queries.list_models(engine)}:
         raise NotFound(f"unknown model {model!r}")
@@ -579,7 +543,7 @@ def _interactive() -> bool:
     default=None,
     help="The database to rebuild the views into (usually a fresh one; default: the group's --db / LEDGER_DB).",
 )
-@_cut_options
+@cut_options
 @click.option("--force", is_flag=True, help="Replace the views the database already holds.")
 @click.option("--no-verify", is_flag=True, help="Skip checking the raw log's hash chains after the replay.")
 @click.option("--json", "as_json", is_flag=True, help="Print the summary as JSON.")
