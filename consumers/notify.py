@@ -12,7 +12,6 @@ import os
 import re
 import ssl
 import time
-import tomllib
 from collections.abc import Callable, Mapping
 from pathlib import Path
 from typing import Annotated
@@ -39,6 +38,7 @@ from consumers.runner import (
 )
 from ledger import faults
 from ledger.errors import InputError
+from ledger.files import read_toml
 from ledger.parsing import validation_message
 from ledger.events import BY_CLI_NAME, BY_TYPE, Event
 
@@ -272,13 +272,7 @@ class NotifyConfig(_Settings):
 
     @classmethod
     def from_file(cls, path: Path) -> NotifyConfig:
-        try:
-            data = tomllib.loads(Path(path).read_text(encoding="utf-8"))
-        except (OSError, UnicodeDecodeError) as exc:
-            raise InputError(f"cannot read notification configuration {path}: {exc}") from exc
-        except tomllib.TOMLDecodeError as exc:
-            raise InputError(f"notification configuration {path} is not valid TOML: {exc}") from exc
-        return cls.parse(data, str(path))
+        return cls.parse(read_toml(path, "notification configuration"), str(path))
 
     @classmethod
     def from_env(cls, env: Mapping[str, str]) -> NotifyConfig:

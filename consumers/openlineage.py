@@ -39,7 +39,6 @@ from __future__ import annotations
 
 import json
 import os
-import tomllib
 import uuid
 from collections.abc import Mapping
 from pathlib import Path
@@ -49,6 +48,7 @@ import attr
 
 from consumers.runner import Consumer, ConsumerOptions, Effect, EffectFailed, Intent, RetryPolicy
 from ledger.errors import InputError
+from ledger.files import read_toml
 from ledger.events import (
     BY_TYPE,
     ApprovalRejected,
@@ -363,12 +363,7 @@ def load_config(path: Path | None, env: Mapping[str, str]) -> dict:
     path = path or (Path(env["LEDGER_OPENLINEAGE_CONFIG"]) if env.get("LEDGER_OPENLINEAGE_CONFIG") else None)
     if path is None:
         return {}
-    try:
-        data = tomllib.loads(Path(path).read_text(encoding="utf-8"))
-    except (OSError, UnicodeDecodeError) as exc:
-        raise InputError(f"cannot read OpenLineage configuration {path}: {exc}") from exc
-    except tomllib.TOMLDecodeError as exc:
-        raise InputError(f"OpenLineage configuration {path} is not valid TOML: {exc}") from exc
+    data = read_toml(path, "OpenLineage configuration")
     unknown = sorted(set(data) - {"namespace", "producer", "facets_schema_url", "transport", "retry"})
     if unknown:
         raise InputError(f"OpenLineage configuration {path}: unknown key(s) {', '.join(unknown)}")

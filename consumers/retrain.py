@@ -57,7 +57,6 @@ from __future__ import annotations
 
 import math
 import os
-import tomllib
 import uuid
 from collections.abc import Mapping, Sequence
 from dataclasses import dataclass, field, fields
@@ -69,6 +68,7 @@ from ledger.data.feedback import with_outcomes
 from ledger.data.monitoring import _prepare_snapshot
 from ledger.errors import BackendError, ConflictError, InputError, LedgerError, NotFound, RuleViolation
 from ledger.events import DataSnapshotted, DriftDetected, Event, ModelEvaluated, ModelTrained, PerformanceDegraded
+from ledger.files import read_toml
 
 from consumers import training
 from consumers.runner import Consumer, ConsumerOptions, Effect, EffectFailed, Intent, RetryPolicy
@@ -163,10 +163,7 @@ class Settings:
         # only after a training would dead-letter that alert's retraining for good.
         table: dict = {}
         if config_path is not None:
-            try:
-                table = tomllib.loads(Path(config_path).read_text(encoding="utf-8")).get("retrain", {})
-            except (OSError, UnicodeDecodeError, tomllib.TOMLDecodeError) as exc:
-                raise InputError(f"cannot read the retrain configuration {config_path}: {exc}") from exc
+            table = read_toml(config_path, "the retrain configuration").get("retrain", {})
             if not isinstance(table, dict):
                 raise InputError(f"{config_path}: [retrain] must be a table")
             unknown = sorted(set(table) - _KEYS)

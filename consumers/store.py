@@ -14,8 +14,11 @@ on Kafka's consumer-group commit alone:
 * ``cons_dead_letters`` — records that could not be decoded (with their position
   and bytes) and effects that failed for good (with the reason).
 
-Times are stored as Unix seconds (a float) so that they compare the same way on
-every database; the CLI renders them as ISO 8601.
+Times are stored as every time column is (:func:`ledger.sql.iso`: ISO-8601 UTC
+text, the projections' form), through :class:`ledger.sql.Seconds`: this module and
+its callers see Unix seconds (a float), which backoffs and leases add to. A
+database made by the previous version, whose time columns were floats, is
+converted in place when it is opened (:func:`_convert_float_times`).
 
 All SQL of the consumers lives here.
 """
@@ -43,6 +46,7 @@ from sqlalchemy import (
     func,
     or_,
     select,
+    inspect,
     text,
     update,
 )
@@ -56,6 +60,7 @@ from sqlalchemy.exc import (
 
 from ledger import sql
 from ledger.errors import BackendError, NotFound
+from ledger.sql import Seconds
 
 metadata = MetaData()
 
@@ -65,7 +70,7 @@ positions = Table(
     Column("consumer", String(64), primary_key=True),
     Column("partition", Integer, primary_key=True, autoincrement=False),
     Column("offset", BigInteger, nullable=False),
-    Column("updated_at", Float, nullable=False),
+    Column("updated_at", Seconds, nullable=False),
 )
 
 logs = Table(
@@ -73,7 +78,7 @@ logs = Table(
     metadata,
     Column("consumer", String(64), primary_key=True),
     Column("identity", Text, nullable=False),
-    Column("recorded_at", Float, nullable=False),
+    Column("recorded_at", Seconds, nullable=False),
 )
 
 effects = Table(
@@ -91,13 +96,13 @@ effects = Table(
     Column("payload", Text, nullable=False),
     Column("status", String(16), nullable=False, index=True),
     Column("attempts", Integer, nullable=False, default=0),
-    Column("next_attempt_at", Float, nullable=False),
-    Column("claimed_at", Float),
+    Column("next_attempt_at", Seconds, nullable=False),
+    Column("claimed_at", Seconds),
     Column("last_error", Text),
     Column("outcome", Text),
-    Column("created_at", Float, nullable=False),
-    Column("updated_at", Float, nullable=False),
-    Column("finished_at", Float),
+    Column("created_at", Seconds, nullable=False),
+    Column("updated_at", Seconds, nullable=False),
+    Column("finished_at", Seconds),
     UniqueConstraint("consumer", "event_id", "channel", name="uq_cons_effects_event_channel"),
 )
 
@@ -117,7 +122,7 @@ dead_letters = Table(
     Column("channel", String(128)),
     Column("reason", Text, nullable=False),
     Column("data", LargeBinary),
-    Column("recorded_at", Float, nullable=False),
+    Column("recorded_at", Seconds, nullable=False),
     UniqueConstraint("consumer", "subject", name="uq_cons_dead_letters"),
 )
 
@@ -199,6 +204,7 @@ def _create_tables(engine: Engine) -> None:
             with engine.begin() as conn:
                 if conn.dialect.name == "postgresql":
                     conn.execute(text("SELECT pg_advisory_xact_lock(:key)"), {"key": _DDL_LOCK})
+                _convert_float_times(conn)
                 metadata.create_all(conn)
             return
         except (IntegrityError, OperationalError, ProgrammingError) as exc:
@@ -206,6 +212,40 @@ def _create_tables(engine: Engine) -> None:
                 raise BackendError(f"cannot open the consumer database {engine.url!r}: {sql.reason(exc)}") from exc
         except SQLAlchemyError as exc:
             raise BackendError(f"cannot open the consumer database {engine.url!r}: {sql.reason(exc)}") from exc
+
+
+def _convert_float_times(conn: Connection) -> None:
+    """Within the caller's transaction: rewrite every consumer table whose time
+    columns the previous version made floats of Unix seconds into the current form,
+    rows unchanged but for the times' representation. The table is read, dropped,
+    created anew and refilled (SQLite cannot change a column's type in place); a
+    failure rolls it all back and leaves the old database as it was."""
+    present = inspect(conn)
+    for table in metadata.sorted_tables:
+        if not present.has_table(table.name):
+            continue
+        found = {c["name"]: c["type"] for c in present.get_columns(table.name)}
+        if not any(
+            isinstance(column.type, Seconds) and isinstance(found.get(column.name), Float) for column in table.columns
+        ):
+            continue
+        old = Table(table.name, MetaData(), autoload_with=conn)
+        rows = [dict(r._mapping) for r in conn.execute(select(old))]
+        old.drop(conn)
+        table.create(conn)
+        if rows:
+            conn.execute(table.insert(), rows)  # Seconds writes the floats as text
+        if conn.dialect.name == "postgresql":
+            # The refilled rows kept their ids; the new table's id sequence must
+            # start after them.
+            for column in table.primary_key.columns:
+                if column.autoincrement is True:
+                    conn.execute(
+                        text(
+                            f"SELECT setval(pg_get_serial_sequence('{table.name}', '{column.name}'),"
+                            f" COALESCE(MAX({column.name}), 0) + 1, false) FROM {table.name}"
+                        )
+                    )
 
 
 def _new_engine(url: str) -> Engine:

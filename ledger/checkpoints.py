@@ -250,6 +250,62 @@ def check_extends(tree: merkle.Tree, saved: Checkpoint, *, what: str = "the log"
         ) from exc
 
 
+@dataclass
+class StoredCheck:
+    """The latest checkpoint stored for one origin, and whether the log still
+    extends it and every other one stored for the origin."""
+
+    latest: SignedCheckpoint
+    size: int
+    """Records of its partition now."""
+    stored: int
+    """Checkpoints stored for the origin (co-signed copies count), all checked."""
+    problem: str | None = None
+
+    @property
+    def ok(self) -> bool:
+        return self.problem is None
+
+
+def check_stored(log_: EventLog, store: CheckpointStore | None = None) -> list[StoredCheck]:
+    """Whether the log is still an append-only extension of the checkpoints
+    stored beside it: the tree of each partition is rebuilt from the records and
+    a consistency proof checked from every stored checkpoint to it. Without the
+    keys, signatures are not checked here (``verify --checkpoint --key`` does):
+    this answers "was the log rewritten since it signed?", not "who signed?"."""
+    own = store is None
+    store = store_for(log_) if own else store
+    try:
+        stored = store.all()
+        latest = {origin: store.latest(origin) for origin in store.origins()}
+    finally:
+        if own:
+            store.close()
+    if not stored:
+        return []
+    trees = LogTrees(log_)
+    trees.update()
+    checks = []
+    for origin, newest in sorted(latest.items()):
+        partition = _partition_or_none(origin)
+        part = trees.partitions.get(partition, PartitionTree()) if partition is not None else PartitionTree()
+        mine = [s for s in stored if s.checkpoint.origin == origin]
+        check = StoredCheck(newest, part.tree.size, len(mine))
+        if partition is None:
+            check.problem = f"checkpoint origin {origin!r} does not end with /<partition>"
+        else:
+            # Newest first: its problem is the one to name; one proof per tree size.
+            views = {(s.checkpoint.size, s.checkpoint.root): s.checkpoint for s in mine}
+            for saved in [newest.checkpoint, *sorted(views.values(), key=lambda c: -c.size)]:
+                try:
+                    check_extends(part.tree, saved)
+                except Inconsistent as exc:
+                    check.problem = str(exc)
+                    break
+        checks.append(check)
+    return checks
+
+
 # --------------------------------------------------------------- signing
 
 

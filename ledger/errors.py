@@ -3,6 +3,9 @@ whatever the backend. The CLI maps each class to a documented exit code."""
 
 from __future__ import annotations
 
+EXIT_INTERRUPTED = 130
+"""Ctrl-C (SIGINT): 128 + the signal's number, as a shell reports it."""
+
 
 class LedgerError(Exception):
     """Base of every error the ledger raises on purpose."""

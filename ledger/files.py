@@ -1,12 +1,14 @@
-"""Files written once and never changed: stored data snapshots and model artifacts."""
+"""Files written once and never changed (stored data snapshots and model
+artifacts), and the TOML configuration files the consumers read."""
 
 from __future__ import annotations
 
 import os
 import tempfile
+import tomllib
 from pathlib import Path
 
-from ledger.errors import BackendError
+from ledger.errors import BackendError, InputError
 
 
 def write_once(target: Path, content: bytes, what: str) -> None:
@@ -27,3 +29,14 @@ def write_once(target: Path, content: bytes, what: str) -> None:
         os.replace(tmp.name, target)
     except OSError as exc:
         raise BackendError(f"cannot write {what} under {target.parent}: {exc}") from exc
+
+
+def read_toml(path: Path | str, what: str) -> dict:
+    """The TOML file ``path`` as a dict; ``what`` names it in the one-line
+    :class:`InputError` an unreadable or malformed file gets."""
+    try:
+        return tomllib.loads(Path(path).read_text(encoding="utf-8"))
+    except (OSError, UnicodeDecodeError) as exc:
+        raise InputError(f"cannot read {what} {path}: {exc}") from exc
+    except tomllib.TOMLDecodeError as exc:
+        raise InputError(f"cannot read {what} {path}: not valid TOML: {exc}") from exc

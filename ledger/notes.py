@@ -188,6 +188,19 @@ class Signature:
     def line(self) -> str:
         return f"{_SIG_PREFIX}{self.name} {self.base64}\n"
 
+    @property
+    def key(self) -> str:
+        """``name+key id``, as a verifier key's text begins."""
+        return f"{self.name}+{self.key_id:08x}"
+
+    @property
+    def cosigned_at(self) -> int | None:
+        """The Unix time a c2sp.org/tlog-cosignature line carries (key id, 8-byte
+        time, 64-byte signature); None for a plain Ed25519 signature. Read from the
+        line's shape, not verified: only the key tells."""
+        raw = base64.b64decode(self.base64)
+        return int.from_bytes(raw[4:12], "big") if len(raw) == 4 + 8 + 64 else None
+
 
 @dataclass(frozen=True)
 class Note:

@@ -1,19 +1,29 @@
 """The SQL database that the projections and the consumers keep their tables in:
 opening engines (SQLite by default, PostgreSQL), the writer's lock on SQLite,
-turning database errors into :class:`~ledger.errors.BackendError`, and the two
-dialect-specific inserts. One module, so that both packages open one file the same
-way (they may share it) and report a database problem in the same words.
+turning database errors into :class:`~ledger.errors.BackendError`, the two
+dialect-specific inserts, and how a time is stored. One module, so that both
+packages open one file the same way (they may share it), report a database problem
+in the same words and write times in the same form.
+
+Every time column holds fixed-width ISO-8601 UTC text with microseconds
+(``2026-03-03T10:00:00.000000Z``, :func:`iso`): the same bytes on SQLite and
+PostgreSQL, readable in a plain SQL client, and text order is time order, so
+``column <= :t`` compares instants. The projections write such text themselves; the
+consumers, which do arithmetic on times (backoff, leases), declare their columns
+:class:`Seconds` and keep Unix seconds in Python.
 
 Not part of the pure core: it imports SQLAlchemy. The log backends do not use it.
 """
 
 from __future__ import annotations
 
+import math
 from collections.abc import Iterable, Sequence
 from contextlib import contextmanager
+from datetime import datetime, timezone
 from pathlib import Path
 
-from sqlalchemy import Table, create_engine, event
+from sqlalchemy import String, Table, TypeDecorator, create_engine, event
 from sqlalchemy.engine import Connection, Engine, make_url
 from sqlalchemy.exc import ArgumentError, NoSuchModuleError, SQLAlchemyError
 from sqlalchemy.pool import StaticPool
@@ -150,3 +160,53 @@ def upsert(conn: Connection, table: Table, rows: Sequence[dict], keys: Iterable[
     stmt = _insert(conn, table)
     changed = {c: stmt.excluded[c] for c in rows[0] if c not in keys}
     conn.execute(stmt.on_conflict_do_update(index_elements=keys, set_=changed), list(rows))
+
+
+# -- times ----------------------------------------------------------------------
+
+_EPOCH = datetime(1970, 1, 1, tzinfo=timezone.utc)
+_LAST = datetime.max.replace(tzinfo=timezone.utc)
+_LAST_SECONDS = (_LAST - _EPOCH).total_seconds()
+
+
+def iso(moment: datetime) -> str:
+    """``moment`` as every time column stores it."""
+    if moment.tzinfo is None:
+        raise InputError(f"time {moment!r} has no time zone")
+    # isoformat, not strftime: strftime's %Y drops the leading zeros of a year
+    # before 1000 on glibc, which would break "text order is time order".
+    return moment.astimezone(timezone.utc).replace(tzinfo=None).isoformat(timespec="microseconds") + "Z"
+
+
+def iso_seconds(seconds: float) -> str:
+    """Unix seconds as a stored time. Outside 1970..9999 (a backoff of ``inf``, a
+    lease older than the epoch) the nearer end stands in: no time a consumer stores
+    lies there, so comparisons with stored times come out the same."""
+    if math.isnan(seconds):
+        raise ValueError("a time of NaN seconds")
+    if seconds <= 0:
+        return iso(_EPOCH)
+    if seconds >= _LAST_SECONDS - 1:
+        return iso(_LAST)
+    return iso(datetime.fromtimestamp(seconds, timezone.utc))
+
+
+def seconds(stored: str) -> float:
+    """A stored time as Unix seconds."""
+    moment = datetime.fromisoformat(stored.removesuffix("Z")).replace(tzinfo=timezone.utc)
+    return (moment - _EPOCH).total_seconds()
+
+
+class Seconds(TypeDecorator):
+    """A time column seen from Python as Unix seconds (a float), stored as
+    :func:`iso` text like every other time. Comparisons with a float bind it the
+    same way, so ``column <= now - lease`` compares in the database."""
+
+    impl = String(32)
+    cache_ok = True
+
+    def process_bind_param(self, value, dialect):
+        return None if value is None else iso_seconds(float(value))
+
+    def process_result_value(self, value, dialect):
+        return None if value is None else seconds(value)

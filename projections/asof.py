@@ -1,4 +1,4 @@
-"""Cuts of the log: "as of" an instant or a log position. Pure, no I/O.
+"""Cuts of the log: "as of" an instant or a log position. No I/O.
 
 A time cut uses the ledger's ``recorded_at`` (when the ledger learnt of the event),
 never ``occurred_at``: the append path never lets ``recorded_at`` step back inside a
@@ -7,9 +7,10 @@ fold of a prefix is a state the ledger really was in. A position cut keeps, per
 partition, the records at or before an offset; a partition it does not name
 contributes nothing.
 
-Times are stored in the views as fixed-width ISO-8601 UTC text
-(``2026-03-03T10:00:00.000000Z``): the same bytes on SQLite and PostgreSQL, and text
-order is time order, so ``recorded_at <= :t`` compares instants.
+Times are stored in the views as every time column is (:func:`ledger.sql.iso`):
+fixed-width ISO-8601 UTC text (``2026-03-03T10:00:00.000000Z``), the same bytes on
+SQLite and PostgreSQL, and text order is time order, so ``recorded_at <= :t``
+compares instants.
 """
 
 from __future__ import annotations
@@ -21,15 +22,7 @@ from types import MappingProxyType
 
 from ledger.errors import InputError
 from ledger.parsing import parse_instant, parse_positions
-
-
-
-def iso(moment: datetime) -> str:
-    """``moment`` as the views store it."""
-    if moment.tzinfo is None:
-        raise InputError(f"time {moment!r} has no time zone")
-    # Not strftime: glibc's %Y prints year 999 as "999", which is not ISO-8601.
-    return moment.astimezone(timezone.utc).replace(tzinfo=None).isoformat(timespec="microseconds") + "Z"
+from ledger.sql import iso  # re-exported: the projections' modules import it from here
 
 
 def iso_ms(milliseconds: int | None) -> str | None:

@@ -37,16 +37,43 @@ REPORT_VERSION = "1"
 IN_USE, IN_DEVELOPMENT, RETIRED = "in use", "in development", "retired"
 
 
-# --- the signed checkpoint (hook) ------------------------------------------------------------
+# --- the signed checkpoints ------------------------------------------------------------------
 
 
-def signed_checkpoint(log_url: str) -> dict | None:
-    """The latest signed checkpoint of the log, for the report's "Signed checkpoint"
-    section: ``{"origin", "size", "root_hash", "note", "signatures": [...], "verified": bool}``.
+def _signature(sig) -> str:
+    when = sig.cosigned_at
+    if when is None:
+        return sig.key
+    try:
+        at = datetime.fromtimestamp(when, timezone.utc).strftime("%Y-%m-%dT%H:%M:%SZ")
+    except (OverflowError, ValueError, OSError):
+        at = f"time {when}"
+    return f"{sig.key} (co-signed {at})"
 
-    HOOK: the verifiable log (C2SP checkpoints) is being added on another branch;
-    until it lands there is no checkpoint and the report says so. Wire it here."""
-    return None
+
+def signed_checkpoints(log) -> list[dict]:
+    """The latest signed checkpoint of every partition, for the report's "Signed
+    checkpoints" section: origin, tree size, root hash, the key names on its
+    signature lines (witnesses' co-signatures with their time), the note itself,
+    and whether the log still extends it and every other checkpoint stored for
+    the partition (:func:`ledger.checkpoints.check_stored`). Signatures are named,
+    not checked: the report has no public key (``ledger verify --checkpoint``)."""
+    from ledger.checkpoints import check_stored
+
+    return [
+        {
+            "origin": check.latest.checkpoint.origin,
+            "size": check.latest.checkpoint.size,
+            "root_hash": check.latest.checkpoint.root.hex(),
+            "signatures": [_signature(sig) for sig in check.latest.note.signatures],
+            "note": str(check.latest),
+            "records_now": check.size,
+            "stored": check.stored,
+            "verified": check.ok,
+            "problem": check.problem,
+        }
+        for check in check_stored(log)
+    ]
 
 
 # --- verification ----------------------------------------------------------------------------
@@ -55,26 +82,30 @@ def signed_checkpoint(log_url: str) -> dict | None:
 @dataclass(frozen=True)
 class Verification:
     ok: bool
+    """Every chain intact and the log extends every stored checkpoint."""
     summary: str
     problems: tuple[str, ...]
     streams: dict
-    checkpoint: dict | None
+    checkpoints: tuple[dict, ...]
     checked_at: str
 
 
 def verify_log(log_url: str) -> Verification:
-    """Re-read the raw log and check every stream (``ledger verify``)."""
+    """Re-read the raw log and check every stream (``ledger verify``) and the
+    checkpoints stored beside it."""
     from ledger.client import Ledger
 
     with Ledger.open(log_url, must_exist=True) as ledger:
         report = ledger.verify()
+        checkpoints = tuple(signed_checkpoints(ledger.log))
     data = report.as_dict()
+    rewritten = tuple(f"signed checkpoint {c['origin']}@{c['size']}: {c['problem']}" for c in checkpoints if c["problem"])
     return Verification(
-        ok=report.ok,
+        ok=report.ok and not rewritten,
         summary=report.summary(),
-        problems=tuple(str(p) for p in report.problems),
+        problems=tuple(str(p) for p in report.problems) + rewritten,
         streams=data["heads"],
-        checkpoint=signed_checkpoint(log_url),
+        checkpoints=checkpoints,
         checked_at=datetime.now(timezone.utc).strftime("%Y-%m-%dT%H:%M:%SZ"),
     )
 

@@ -1,5 +1,5 @@
 """``python -m ledger.cli``."""
 
-from ledger.cli.root import run
+from ledger.cli.entry import run
 
 run()

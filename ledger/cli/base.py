@@ -22,7 +22,7 @@ import click
 from pydantic import ValidationError
 
 from ledger import parsing
-from ledger.errors import InputError, LedgerError
+from ledger.errors import EXIT_INTERRUPTED, BackendError, InputError, LedgerError
 from ledger.identity import visible
 from ledger.jsonio import load_object
 from ledger.parsing import validation_message
@@ -33,7 +33,6 @@ EXIT_DRIFT = 5
 EXIT_DEGRADED = 6
 """``ledger feedback record``: a field metric crossed its threshold; the
 degradation alert is recorded (or already was)."""
-EXIT_INTERRUPTED = 130
 
 
 class LedgerGroup(click.Group):
@@ -90,6 +89,60 @@ def open_views_db(ctx: click.Context, url: str | None = None, *, check: bool = T
     ctx.call_on_close(engine.dispose)
     if check:
         reachable(engine)
+    return engine
+
+
+def cut_options(func):
+    """``--as-of`` and ``--as-of-position``, read with :func:`parse_cut`."""
+    func = click.option(
+        "--as-of-position",
+        "as_of_position",
+        metavar="P:O[,P:O…]",
+        default=None,
+        help="Answer as the views stood at these log positions (inclusive).",
+    )(func)
+    func = click.option(
+        "--as-of",
+        "as_of_time",
+        metavar="TIME",
+        default=None,
+        help="Answer as the views stood at TIME: an ISO-8601 date or datetime (UTC unless a zone is given; "
+        "a bare date is midnight UTC at the start of that day), compared with when the ledger recorded each event.",
+    )(func)
+    return func
+
+
+def refresh_option(func):
+    """``--no-refresh``, for :func:`views_db`."""
+    return click.option(
+        "--no-refresh",
+        is_flag=True,
+        help="Answer from the views as they are, without first catching them up with the log.",
+    )(func)
+
+
+def views_db(ctx: click.Context, *, refresh: bool):
+    """The projection database, caught up with the log unless ``refresh`` is off.
+    Caught up, it also records which streams of the raw log fail verification
+    (``settings(ctx)["stream_problems"]``): tampering done after the views were built."""
+    from projections import db, queries, trust
+
+    settings(ctx).pop("stream_problems", None)  # not checked unless caught up below
+    engine = open_views_db(ctx)
+    if not refresh:
+        if not queries.holds_views(engine):
+            raise BackendError(f"{db.describe(engine)} holds no views yet: run `ledger project`, or drop --no-refresh")
+        return engine
+    if queries.holds_views(engine):
+        frozen = queries.status(engine)["as_of"]
+        if frozen is not None:
+            click.echo(f"note: the views in {db.describe(engine)} are a cut as of {frozen}; not refreshed", err=True)
+            return engine
+    from projections.runner import project
+
+    log = open_ledger(ctx, must_exist=True).log
+    project(log, engine)
+    settings(ctx)["stream_problems"] = trust.stream_problems(log)  # tampering after the views were built too
     return engine
 
 

@@ -20,63 +20,24 @@ from collections import defaultdict
 import click
 
 from ledger import parsing
-from ledger.cli.base import EXIT_REJECTED, MODEL, TEXT, open_ledger, open_views_db, parse_cut, settings
+from ledger.cli.base import (
+    EXIT_REJECTED,
+    MODEL,
+    TEXT,
+    cut_options,
+    open_ledger,
+    open_views_db,
+    parse_cut,
+    refresh_option,
+    settings,
+    views_db,
+)
 from ledger.cli.output import chosen_format, escaped, output_options, render
 from ledger.errors import BackendError, InputError, NotFound
 from ledger.jsonio import dumps
 
 
 # --- shared pieces ---------------------------------------------------------------------
-
-
-def _cut_options(func):
-    func = click.option(
-        "--as-of-position",
-        "as_of_position",
-        metavar="P:O[,P:O…]",
-        default=None,
-        help="Answer as the views stood at these log positions (inclusive).",
-    )(func)
-    func = click.option(
-        "--as-of",
-        "as_of_time",
-        metavar="TIME",
-        default=None,
-        help="Answer as the views stood at TIME: an ISO-8601 date or datetime (UTC unless a zone is given; "
-        "a bare date is midnight UTC at the start of that day), compared with when the ledger recorded each event.",
-    )(func)
-    return func
-
-
-def _refresh_option(func):
-    return click.option(
-        "--no-refresh",
-        is_flag=True,
-        help="Answer from the views as they are, without first catching them up with the log.",
-    )(func)
-
-
-def _views(ctx: click.Context, *, refresh: bool):
-    """The projection database, caught up with the log unless ``refresh`` is off."""
-    from projections import db, queries, trust
-
-    settings(ctx).pop("stream_problems", None)  # not checked unless caught up below
-    engine = open_views_db(ctx)
-    if not refresh:
-        if not queries.holds_views(engine):
-            raise BackendError(f"{db.describe(engine)} holds no views yet: run `ledger project`, or drop --no-refresh")
-        return engine
-    if queries.holds_views(engine):
-        frozen = queries.status(engine)["as_of"]
-        if frozen is not None:
-            click.echo(f"note: the views in {db.describe(engine)} are a cut as of {frozen}; not refreshed", err=True)
-            return engine
-    from projections.runner import project
-
-    log = open_ledger(ctx, must_exist=True).log
-    project(log, engine)
-    settings(ctx)["stream_problems"] = trust.stream_problems(log)  # tampering after the views were built too
-    return engine
 
 
 def _trusted(ctx: click.Context, rows: list[dict], *, key: str) -> list[dict]:
@@ -136,8 +97,8 @@ MODEL_COLUMNS = ("model", "status", "versions", "latest_version", "deployed", "f
 
 
 @click.command()
-@_cut_options
-@_refresh_option
+@cut_options
+@refresh_option
 @click.option("--environment", metavar="ENV", default=None, help="Only models with a version deployed in ENV.")
 @output_options
 @click.pass_context
@@ -157,7 +118,7 @@ def models(ctx, as_of_time, as_of_position, no_refresh, environment, fmt, as_jso
     out = chosen_format(fmt, as_json, as_csv)
     environment = parsing.parse_environment(environment) if environment is not None else None
     cut = parse_cut(as_of_time, as_of_position)
-    engine = _views(ctx, refresh=not no_refresh)
+    engine = views_db(ctx, refresh=not no_refresh)
     rows = queries.list_models(engine, as_of=cut, environment=environment)
     rows = _trusted(ctx, rows, key="model")
     latest = queries.latest_field_performance(engine, as_of=cut)
@@ -183,7 +144,7 @@ PENDING_COLUMNS = ("model", "version", "status", "evaluations", "last_evaluation
 
 @click.command("pending")
 @click.option("--model", type=MODEL, default=None, help="Only this model's versions.")
-@_refresh_option
+@refresh_option
 @output_options
 @click.pass_context
 def pending(ctx, model, no_refresh, fmt, as_json, as_csv) -> None:
@@ -199,7 +160,7 @@ def pending(ctx, model, no_refresh, fmt, as_json, as_csv) -> None:
     from projections import queries
 
     out = chosen_format(fmt, as_json, as_csv)
-    rows = queries.pending(_views(ctx, refresh=not no_refresh), model=model)
+    rows = queries.pending(views_db(ctx, refresh=not no_refresh), model=model)
     click.echo(render(_trusted(ctx, rows, key="model"), PENDING_COLUMNS, out))
 
 
@@ -210,8 +171,8 @@ VERSION_COLUMNS = ("version", "status", "trained_by", "approved_by", "deployed_t
 
 @click.command()
 @click.argument("target", metavar="MODEL[@VERSION]")
-@_cut_options
-@_refresh_option
+@cut_options
+@refresh_option
 @click.option("--environment", metavar="ENV", default=None, help="Only the versions deployed in ENV.")
 @output_options
 @click.pass_context
@@ -237,7 +198,7 @@ def show(ctx, target, as_of_time, as_of_position, no_refresh, environment, fmt, 
     if version is not None and out == "csv":
         raise click.UsageError("one version is not a table: use the text view or --json")
     cut = parse_cut(as_of_time, as_of_position)
-    engine = _views(ctx, refresh=not no_refresh)
+    engine = views_db(ctx, refresh=not no_refresh)
     verified = _trusted(ctx, [{"model": model}], key="model")[0]["verified"]
     if version is not None:
         detail = {**queries.version_detail(engine, model, version, as_of=cut), "verified": verified}
@@ -495,8 +456,8 @@ def lineage_mermaid(result: dict) -> str:
 @click.option("--upstream", "direction", flag_value="up", default=True, help="What it came from: data, training, parents (default).")
 @click.option("--downstream", "direction", flag_value="down", help="What came of it: evaluations, approvals, deployments, alerts, retrainings.")
 @click.option("--depth", type=click.IntRange(min=0), default=None, metavar="N", help="Follow at most N edges (default: all).")
-@_cut_options
-@_refresh_option
+@cut_options
+@refresh_option
 @click.option(
     "--format",
     "fmt",
@@ -530,7 +491,7 @@ def lineage(ctx, node, direction, depth, as_of_time, as_of_position, no_refresh,
         raise InputError("a lineage node must not contain a NUL character")
     node_id = queries.resolve_node(node)
     cut = parse_cut(as_of_time, as_of_position)
-    engine = _views(ctx, refresh=not no_refresh)
+    engine = views_db(ctx, refresh=not no_refresh)
     try:
         result = queries.lineage(engine, node_id, direction=direction, depth=depth, as_of=cut)
     except NotFound as exc:
@@ -578,7 +539,7 @@ def _event_type(text: str) -> str:
 @click.option("--version", "version", type=click.IntRange(min=1, max=parsing.MAX_VERSION), default=None, help="Only records of this version.")
 @click.option("--limit", type=click.IntRange(min=1), default=None, help="At most this many rows (oldest first, or newest with --newest-first).")
 @click.option("--newest-first", is_flag=True, help="Newest records first (with --limit: the latest ones).")
-@_refresh_option
+@refresh_option
 @output_options
 @click.pass_context
 def audit(ctx, model, actor, event_type, since, until, version, limit, newest_first, no_refresh, fmt, as_json, as_csv) -> None:
@@ -601,7 +562,7 @@ def audit(ctx, model, actor, event_type, since, until, version, limit, newest_fi
     if limit is not None:
         # The database's integers stop at 2**63 - 1, far beyond any log: more is all.
         limit = min(limit, 2**63 - 1)
-    engine = _views(ctx, refresh=not no_refresh)
+    engine = views_db(ctx, refresh=not no_refresh)
     rows = queries.audit(
         engine, model=model, actor=actor, event_type=wanted_type, since=start, until=end, limit=limit,
         version=version, newest_first=newest_first,
@@ -630,7 +591,7 @@ def _interactive() -> bool:
     default=None,
     help="The database to rebuild the views into (usually a fresh one; default: the group's --db / LEDGER_DB).",
 )
-@_cut_options
+@cut_options
 @click.option("--force", is_flag=True, help="Replace the views the database already holds.")
 @click.option("--no-verify", is_flag=True, help="Skip checking the raw log's hash chains after the replay.")
 @click.option("--json", "as_json", is_flag=True, help="Print the summary as JSON.")

@@ -13,9 +13,8 @@ from pathlib import Path
 import click
 
 from ledger import parsing
-from ledger.cli.base import MODEL, parse_cut, settings
+from ledger.cli.base import MODEL, cut_options, parse_cut, refresh_option, settings, views_db
 from ledger.cli.output import chosen_format, output_options, render
-from ledger.cli.query import _cut_options, _refresh_option, _views
 from ledger.errors import InputError
 
 SUMMARY_TABLE = ("metric", "environment", "count", "open", "median", "p90", "deployments", "per_week")
@@ -40,8 +39,8 @@ def metrics_table(answer) -> str:
 @click.option("--until", metavar="TIME", default=None, help="Only what ended at or before TIME (ISO-8601; a bare date is midnight UTC at the start of that day).")
 @click.option("--model", "models", type=MODEL, multiple=True, metavar="MODEL", help="Only this model (repeatable).")
 @click.option("--production", default="production", show_default=True, metavar="ENV", help="Which environment is production.")
-@_cut_options
-@_refresh_option
+@cut_options
+@refresh_option
 @output_options
 @click.pass_context
 def metrics(ctx, since, until, models, production, as_of_time, as_of_position, no_refresh, fmt, as_json, as_csv):
@@ -63,7 +62,7 @@ def metrics(ctx, since, until, models, production, as_of_time, as_of_position, n
     start, end = (_stored(m) for m in parsing.parse_window(since, until))
     production = parsing.parse_environment(production)
     cut = parse_cut(as_of_time, as_of_position)
-    engine = _views(ctx, refresh=not no_refresh)
+    engine = views_db(ctx, refresh=not no_refresh)
     answer = _metrics.compute(
         _metrics.load_facts(engine), as_of=cut, models=list(models) or None, since=start, until=end, production=production
     )
@@ -80,8 +79,8 @@ def metrics(ctx, since, until, models, production, as_of_time, as_of_position, n
 @click.option("--model", "models", type=MODEL, multiple=True, metavar="MODEL", help="Only this model (repeatable; default: every model).")
 @click.option("--production", default="production", show_default=True, metavar="ENV", help="Which environment is production.")
 @click.option("--no-verify", is_flag=True, help="Do not re-read the raw log to verify it (the report then says so).")
-@_cut_options
-@_refresh_option
+@cut_options
+@refresh_option
 @click.pass_context
 def report(ctx, out_path, models, production, no_verify, as_of_time, as_of_position, no_refresh):
     """Write one self-contained HTML audit report: the inventory, and per model and
@@ -98,7 +97,7 @@ def report(ctx, out_path, models, production, no_verify, as_of_time, as_of_posit
 
     production = parsing.parse_environment(production)
     cut = parse_cut(as_of_time, as_of_position)
-    engine = _views(ctx, refresh=not no_refresh)
+    engine = views_db(ctx, refresh=not no_refresh)
     verification = None if no_verify else _report.verify_log(settings(ctx)["log_url"])
     html = _report.render_report(
         _report.gather(engine, as_of=cut, models=list(models) or None, production=production, verification=verification)

@@ -5,8 +5,6 @@ the library's errors into one clear line and a documented exit code (see
 
 from __future__ import annotations
 
-import sys
-
 import click
 
 from ledger import config
@@ -49,7 +47,3 @@ for _module in (write, project, query, report, consume, data, feedback, demo, ve
     for _command in _module.commands:
         main.add_command(_command)
 verifiable.extend_verify(write.verify)  # the auditor's --receipt/--checkpoint options
-
-
-def run() -> None:  # pragma: no cover - console entry for `python -m ledger.cli`
-    sys.exit(main(prog_name="ledger"))

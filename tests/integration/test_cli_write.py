@@ -189,14 +189,38 @@ def test_every_command_has_help_with_an_example():
         assert "Example" in result.output, f"`ledger {' '.join(path)} --help` has no example"
 
 
+_READ = {"x86_64": 0, "aarch64": 63}  # the read(2) system call's number
+
+
+def blocked_reading_stdin(process, within: float = 60.0) -> None:
+    """Wait until ``process`` sits in read(0, ...): started, imported, and waiting
+    for its input (a fixed sleep is too short on a loaded machine)."""
+    import platform
+    import time
+
+    number = _READ.get(platform.machine())
+    if number is None:
+        pytest.skip(f"no read(2) number known for {platform.machine()}")
+    deadline = time.monotonic() + within
+    while time.monotonic() < deadline:
+        assert process.poll() is None, process.communicate()
+        try:
+            fields = open(f"/proc/{process.pid}/syscall").read().split()
+        except OSError:
+            fields = []
+        if len(fields) > 1 and fields[0] == str(number) and int(fields[1], 16) == 0:
+            return
+        time.sleep(0.05)
+    raise AssertionError(f"the process did not block reading stdin within {within} s")
+
+
 def test_ctrl_c_exits_130_with_one_line_and_writes_nothing(tmp_path):
     import signal
     import subprocess
     import sys
-    import time
 
     url = f"sqlite:///{tmp_path / 'log.db'}"
-    command = [sys.executable, "-c", "from ledger.cli import main; main(prog_name='ledger')"]
+    command = [sys.executable, "-c", "from ledger.cli import run; run()"]
     process = subprocess.Popen(
         [*command, "--log", url, "emit", "snapshot", "--actor", "etl", "--json", "-"],
         stdin=subprocess.PIPE,
@@ -204,9 +228,43 @@ def test_ctrl_c_exits_130_with_one_line_and_writes_nothing(tmp_path):
         stderr=subprocess.PIPE,
         text=True,
     )
-    time.sleep(3)  # let it start and block reading the JSON from stdin
+    blocked_reading_stdin(process)
     process.send_signal(signal.SIGINT)
     _, stderr = process.communicate(timeout=30)
     assert process.returncode == 130
     assert "interrupted" in stderr and "Traceback" not in stderr
+    assert raw(url) == []
+
+
+def test_ctrl_c_while_the_command_line_is_still_loading_exits_130_with_one_line(tmp_path):
+    import signal
+    import subprocess
+    import sys
+    import threading
+
+    url = f"sqlite:///{tmp_path / 'log.db'}"
+    # -X importtime writes a line to stderr as each import ends: once click is in,
+    # the command line is still loading (the command modules, then the command's
+    # libraries), long before it reads its input: that is when the Ctrl-C lands.
+    process = subprocess.Popen(
+        [sys.executable, "-X", "importtime", "-c", "from ledger.cli import run; run()",
+         "--log", url, "emit", "snapshot", "--actor", "etl", "--json", "-"],
+        stdin=subprocess.PIPE,
+        stderr=subprocess.PIPE,
+        stdout=subprocess.PIPE,
+        text=True,
+    )
+    guard = threading.Timer(60, process.kill)  # never hang on a line that does not come
+    guard.start()
+    try:
+        for line in process.stderr:
+            if line.rsplit("|", 1)[-1].strip() == "click":
+                process.send_signal(signal.SIGINT)
+                break
+    finally:
+        guard.cancel()
+    _, rest = process.communicate(timeout=60)
+    lines = [line for line in rest.splitlines() if not line.startswith("import time:")]
+    assert process.returncode == 130, rest
+    assert [line for line in lines if line] == ["interrupted"]
     assert raw(url) == []

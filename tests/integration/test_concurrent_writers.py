@@ -189,8 +189,10 @@ def test_one_event_id_raced_onto_models_of_different_partitions_is_accepted_once
     with Ledger.open(url) as ledger:
         by_partition = {}
         for i in range(30):
-            by_partition.setdefault(getattr(ledger.log, "partition_for", lambda m: i)(f"m{i}"), f"m{i}")
+            by_partition.setdefault(ledger.log.partition_for(f"m{i}") if hasattr(ledger.log, "partition_for") else i, f"m{i}")
         models = list(by_partition.values())[:3]
+        if len(models) < 3:  # one partition (the embedded log): three models on it
+            models = [f"m{i}" for i in range(3)]
     ids = [str(uuid.uuid4()) for _ in range(6)]
     barrier, results = spawn.Barrier(len(models)), spawn.Queue()
 

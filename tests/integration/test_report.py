@@ -8,6 +8,7 @@ from html.parser import HTMLParser
 import pytest
 from click.testing import CliRunner
 from report_world import HOSTILE, HOSTILE_ACTOR, play
+from tampering import build_ledger, middle_forged
 
 from ledger.cli import main
 from ledger.config import open_log
@@ -74,6 +75,72 @@ def test_self_contained_and_what_it_says(urls, tmp_path):
     assert "replaced in production at 2026-03-04T09:00:00Z (1d 0h after the alert)" in html
     assert "retrained as v2" in html
     assert "@media print" in html
+
+
+def checkpoint_items(html: str) -> list[str]:
+    """The text of each entry of the signed-checkpoints list."""
+    section = html[html.index('id="signed-checkpoint"'):]
+    items = []
+    for chunk in section.split('<li class="checkpoint"')[1:]:
+        parsed = Tags()
+        parsed.feed("<li" + chunk[: chunk.index("</li>")])
+        items.append(" ".join(" ".join(parsed.text).split()))
+    return items
+
+
+@pytest.fixture
+def signed(tmp_path):
+    """A log signed by its key and co-signed by a witness; the keys' ``name+id``."""
+    url = f"sqlite:///{tmp_path / 'log.db'}"
+    build_ledger(url)
+    cli = CliRunner()
+    names = []
+    for prefix, name, flags in (("log", "ledger.test/models", []), ("w", "witness.test", ["--witness"])):
+        made = cli.invoke(main, ["keys", "generate", "--name", name, "--out", str(tmp_path / prefix), *flags])
+        assert made.exit_code == 0, made.output
+        names.append("+".join((tmp_path / f"{prefix}.pub").read_text().split("+")[:2]))
+    base = ["--log", url]
+    assert cli.invoke(main, [*base, "checkpoint", "--key", str(tmp_path / "log.key")]).exit_code == 0
+    cosigned = cli.invoke(
+        main,
+        [*base, "witness", "--key", str(tmp_path / "w.key"), "--state", str(tmp_path / "w.json"), "--log-key", str(tmp_path / "log.pub")],
+    )
+    assert cosigned.exit_code == 0, cosigned.output
+    return [*base, "--db", f"sqlite:///{tmp_path / 'views.db'}"], tmp_path / "log.db", names
+
+
+def test_the_signed_checkpoint_is_shown_and_the_log_still_extends_it(signed, tmp_path):
+    urls, _, (log_key, witness_key) = signed
+    code, output, html = write(urls, tmp_path)
+    assert code == 0, output
+    assert 'id="checkpoint-none"' not in html
+    (item,) = checkpoint_items(html)
+    assert "Origin ledger.test/models/0 Tree size 15 " in item
+    assert f"Signatures {log_key}, {witness_key} (co-signed 20" in item
+    assert "Log extends it yes" in item
+    assert "ledger.test/models/0 15 " in item  # the note itself, as signed
+    assert "INTACT" in html
+
+
+def test_a_log_rewritten_after_its_checkpoint_is_shown_as_not_extending_it(signed, tmp_path):
+    from ledger.checkpoint_store import SqliteCheckpoints
+    from test_tamper_matrix import read_sqlite, rewrite_sqlite
+
+    urls, path, _ = signed
+    kept = SqliteCheckpoints(path).all()
+    original = read_sqlite(path)
+    # A covered event forged and its stream relinked: the chains alone find nothing.
+    rewrite_sqlite(path, middle_forged(original), {r.hash: r for r in original})
+    for checkpoint in kept:  # the forger left the stored checkpoints alone
+        SqliteCheckpoints(path).add(checkpoint)
+    assert CliRunner().invoke(main, [urls[0], urls[1], "verify"]).exit_code == 0
+
+    code, output, html = write(urls, tmp_path)
+    assert code == 0, output
+    (item,) = checkpoint_items(html)
+    assert "Log extends it NO" in item
+    assert "is not an append-only extension of checkpoint ledger.test/models/0@15" in item
+    assert "PROBLEMS FOUND" in html and "INTACT" not in html
 
 
 def test_as_of_and_model_filter(urls, tmp_path):

@@ -27,7 +27,7 @@ import fastavro
 import pytest
 from click.testing import CliRunner
 
-from ledger import codec
+from ledger import codec, evidence
 from ledger.cli import main
 from ledger.errors import DecodeError
 from ledger.notes import Signer
@@ -171,10 +171,17 @@ def rewrite_evidence(path, recs: list[Rec], schema, metadata, rows) -> None:
     metadata["ledger.chains"] = json.dumps(chains, sort_keys=True)
     metadata["ledger.tree"] = json.dumps({"complete": True, "partitions": {"0": {"leaves": len(recs), "absent": {}}}})
     metadata["ledger.checkpoints"] = "[]"
-    for key in ("avro.schema", "avro.codec"):
+    for key in ("avro.schema", "avro.codec", "ledger.digest"):
         metadata.pop(key, None)
+    # The file's digest is unkeyed and its recipe is public (ledger/evidence.py): a
+    # forger recomputes it, as export does, over the forged header and rows.
+    parsed = fastavro.parse_schema(schema)
+    header = io.BytesIO()
+    fastavro.writer(header, parsed, [], codec="deflate", metadata=dict(metadata))
+    header.seek(0)
+    metadata["ledger.digest"] = evidence._digest(fastavro.reader(header).metadata, (evidence._row_index(r) for r in new_rows))
     buffer = io.BytesIO()
-    fastavro.writer(buffer, fastavro.parse_schema(schema), new_rows, codec="deflate", metadata=metadata)
+    fastavro.writer(buffer, parsed, new_rows, codec="deflate", metadata=metadata)
     path.write_bytes(buffer.getvalue())
 
 

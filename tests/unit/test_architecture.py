@@ -205,3 +205,17 @@ def test_the_core_imports_nothing_above_it():
         if any(target == a or target.startswith(a + ".") for a in above)
     ]
     assert not offences, "\n".join(offences)
+
+
+def test_command_modules_do_not_import_each_other():
+    # What two command modules share lives in ledger.cli.base (or output); only the
+    # root gathers them.
+    shared = {CLI, f"{CLI}.base", f"{CLI}.output", f"{CLI}.root", f"{CLI}.__main__"}
+    commands = {name for name in MODULES if name.startswith(CLI + ".") and name not in shared}
+    assert {f"{CLI}.query", f"{CLI}.report"} <= commands
+    offences = [
+        f"{name} imports {target}"
+        for name in sorted(commands)
+        for target in sorted(EDGES[name] & commands)
+    ]
+    assert not offences, "\n".join(offences)
