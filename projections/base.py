@@ -43,6 +43,12 @@ class Item:
     trail shows it, with a broken chain)."""
     first: bool = False
     """No earlier event of its model was applied by this projection."""
+    digest: str = ""
+    """SHA-256 of the record's bytes, computed once per record (see :attr:`hash`)."""
+
+    @property
+    def hash(self) -> str:
+        return self.digest or self.record.hash
 
     @property
     def partition(self) -> int:
@@ -70,6 +76,11 @@ class Projection:
 
     def handlers(self) -> dict[str, Callable[[Connection, Item], None]]:
         return {}
+
+    def forget(self) -> None:
+        """Drop whatever the projection keeps in memory between the batches of a run.
+        The runner calls it when the database may have changed under it (another
+        runner applied a batch, or a batch failed half-way)."""
 
     def apply(self, conn: Connection, items: Sequence[Item]) -> None:
         """Apply a batch, in order. Projections that can write a batch in fewer

@@ -36,7 +36,7 @@ from ledger import codec, log_identity
 from ledger.errors import BackendError, DecodeError, InputError, LedgerError
 from ledger.events import GENESIS_HASH, Event
 from ledger.log import EventLog, StoredRecord
-from projections import db, tables
+from projections import bulk, db, tables
 from projections.asof import AsOf, iso, iso_ms
 from projections.audit import Audit
 from projections.base import Item, Projection
@@ -100,6 +100,12 @@ class _Read:
     event: Event | None
     problem: str | None
     at: str | None
+    digest: str
+    """The SHA-256 of the record's bytes, computed once for every projection."""
+
+
+def _read(record: StoredRecord) -> _Read:
+    return _Read(record, *read_record(record), record.hash)
 
 
 def _chunks(iterable: Iterable, size: int) -> Iterator[list]:
@@ -130,6 +136,12 @@ class Runner:
         self._log: EventLog | None = None
         self._log_id: str | None = None
         """The identity of the log being applied, once checked against the database's."""
+        self._committed: dict[str, dict[int, int]] | None = None
+        """The positions this runner's last batch committed. While the database still
+        holds exactly these at the start of a batch, nobody else wrote the views and
+        what the runner and projections keep in memory (stream heads, open state) is
+        still the database's; otherwise it is dropped and read again."""
+        self._heads_known: dict[str, dict[str, tuple[int, str]]] = {}
 
     # --- positions -------------------------------------------------------------------
 
@@ -259,27 +271,37 @@ class Runner:
     # --- applying ----------------------------------------------------------------------
 
     def _heads(self, conn: Connection, projection: str, models: set[str]) -> dict[str, tuple[int, str]]:
-        if not models:
-            return {}
+        """The last event applied per model (kept across batches; a model this run
+        has not met is read from ``proj_streams``, an absent row meaning none)."""
+        known = self._heads_known.setdefault(projection, {})
+        missing = sorted(m for m in models if m not in known)
         s = tables.streams.c
-        rows = conn.execute(
-            select(s.model, s.sequence, s.hash).where(s.projection == projection, s.model.in_(sorted(models)))
-        )
-        return {model: (sequence, hash_) for model, sequence, hash_ in rows}
+        for start in range(0, len(missing), 10_000):
+            chunk = missing[start : start + 10_000]
+            rows = conn.execute(select(s.model, s.sequence, s.hash).where(s.projection == projection, s.model.in_(chunk)))
+            known.update({model: None for model in chunk})
+            known.update({model: (sequence, hash_) for model, sequence, hash_ in rows})
+        return {m: known[m] for m in models if known[m] is not None}
+
+    def _forget(self) -> None:
+        self._committed = None
+        self._heads_known = {}
+        for projection in self.projections:
+            projection.forget()
 
     def _items(self, reads: Sequence[_Read], heads: dict[str, tuple[int, str]], changed: set[str]) -> list[Item]:
         items = []
         for read in reads:
             event = read.event
             if event is None:
-                items.append(Item(read.record, None, read.problem, read.at, chain="unverifiable"))
+                items.append(Item(read.record, None, read.problem, read.at, chain="unverifiable", digest=read.digest))
                 continue
             head = heads.get(event.model)
             expected = head[1] if head else GENESIS_HASH
             stale = head is not None and event.sequence <= head[0]
             # Where the backend kept the hash of the bytes it was given, bytes that
             # no longer match it were altered in place: the link is broken too.
-            intact = read.record.recorded_hash is None or read.record.recorded_hash == read.record.hash
+            intact = read.record.recorded_hash is None or read.record.recorded_hash == read.digest
             items.append(
                 Item(
                     read.record,
@@ -289,20 +311,31 @@ class Runner:
                     chain="ok" if event.prev_hash == expected and intact else "broken",
                     stale=stale,
                     first=head is None,
+                    digest=read.digest,
                 )
             )
             if not stale:
-                heads[event.model] = (event.sequence, read.record.hash)
+                heads[event.model] = (event.sequence, read.digest)
                 changed.add(event.model)
         return items
 
     def _apply(self, reads: Sequence[_Read]) -> Batch:
+        try:
+            return self._apply_batch(reads)
+        except BaseException:
+            self._forget()  # rolled back: what was folded in memory is not in the database
+            raise
+
+    def _apply_batch(self, reads: Sequence[_Read]) -> Batch:
         applied: set = set()
         unreadable: set = set()
         moved: dict[int, int] = {}
         with db.errors("applying a batch", self.engine), db.writing(self.engine) as conn:
             self._record_log(conn)
             stored = self._stored_positions(conn)
+            if stored != self._committed:
+                self._forget()
+            committed = {name: dict(positions) for name, positions in stored.items()}
             for projection in self.projections:
                 done = stored[projection.name]
                 fresh = [r for r in reads if r.record.position.offset > done.get(r.record.position.partition, -1)]
@@ -313,7 +346,10 @@ class Runner:
                 changed: set[str] = set()
                 items = self._items(fresh, heads, changed)
                 projection.apply(conn, items)
-                db.upsert(
+                known = self._heads_known[projection.name]
+                for m in changed:
+                    known[m] = heads[m]
+                bulk.upsert(
                     conn,
                     tables.streams,
                     [
@@ -329,7 +365,7 @@ class Runner:
                     applied.add(position)
                     if r.event is None:
                         unreadable.add(position)
-                db.upsert(
+                bulk.upsert(
                     conn,
                     tables.positions,
                     [{"projection": projection.name, "partition": p, "offset": o} for p, o in sorted(last.items())],
@@ -337,6 +373,8 @@ class Runner:
                 )
                 for partition, offset in last.items():
                     moved[partition] = max(offset, moved.get(partition, -1))
+                    committed[projection.name][partition] = max(offset, committed[projection.name].get(partition, -1))
+        self._committed = committed
         return Batch(len(applied), len(unreadable), moved)
 
     def run(
@@ -358,7 +396,7 @@ class Runner:
                 db.set_meta(conn, "as_of", self._cut_mark())
         report = RunReport()
         for chunk in _chunks(self._records(log, self._start(stored)), self.batch_size):
-            reads = [_Read(record, *read_record(record)) for record in chunk]
+            reads = [_read(record) for record in chunk]
             reads = [r for r in reads if self._inside(r)]
             if reads:
                 batch = self._apply(reads)
