@@ -361,7 +361,7 @@ def resolve_node(text: str) -> str:
     if value.startswith(prefixes):
         return value
     if "@" in value:
-        model, version = parse_target(value)
+        model, version = parse_target(text)  # as typed: MODEL@VERSION means the same in every command
         if version is not None:
             return _lineage.version_node(model, version)
     raise InputError(

@@ -98,6 +98,36 @@ def open_views_db(ctx: click.Context, url: str | None = None, *, check: bool = T
     return engine
 
 
+class _Parsed(click.ParamType):
+    """A parameter parsed by :mod:`ledger.parsing`. Its :class:`InputError` is not
+    turned into click's usage error (several lines): the group prints it as the
+    one line every bad input gets, with exit 2."""
+
+    def __init__(self, name: str, parse):
+        self.name = name
+        self.parse = parse
+
+    def convert(self, value, param, ctx):
+        try:
+            return self.parse(value)
+        except InputError as exc:
+            where = param.opts[0] if param is not None and param.opts else (param.human_readable_name if param else "")
+            raise InputError(f"{where}: {exc}" if where.startswith("-") else str(exc)) from None
+
+
+def _no_nul(text: str) -> str:
+    if "\x00" in text:
+        raise InputError("must not contain a NUL character")
+    return text
+
+
+MODEL = _Parsed("model", parsing.parse_model)
+"""A model name, matched exactly."""
+TEXT = _Parsed("text", _no_nul)
+"""Text matched exactly, as a bound parameter; a NUL is refused up front:
+PostgreSQL cannot hold one in text, and no name in the ledger contains one."""
+
+
 def _refuse_constant(name: str):
     raise InputError(f"malformed JSON: {name} is not a JSON number")
 

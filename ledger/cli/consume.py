@@ -13,7 +13,7 @@ from pathlib import Path
 
 import click
 
-from ledger.cli.base import settings
+from ledger.cli.base import MODEL, settings
 from ledger.cli.output import chosen_format, output_options, render
 from ledger.errors import InputError
 
@@ -132,7 +132,7 @@ _LETTER_COLUMNS = ("kind", "partition", "offset", "event_id", "channel", "delive
     default=None,
     help="Only deliveries in this state.",
 )
-@click.option("--model", default=None, help="Only deliveries about this model.")
+@click.option("--model", type=MODEL, default=None, help="Only deliveries about this model.")
 @click.option(
     "--consumer",
     default="notify",

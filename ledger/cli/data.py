@@ -14,7 +14,7 @@ from pathlib import Path
 import click
 
 from ledger import parsing
-from ledger.cli.base import EXIT_DRIFT, open_ledger, validation_message
+from ledger.cli.base import EXIT_DRIFT, MODEL, open_ledger, validation_message
 from ledger.cli.output import chosen_format, output_options, render
 from ledger.errors import InputError
 
@@ -59,7 +59,7 @@ def data() -> None:
 
 
 @data.command("snapshot")
-@click.argument("model")
+@click.argument("model", type=MODEL)
 @click.option("--dataset", required=True, help="Dataset name (drift and retraining follow it).")
 @click.option(
     "--contract",
@@ -214,7 +214,7 @@ def check(ctx, target, data_path, environment, metric, threshold, actor, data_di
 
 
 @click.command()
-@click.argument("model")
+@click.argument("model", type=MODEL)
 @click.option("--snapshot", "snapshot_id", required=True, help="The registered snapshot to train on.")
 @click.option("--actor", required=True, help="Who trains (cannot later approve this version).")
 @click.option("--evaluation-snapshot", default=None, help="Evaluate on this snapshot (default: a 25% holdout).")

@@ -21,24 +21,11 @@ from collections import defaultdict
 import click
 
 from ledger import parsing
-from ledger.cli.base import EXIT_REJECTED, open_ledger, open_views_db, parse_cut, settings
+from ledger.cli.base import EXIT_REJECTED, MODEL, TEXT, open_ledger, open_views_db, parse_cut, settings
 from ledger.cli.output import chosen_format, output_options, render
 from ledger.errors import BackendError, InputError, NotFound
 
 
-class _Literal(click.ParamType):
-    """Text matched exactly, as a bound parameter. A NUL is refused up front:
-    PostgreSQL cannot hold one in text, and no name in the ledger contains one."""
-
-    name = "text"
-
-    def convert(self, value, param, ctx):
-        if "\x00" in value:
-            self.fail("must not contain a NUL character", param, ctx)
-        return value
-
-
-LITERAL = _Literal()
 
 
 # --- shared pieces ---------------------------------------------------------------------
@@ -475,12 +462,12 @@ def _event_type(text: str) -> str:
 
 
 @click.command()
-@click.option("--model", type=LITERAL, default=None, help="Only this model's records (matched exactly).")
-@click.option("--actor", type=LITERAL, default=None, help="Only what this actor did (matched exactly).")
+@click.option("--model", type=MODEL, default=None, help="Only this model's records (matched exactly).")
+@click.option("--actor", type=TEXT, default=None, help="Only what this actor did (matched exactly).")
 @click.option(
     "--type",
     "event_type",
-    type=LITERAL,
+    type=TEXT,
     default=None,
     help="Only this kind of event: a CLI name (deploy) or an event type (ModelDeployed); "
     "'unreadable' for records that could not be read.",

@@ -8,7 +8,7 @@ import click
 from pydantic import ValidationError
 
 from ledger import parsing
-from ledger.cli.base import EXIT_REJECTED, open_ledger, read_json, settings, validation_message
+from ledger.cli.base import EXIT_REJECTED, MODEL, open_ledger, read_json, settings, validation_message
 from ledger.errors import BackendError, InputError, NotFound
 
 
@@ -69,7 +69,7 @@ def emit(ctx: click.Context, event_type: str, actor: str, source, expect_sequenc
 
 
 @click.command()
-@click.option("--model", default=None, help="Verify one model's stream only.")
+@click.option("--model", type=MODEL, default=None, help="Verify one model's stream only.")
 @click.option(
     "--file",
     "evidence_file",
@@ -124,7 +124,7 @@ def verify(ctx: click.Context, model: str | None, evidence_file: str | None, hea
 
 @click.command()
 @click.option("--out", required=True, type=click.Path(dir_okay=False, writable=True), help="The .avro file to write.")
-@click.option("--model", default=None, help="Only this model's stream.")
+@click.option("--model", type=MODEL, default=None, help="Only this model's stream.")
 @click.option("--since", default=None, metavar="TIME", help="Only events recorded at or after TIME (ISO-8601).")
 @click.option("--until", default=None, metavar="TIME", help="Only events recorded at or before TIME (ISO-8601).")
 @click.pass_context
