@@ -17,6 +17,7 @@ from __future__ import annotations
 from collections.abc import Mapping
 from dataclasses import dataclass, field
 from datetime import datetime, timezone
+from functools import lru_cache
 from types import MappingProxyType
 
 from ledger.errors import InputError
@@ -25,6 +26,7 @@ from ledger.parsing import parse_instant, parse_positions
 _FORMAT = "%Y-%m-%dT%H:%M:%S.%fZ"
 
 
+@lru_cache(maxsize=4096)  # the events of one append share their recorded_at
 def iso(moment: datetime) -> str:
     """``moment`` as the views store it."""
     if moment.tzinfo is None:

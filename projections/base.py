@@ -59,9 +59,13 @@ class Item:
         return self.record.position.offset
 
 
+_JSON = json.JSONEncoder(sort_keys=True, separators=(",", ":"), default=str)
+"""One encoder for every call: ``json.dumps`` with options builds a new one each time."""
+
+
 def as_json(value) -> str:
     """JSON text with sorted keys: the same value always gives the same bytes."""
-    return json.dumps(value, sort_keys=True, separators=(",", ":"), default=str)
+    return _JSON.encode(value)
 
 
 class Projection:
