@@ -75,6 +75,19 @@ class _View(StreamView):
         ).fetchone()
         return _record(row) if row else None
 
+    def find_all(self, event_ids) -> dict[str, StoredRecord]:
+        found: dict[str, StoredRecord] = {}
+        ids = list(event_ids)
+        for start in range(0, len(ids), 500):
+            chunk = ids[start : start + 500]
+            marks = ", ".join("?" * len(chunk))
+            rows = self.conn.execute(
+                f"SELECT event_id, {_COLUMNS} FROM events WHERE model = ? AND event_id IN ({marks})",
+                (self.model, *chunk),
+            )
+            found.update((row[0], _record(row[1:])) for row in rows)
+        return found
+
 
 class SqliteLog(EventLog):
     def __init__(self, path: str | Path, *, timeout: float = 30.0):
@@ -103,34 +116,32 @@ class SqliteLog(EventLog):
         try:
             records = plan(_View(conn, model))
             now = int(time.time() * 1000)
-            stored = []
-            for record in records:
-                cursor = conn.execute(
-                    "INSERT INTO events (model, sequence, event_id, event_type, fingerprint, data, hash, appended_ms)"
-                    " VALUES (?, ?, ?, ?, ?, ?, ?, ?)",
-                    (
-                        record.model,
-                        record.sequence,
-                        record.event_id,
-                        record.event_type,
-                        record.fingerprint,
-                        record.data,
-                        record.hash,
-                        now,
-                    ),
+            hashes = [record.hash for record in records]
+            conn.executemany(
+                "INSERT INTO events (model, sequence, event_id, event_type, fingerprint, data, hash, appended_ms)"
+                " VALUES (?, ?, ?, ?, ?, ?, ?, ?)",
+                [
+                    (r.model, r.sequence, r.event_id, r.event_type, r.fingerprint, r.data, digest, now)
+                    for r, digest in zip(records, hashes)
+                ],
+            )
+            # Under the write lock, one statement's rows take consecutive positions
+            # (AUTOINCREMENT): the last one is the largest there is.
+            last = conn.execute("SELECT MAX(position) FROM events").fetchone()[0] if records else 0
+            first = last - len(records) + 1
+            stored = [
+                StoredRecord(
+                    Position(0, first + index),
+                    record.model,
+                    record.sequence,
+                    record.event_type,
+                    record.fingerprint,
+                    record.data,
+                    now,
+                    digest,
                 )
-                stored.append(
-                    StoredRecord(
-                        Position(0, cursor.lastrowid),
-                        record.model,
-                        record.sequence,
-                        record.event_type,
-                        record.fingerprint,
-                        record.data,
-                        now,
-                        record.hash,
-                    )
-                )
+                for index, (record, digest) in enumerate(zip(records, hashes))
+            ]
             conn.execute("COMMIT")
             return stored
         except sqlite3.IntegrityError as exc:
