@@ -13,7 +13,7 @@ from collections.abc import Callable, Iterable
 from dataclasses import dataclass
 from datetime import datetime
 
-from ledger import codec, rules
+from ledger import codec, rule_snapshots, rules
 from ledger.errors import ConflictError, DecodeError, InputError, RuleViolation
 from ledger.events import Event, utcnow
 from ledger.log import EventLog, NewRecord, Position, StoredRecord, StreamView
@@ -114,6 +114,8 @@ class Appender:
         self.log = log
         self.clock = clock
         self._states: dict[str, rules.ModelState] = {}
+        self._snapshot_at: dict[str, int] = {}
+        """Per model, the sequence of the last rule-state snapshot seen or written."""
         self._lock = threading.Lock()
 
     def state(self, view: StreamView, model: str) -> rules.ModelState:
@@ -125,7 +127,40 @@ class Appender:
             return cached
         if cached is not None and cached.sequence < head.sequence:
             return fold(model, view.records_after(cached.sequence), cached)
+        start = self._from_snapshot(view, model, head)
+        if start is not None:
+            return fold(model, view.records_after(start.sequence), start)
         return fold(model, view.records_after(0))
+
+    def _from_snapshot(self, view: StreamView, model: str, head) -> rules.ModelState | None:
+        """The stream's snapshot state, if the log still holds, at its sequence, an
+        event whose stored bytes hash to the hash it was computed at."""
+        snapshot = view.snapshot()
+        if snapshot is None or snapshot.sequence > head.sequence:
+            return None
+        self._snapshot_at[model] = snapshot.sequence
+        state = rule_snapshots.loads(snapshot.state)
+        if state is None or (state.model, state.sequence, state.last_hash) != (model, snapshot.sequence, snapshot.hash):
+            return None
+        at = next(iter(view.records_after(snapshot.sequence - 1)), None)
+        if at is None or at.sequence != snapshot.sequence or at.hash != snapshot.hash:
+            return None
+        if at.recorded_hash is not None and at.recorded_hash != snapshot.hash:
+            return None
+        return state
+
+    def _keep_snapshot(self, view: StreamView, state: rules.ModelState) -> int | None:
+        """Store a snapshot with this append once the stream grew by
+        :data:`rule_snapshots.EVERY` events since the last one; returns its sequence."""
+        last = self._snapshot_at.get(state.model)
+        if last is None:
+            found = view.snapshot()
+            last = found.sequence if found is not None else 0
+            self._snapshot_at[state.model] = last
+        if state.sequence - last < rule_snapshots.EVERY:
+            return None
+        view.keep(rule_snapshots.Snapshot(state.sequence, state.last_hash, rule_snapshots.dumps(state)))
+        return state.sequence
 
     def append(self, events: Iterable[Event], *, expected_sequence: int | None = None) -> list[Accepted]:
         """Append drafts of one model atomically: all are accepted or none.
@@ -209,11 +244,15 @@ class Appender:
                 outcome.setdefault("events", {})[event.sequence] = event
             outcome["state"] = state
             outcome["duplicates"] = duplicates
+            if records:
+                outcome["snapshot"] = self._keep_snapshot(view, state)
             return records
 
         stored = self.log.append(model, plan)
         with self._lock:
             self._states[model] = outcome["state"]
+            if outcome.get("snapshot") is not None:
+                self._snapshot_at[model] = outcome["snapshot"]
         by_sequence = {r.sequence: r for r in stored}
         answers: list[Accepted] = []
         fresh = iter(sorted(outcome.get("events", {}).items()))

@@ -15,6 +15,7 @@ from pathlib import Path
 
 from ledger.errors import BackendError, ConflictError, RuleViolation
 from ledger.log import EventLog, PlanFn, Position, StoredRecord, StreamHead, StreamView
+from ledger.rule_snapshots import Snapshot
 
 SCHEMA = """
 CREATE TABLE IF NOT EXISTS events (
@@ -29,7 +30,16 @@ CREATE TABLE IF NOT EXISTS events (
     appended_ms  INTEGER NOT NULL,
     UNIQUE (model, sequence)
 );
+CREATE TABLE IF NOT EXISTS rule_snapshots (
+    model     TEXT    PRIMARY KEY,
+    sequence  INTEGER NOT NULL,
+    hash      TEXT    NOT NULL,
+    state     BLOB    NOT NULL
+);
 """
+"""``rule_snapshots``: per model stream, the rule state after one of its events, bound
+to that event's hash (:mod:`ledger.rule_snapshots`); written in the transaction of
+an append, never read by ``verify``."""
 
 _COLUMNS = "position, model, sequence, event_type, fingerprint, data, appended_ms, hash"
 
@@ -52,6 +62,16 @@ class _View(StreamView):
     def __init__(self, conn: sqlite3.Connection, model: str):
         self.conn = conn
         self.model = model
+        self.kept: Snapshot | None = None
+
+    def snapshot(self) -> Snapshot | None:
+        row = self.conn.execute(
+            "SELECT sequence, hash, state FROM rule_snapshots WHERE model = ?", (self.model,)
+        ).fetchone()
+        return Snapshot(row[0], row[1], bytes(row[2])) if row else None
+
+    def keep(self, snapshot: Snapshot) -> None:
+        self.kept = snapshot
 
     def head(self) -> StreamHead | None:
         row = self.conn.execute(
@@ -114,7 +134,8 @@ class SqliteLog(EventLog):
         except sqlite3.Error as exc:
             raise BackendError(f"cannot lock the embedded log {self.path}: {exc}") from exc
         try:
-            records = plan(_View(conn, model))
+            view = _View(conn, model)
+            records = plan(view)
             now = int(time.time() * 1000)
             hashes = [record.hash for record in records]
             conn.executemany(
@@ -142,6 +163,11 @@ class SqliteLog(EventLog):
                 )
                 for index, (record, digest) in enumerate(zip(records, hashes))
             ]
+            if view.kept is not None:
+                conn.execute(
+                    "INSERT OR REPLACE INTO rule_snapshots (model, sequence, hash, state) VALUES (?, ?, ?, ?)",
+                    (model, view.kept.sequence, view.kept.hash, view.kept.state),
+                )
             conn.execute("COMMIT")
             return stored
         except sqlite3.IntegrityError as exc:
