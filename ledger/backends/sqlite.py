@@ -210,6 +210,21 @@ class SqliteLog(EventLog):
         finally:
             conn.close()
 
+    def read_streams(self) -> Iterator[StoredRecord]:
+        """Every record, stream after stream: records without a model first, then
+        each model's in log order, models in the order of their first record (what
+        ``verify(..., grouped=True)`` takes)."""
+        conn = self._connect()
+        try:
+            conn.execute("BEGIN")  # one read snapshot for every stream
+            order = [row[0] for row in conn.execute("SELECT model FROM events GROUP BY model ORDER BY model != '', MIN(position)")]
+            for model in order:
+                for row in conn.execute(f"SELECT {_COLUMNS} FROM events WHERE model = ? ORDER BY position", (model,)):
+                    yield _record(row)
+            conn.execute("COMMIT")
+        finally:
+            conn.close()
+
     def models(self) -> list[str]:
         return [r[0] for r in self._conn.execute("SELECT DISTINCT model FROM events ORDER BY model")]
 
