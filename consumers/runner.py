@@ -57,13 +57,14 @@ import random
 import threading
 import time
 from abc import ABC, abstractmethod
-from collections.abc import Callable, Iterator, Mapping, Sequence
+from collections.abc import Callable, Mapping, Sequence
 from dataclasses import dataclass, field
 from pathlib import Path
 
 from consumers import store as _store
 from consumers.store import Effect, Store, effect_id
-from ledger import codec, log_identity
+from ledger import codec
+from ledger.follow import LogFollower, backoff
 from ledger.errors import BackendError, DecodeError, InputError, LedgerError
 from ledger.events import Event
 from ledger.log import EventLog, StoredRecord
@@ -270,8 +271,7 @@ class Runner:
         self.rng = rng or random.Random()
         self.stop = stop or threading.Event()
         self.report = RunReport()
-        self._log_id: str | None = None
-        self._log_checked = False
+        self.follower = LogFollower(event_log, what=self._what, remedy=self._REMEDY)
 
     # -- which log ------------------------------------------------------------
 
@@ -283,21 +283,13 @@ class Runner:
     def _check_log(self) -> None:
         """Refuse, before anything is read, a log other than the one this consumer's
         positions belong to; reads one record, once per runner."""
-        if not self._log_checked:
-            recorded = self.store.log_identity()
-            self._log_id = log_identity.check(self.log, recorded, what=self._what(), remedy=self._REMEDY)
-            self._log_checked = True
+        if not self.follower.checked:
+            self.follower.check(self.store.log_identity())
 
     def _record_log(self, conn, now: float) -> None:
-        if self._log_id is None:
-            found = log_identity.identify(self.log)  # the log was empty when checked
-            self._log_id = str(found) if found is not None else None
-        recorded = self.store.log_identity(conn)
-        if recorded is None:
-            if self._log_id is not None:
-                self.store.record_log_identity(conn, self._log_id, now)
-        elif recorded != self._log_id:
-            log_identity.refuse(self.log, recorded, what=self._what(), remedy=self._REMEDY)
+        identity = self.follower.to_record(self.store.log_identity(conn))
+        if identity is not None:
+            self.store.record_log_identity(conn, identity, now)
 
     # -- reading --------------------------------------------------------------
 
@@ -323,18 +315,7 @@ class Runner:
         return total
 
     def _read_batch(self, positions: dict[int, int]) -> list[StoredRecord]:
-        records: Iterator[StoredRecord] = self.log.read(after=dict(positions))
-        batch: list[StoredRecord] = []
-        try:
-            for record in records:
-                batch.append(record)
-                if len(batch) >= self.batch_size:
-                    break
-        finally:
-            close = getattr(records, "close", None)
-            if close is not None:
-                close()  # release the reader before any effect runs
-        return batch
+        return self.follower.read_batch(positions, self.batch_size)
 
     def _record(self, batch: Sequence[StoredRecord], positions: dict[int, int]) -> None:
         now = self.clock()
@@ -503,7 +484,7 @@ class Runner:
                 if first:
                     raise
                 failures += 1
-                wait = min(60.0, poll_interval * 2 ** min(failures, 6))
+                wait = backoff(failures, poll_interval, most_doublings=6)
                 log.error("%s: %s; trying again in %.0fs", self.consumer.name, exc, wait)
                 self.stop.wait(wait)
                 continue

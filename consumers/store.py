@@ -27,7 +27,6 @@ import threading
 import uuid
 from collections.abc import Sequence
 from dataclasses import dataclass
-from pathlib import Path
 
 from sqlalchemy import (
     BigInteger,
@@ -41,24 +40,22 @@ from sqlalchemy import (
     Text,
     UniqueConstraint,
     and_,
-    create_engine,
-    event,
     func,
     or_,
     select,
     text,
     update,
 )
-from sqlalchemy.engine import Connection, Engine, make_url
+from sqlalchemy.engine import Connection, Engine
 from sqlalchemy.exc import (
-    ArgumentError,
     IntegrityError,
     OperationalError,
     ProgrammingError,
     SQLAlchemyError,
 )
 
-from ledger.errors import BackendError, InputError, NotFound
+from ledger import sql
+from ledger.errors import BackendError, NotFound
 
 metadata = MetaData()
 
@@ -206,50 +203,17 @@ def _create_tables(engine: Engine) -> None:
             return
         except (IntegrityError, OperationalError, ProgrammingError) as exc:
             if attempt == 2 or "already exists" not in str(exc):
-                raise BackendError(f"cannot open the consumer database {engine.url!r}: {_reason(exc)}") from exc
+                raise BackendError(f"cannot open the consumer database {engine.url!r}: {sql.reason(exc)}") from exc
         except SQLAlchemyError as exc:
-            raise BackendError(f"cannot open the consumer database {engine.url!r}: {_reason(exc)}") from exc
-
-
-def _reason(exc: SQLAlchemyError) -> str:
-    """The driver's own message, first line: SQLAlchemy appends the statement and a
-    link, and psycopg a hint on further lines, too much for a one-line error."""
-    lines = str(getattr(exc, "orig", None) or exc).strip().splitlines()
-    return lines[0] if lines else type(exc).__name__
+            raise BackendError(f"cannot open the consumer database {engine.url!r}: {sql.reason(exc)}") from exc
 
 
 def _new_engine(url: str) -> Engine:
-    try:
-        parsed = make_url(url)
-    except ArgumentError as exc:
-        raise InputError(f"database URL {url!r} is not a SQLAlchemy URL: {exc}") from exc
-    kwargs: dict = {}
-    if parsed.get_backend_name() == "sqlite":
-        # The projections share this file: wait for their write lock rather than fail.
-        kwargs["connect_args"] = {"timeout": 30}
-        if parsed.database and parsed.database != ":memory:":
-            Path(parsed.database).parent.mkdir(parents=True, exist_ok=True)
-    try:
-        engine = create_engine(url, **kwargs)
-    except (SQLAlchemyError, ImportError) as exc:
-        raise BackendError(f"cannot use the consumer database {parsed!r}: {exc}") from exc
-    if parsed.get_backend_name() == "sqlite":
-        _begin_immediate(engine)
-    return engine
-
-
-def _begin_immediate(engine: Engine) -> None:
-    """SQLite: take the write lock when a transaction begins. With the default
-    deferred BEGIN, two writers that both read first deadlock on the upgrade and
-    one fails at once with "database is locked", whatever the busy timeout."""
-
-    @event.listens_for(engine, "connect")
-    def _no_implicit_begin(dbapi_connection, _record):
-        dbapi_connection.isolation_level = None
-
-    @event.listens_for(engine, "begin")
-    def _immediate(conn):
-        conn.exec_driver_sql("BEGIN IMMEDIATE")
+    # Every transaction of a consumer writes (claims, positions, outcomes): each
+    # takes SQLite's write lock as it begins. With a deferred BEGIN, two writers
+    # that both read first deadlock on the upgrade and one fails at once with
+    # "database is locked", whatever the busy timeout.
+    return sql.open_engine(url, "consumer database").execution_options(**{sql.WRITER: True})
 
 
 def dispose_engines() -> None:
@@ -257,20 +221,6 @@ def dispose_engines() -> None:
         for engine in _ENGINES.values():
             engine.dispose()
         _ENGINES.clear()
-
-
-def _insert_ignore(conn: Connection, table: Table, rows: list[dict]) -> None:
-    """INSERT rows, silently keeping the existing row on a unique conflict."""
-    if not rows:
-        return
-    dialect = conn.dialect.name
-    if dialect == "postgresql":
-        from sqlalchemy.dialects.postgresql import insert
-    elif dialect == "sqlite":
-        from sqlalchemy.dialects.sqlite import insert
-    else:  # pragma: no cover - the project supports SQLite and PostgreSQL
-        raise BackendError(f"consumers support SQLite and PostgreSQL, not {dialect}")
-    conn.execute(insert(table).on_conflict_do_nothing(), rows)
 
 
 class Store:
@@ -299,7 +249,7 @@ class Store:
 
     def record_log_identity(self, conn: Connection, identity: str, now: float) -> None:
         """Within the caller's transaction; a concurrent first record keeps the first."""
-        _insert_ignore(conn, logs, [{"consumer": self.consumer, "identity": identity, "recorded_at": now}])
+        sql.insert_ignore(conn, logs, [{"consumer": self.consumer, "identity": identity, "recorded_at": now}])
 
     def reset_positions(self) -> None:
         with self._begin() as conn:
@@ -316,8 +266,8 @@ class Store:
         """Within the caller's transaction: the effects, dead letters and positions
         of a batch of records. Returns how many effects were new."""
         before = self._count_effects(conn)
-        _insert_ignore(conn, effects, [{**e, "consumer": self.consumer} for e in new_effects])
-        _insert_ignore(conn, dead_letters, [{**d, "consumer": self.consumer} for d in new_dead_letters])
+        sql.insert_ignore(conn, effects, [{**e, "consumer": self.consumer} for e in new_effects])
+        sql.insert_ignore(conn, dead_letters, [{**d, "consumer": self.consumer} for d in new_dead_letters])
         for partition, offset in new_positions.items():
             moved = conn.execute(
                 update(positions)
@@ -331,7 +281,7 @@ class Store:
             if not moved:
                 # Either the first position of this partition, or another process of
                 # the same consumer is already further: never move a position back.
-                _insert_ignore(
+                sql.insert_ignore(
                     conn,
                     positions,
                     [{"consumer": self.consumer, "partition": partition, "offset": offset, "updated_at": now}],
@@ -425,7 +375,7 @@ class Store:
                 .where(effects.c.id == effect.id)
                 .values(status=DEAD, last_error=reason, finished_at=now, updated_at=now, claimed_at=None)
             )
-            _insert_ignore(
+            sql.insert_ignore(
                 conn,
                 dead_letters,
                 [
@@ -508,13 +458,13 @@ class _Wrapped:
             self._cm = self.engine.begin() if self.begin else self.engine.connect()
             return self._cm.__enter__()
         except SQLAlchemyError as exc:
-            raise BackendError(f"consumer database unavailable: {_reason(exc)}") from exc
+            raise BackendError(f"consumer database unavailable: {sql.reason(exc)}") from exc
 
     def __exit__(self, exc_type, exc, tb):
         try:
             result = self._cm.__exit__(exc_type, exc, tb)
         except SQLAlchemyError as error:
-            raise BackendError(f"consumer database write failed: {_reason(error)}") from error
+            raise BackendError(f"consumer database write failed: {sql.reason(error)}") from error
         if isinstance(exc, SQLAlchemyError):
-            raise BackendError(f"consumer database error: {_reason(exc)}") from exc
+            raise BackendError(f"consumer database error: {sql.reason(exc)}") from exc
         return result

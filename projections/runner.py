@@ -24,7 +24,6 @@ which log they follow (:mod:`ledger.log_identity`) with the first batch, and ref
 
 from __future__ import annotations
 
-import time
 from collections.abc import Callable, Iterable, Iterator, Sequence
 from dataclasses import dataclass, field
 from contextlib import suppress
@@ -33,7 +32,8 @@ from itertools import islice
 from sqlalchemy import select
 from sqlalchemy.engine import Connection, Engine
 
-from ledger import codec, log_identity
+from ledger import codec
+from ledger.follow import LogFollower, Stop, backoff
 from ledger.errors import BackendError, DecodeError, InputError, LedgerError
 from ledger.events import GENESIS_HASH, Event
 from ledger.log import EventLog, StoredRecord
@@ -145,9 +145,8 @@ class Runner:
         self.as_of = as_of
         self.batch_size = batch_size
         self._created = False
-        self._log: EventLog | None = None
-        self._log_id: str | None = None
-        """The identity of the log being applied, once checked against the database's."""
+        self._follower: LogFollower | None = None
+        """The log being applied, once checked against the one the views follow."""
         self._committed: dict[str, dict[int, int]] | None = None
         """The positions this runner's last batch committed. While the database still
         holds exactly these at the start of a batch, nobody else wrote the views and
@@ -262,25 +261,22 @@ class Runner:
     def _check_log(self, log: EventLog) -> None:
         """Refuse, before anything is applied, a log other than the one the views
         follow; reads one record (once per runner and log)."""
-        if self._log is log:
+        if self._follower is not None and self._follower.log is log:
             return
         with db.errors("reading the projection metadata", self.engine), self.engine.connect() as conn:
             recorded = db.get_meta(conn, "log")
-        self._log_id = log_identity.check(log, recorded, what=self._what(), remedy=self._REMEDY)
-        self._log = log
+        follower = LogFollower(log, what=self._what, remedy=self._REMEDY)
+        follower.check(recorded)
+        self._follower = follower
 
     def _record_log(self, conn: Connection) -> None:
         """Inside a write transaction: record the log the views follow, or refuse
         if another runner recorded a different one meanwhile."""
-        if self._log_id is None and self._log is not None:
-            found = log_identity.identify(self._log)  # the log was empty when checked
-            self._log_id = str(found) if found is not None else None
-        recorded = db.get_meta(conn, "log")
-        if recorded is None:
-            if self._log_id is not None:
-                db.set_meta(conn, "log", self._log_id)
-        elif recorded != self._log_id and self._log is not None:
-            log_identity.refuse(self._log, recorded, what=self._what(), remedy=self._REMEDY)
+        if self._follower is None:
+            return
+        identity = self._follower.to_record(db.get_meta(conn, "log"))
+        if identity is not None:
+            db.set_meta(conn, "log", identity)
 
     # --- applying ----------------------------------------------------------------------
 
@@ -492,45 +488,33 @@ class Runner:
         from the stored positions as after any restart."""
         if self.as_of is not None:
             raise InputError("a projection cut as of a time or position cannot follow the log")
-        should_stop = should_stop or (lambda: False)
+        stop = Stop(should_stop=should_stop or (lambda: False))
+        follower = LogFollower(log, what=self._what, remedy=self._REMEDY)
         total = RunReport()
         ends: dict[int, int] | None = None
         failures = 0
-        while not should_stop():
+        while not stop():
             try:
                 # Reading the log's end is cheap; reading the log (a new consumer on
                 # Kafka) is not: skip the read while the end has not moved.
-                now = self._ends(log)
+                now = follower.ends()
                 idle = now is not None and now == ends
-                report = RunReport() if idle else self.run(log, on_batch=on_batch, should_stop=should_stop)
+                report = RunReport() if idle else self.run(log, on_batch=on_batch, should_stop=stop)
                 ends, failures = now, 0
             except BackendError as exc:
                 failures += 1
-                delay = min(60.0, poll_interval * 2**failures)
+                delay = backoff(failures, poll_interval)
                 if on_error is not None:
                     on_error(exc, delay)
-                self._sleep(delay, should_stop)
+                stop.wait(delay)
                 continue
             for name in ("records", "unreadable", "batches"):
                 setattr(total, name, getattr(total, name) + getattr(report, name))
             for partition, offset in report.positions.items():
                 total.positions[partition] = max(offset, total.positions.get(partition, -1))
             if report.records == 0:
-                self._sleep(poll_interval, should_stop)
+                stop.wait(poll_interval)
         return total
-
-    @staticmethod
-    def _ends(log: EventLog) -> dict[int, int] | None:
-        try:
-            return log.end_offsets()
-        except NotImplementedError:
-            return None
-
-    @staticmethod
-    def _sleep(seconds: float, should_stop: Callable[[], bool]) -> None:
-        deadline = time.monotonic() + seconds
-        while not should_stop() and time.monotonic() < deadline:
-            time.sleep(min(0.05, seconds))
 
 
 def project(

@@ -2,6 +2,6 @@
 group, :mod:`ledger.cli.base` what every command shares, and one module per area
 holds its commands (write, query, project, consume, data, demo)."""
 
-from ledger.cli.root import main
+from ledger.cli.root import main, run
 
-__all__ = ["main"]
+__all__ = ["main", "run"]

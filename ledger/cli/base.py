@@ -23,7 +23,7 @@ import click
 from pydantic import ValidationError
 
 from ledger import parsing
-from ledger.errors import BackendError, InputError, LedgerError
+from ledger.errors import InputError, LedgerError
 
 EXIT_OK, EXIT_REJECTED, EXIT_BAD_INPUT, EXIT_BACKEND, EXIT_NOT_FOUND = 0, 1, 2, 3, 4
 EXIT_DRIFT = 5
@@ -75,16 +75,10 @@ def open_ledger(ctx: click.Context, *, must_exist: bool = False):
 
 def reachable(engine) -> None:
     """Fail with one line when the database cannot be reached."""
-    from sqlalchemy.exc import SQLAlchemyError
+    from ledger import sql
 
-    from projections import db
-
-    try:
-        with engine.connect():
-            pass
-    except SQLAlchemyError as exc:
-        reason = str(getattr(exc, "orig", None) or exc).strip().splitlines() or ["no reason given"]
-        raise BackendError(f"cannot reach the projection database {db.describe(engine)}: {reason[0]}") from exc
+    with sql.errors(f"cannot reach the projection database {sql.describe(engine)}"), engine.connect():
+        pass
 
 
 def open_views_db(ctx: click.Context, url: str | None = None, *, check: bool = True):

@@ -1,3 +1,5 @@
-"""Data quality: data contracts and datasets (:mod:`.datasets`), units
-(:mod:`.units`), drift statistics (:mod:`.drift`) and the monitoring steps that
-record snapshots and drift alerts in the ledger (:mod:`.monitoring`)."""
+"""Data quality. Pure: data contracts and the checks, statistics and hashing of a
+dataset (:mod:`.contracts`), units (:mod:`.units`), drift statistics
+(:mod:`.drift`). With I/O: reading CSV files and keeping checked data
+(:mod:`.datasets`), and recording snapshots and drift alerts in the ledger
+(:mod:`.monitoring`)."""

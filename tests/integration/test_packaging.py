@@ -31,7 +31,7 @@ def test_wheel_ships_every_published_schema_and_the_catalogue(wheel):
     assert published, "no schemas found in the checkout"
     assert published <= names
     assert "ledger/schemas/catalogue.json" in names
-    assert "ledger/cli.py" in names and "projections/__init__.py" in names and "consumers/__init__.py" in names
+    assert "ledger/cli/__init__.py" in names and "ledger/data/__init__.py" in names and "projections/__init__.py" in names and "consumers/__init__.py" in names
 
 
 def test_installed_package_decodes_with_its_own_schemas(wheel, tmp_path):

@@ -16,7 +16,15 @@ import pytest
 
 ROOT = Path(__file__).resolve().parents[2]
 PACKAGES = ("ledger", "projections", "consumers")
-PURE = ("ledger.events", "ledger.rules", "ledger.chain", "ledger.parsing", "ledger.data.drift", "ledger.data.units")
+PURE = (
+    "ledger.events",
+    "ledger.rules",
+    "ledger.chain",
+    "ledger.parsing",
+    "ledger.data.contracts",
+    "ledger.data.drift",
+    "ledger.data.units",
+)
 IO_LIBRARIES = ("kafka", "fastavro", "sqlalchemy", "click")
 CLI = "ledger.cli"
 
@@ -163,3 +171,28 @@ def test_only_the_cli_imports_the_cli():
 def test_no_import_circles():
     cycles = _cycles()
     assert not cycles, "import circles:\n" + "\n".join(" <-> ".join(c) for c in cycles)
+
+
+@pytest.mark.parametrize(("package", "other"), [("projections", "consumers"), ("consumers", "projections")])
+def test_projections_and_consumers_do_not_import_each_other(package, other):
+    # What both need lives below them (ledger.sql, ledger.follow).
+    offences = [
+        f"{name} imports {target}"
+        for name, targets in sorted(EDGES.items())
+        if name.split(".")[0] == package
+        for target in sorted(targets)
+        if target.split(".")[0] == other
+    ]
+    assert not offences, "\n".join(offences)
+
+
+def test_the_core_imports_nothing_above_it():
+    above = ("projections", "consumers", CLI)
+    offences = [
+        f"{name} imports {target}"
+        for name, targets in sorted(EDGES.items())
+        if name.split(".")[0] == "ledger" and not (name == CLI or name.startswith(CLI + "."))
+        for target in sorted(targets)
+        if any(target == a or target.startswith(a + ".") for a in above)
+    ]
+    assert not offences, "\n".join(offences)
