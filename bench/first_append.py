@@ -65,8 +65,8 @@ def prepare(path: Path, events: int) -> int:
             have += len(batch)
         if started is not None:
             print(f"appended a stream of {have} events in {time.perf_counter() - started:.1f} s (once; cached in {path})")
-        for draft in _life("fresh"):  # the small model of the comparison, in the same file
-            if ledger.state("fresh").sequence == 0:
+        if ledger.state("fresh").sequence < 5:  # the small model of the comparison, in the same file
+            for draft in _life("fresh")[ledger.state("fresh").sequence :]:
                 ledger.emit(draft)
     return have
 
