@@ -37,6 +37,7 @@ from consumers.runner import (
     RetryPolicy,
 )
 from ledger.errors import InputError
+from ledger.parsing import validation_message
 from ledger.events import BY_CLI_NAME, BY_TYPE, Event
 
 NAME = "notify"
@@ -237,9 +238,7 @@ class NotifyConfig(_Settings):
         try:
             return cls.model_validate(data)
         except ValidationError as exc:
-            problems = "; ".join(
-                f"{'.'.join(str(p) for p in e['loc']) or 'config'}: {e['msg']}" for e in exc.errors()
-            )
+            problems = validation_message(exc, "config")
             raise InputError(f"bad notification configuration in {source}: {problems}") from exc
 
     @classmethod

@@ -136,3 +136,13 @@ def parse_environment(text: str) -> str:
             f"malformed environment {text!r}: a letter or digit, then up to 63 letters, digits, '.', '_' or '-'"
         )
     return text
+
+
+def validation_message(exc, whole: str = "event") -> str:
+    """A pydantic ``ValidationError`` as one line: ``field: problem; field: problem``
+    (``whole`` names the object when the problem is not in one field)."""
+    parts = []
+    for error in exc.errors():
+        where = ".".join(str(p) for p in error["loc"]) or whole
+        parts.append(f"{where}: {error['msg']}")
+    return "; ".join(parts)

@@ -23,21 +23,13 @@ import click
 from pydantic import ValidationError
 
 from ledger import parsing
+from ledger.parsing import validation_message
 from ledger.errors import InputError, LedgerError
 
 EXIT_OK, EXIT_REJECTED, EXIT_BAD_INPUT, EXIT_BACKEND, EXIT_NOT_FOUND = 0, 1, 2, 3, 4
 EXIT_DRIFT = 5
 """``ledger drift check``: drift detected and recorded (or already recorded)."""
 EXIT_INTERRUPTED = 130
-
-
-def validation_message(exc: ValidationError, whole: str = "event") -> str:
-    """A pydantic error as one line: ``field: problem; field: problem``."""
-    parts = []
-    for error in exc.errors():
-        where = ".".join(str(p) for p in error["loc"]) or whole
-        parts.append(f"{where}: {error['msg']}")
-    return "; ".join(parts)
 
 
 class LedgerGroup(click.Group):
