@@ -71,7 +71,7 @@ def settle(engine: Engine) -> None:
     with errors("writing the views to disk", engine), engine.connect() as conn:
         raw = conn.connection.dbapi_connection
         raw.execute("PRAGMA synchronous=FULL")
-        raw.execute("PRAGMA wal_checkpoint(FULL)")
+        raw.execute("PRAGMA wal_checkpoint(TRUNCATE)")  # and leave no large log behind for readers
 
 
 def damage(engine: Engine) -> str | None:
