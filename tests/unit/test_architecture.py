@@ -27,6 +27,7 @@ PURE = (
     "ledger.merkle",
     "ledger.notes",
     "ledger.data.feedback",
+    "ledger.rule_snapshots",
 )
 IO_LIBRARIES = ("kafka", "fastavro", "sqlalchemy", "click")
 CLI = "ledger.cli"
