@@ -52,7 +52,7 @@ def check_story(output: str, model: str) -> None:
     # it ends with the lead times (the alert answered by v2, none open) and the report
     assert f"$ ledger metrics --model {model}" in output
     assert re.search(r"drift_to_replacement\s+1\s+0\s", output)
-    assert re.search(r"training_to_production\s+production\s+2\s", output)
+    assert re.search(r"training_to_production\s+production\s+3\s", output)  # v1, v2 and v3 reached production
     assert f"wrote the audit report to demo/{model}/report.html" in output
 
 
