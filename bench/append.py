@@ -10,6 +10,10 @@ Prints accepted events/s for
   new writer fence the other (``init_transactions``), the cost of the embedded
   single-writer protocol when processes interleave.
 
+Beside the embedded figures it prints SQLite's own rate (one row per transaction,
+synchronous=FULL) and, when ``eventsourcing`` is installed, the peer Python event
+store's rates on SQLite, measured in the same run.
+
 Each run uses a fresh SQLite file and a fresh Kafka topic (deleted afterwards).
 The broker defaults to ``LEDGER_TEST_KAFKA``, else ``scripts/kafka.sh bootstrap``.
 """
@@ -18,6 +22,7 @@ from __future__ import annotations
 
 import argparse
 import os
+import sqlite3
 import subprocess
 import tempfile
 import time
@@ -69,6 +74,68 @@ def batched(url: str, batches: int, size: int) -> str:
         return _rate(batches * size, time.perf_counter() - started)
 
 
+def sqlite_rows(path: Path, rows: int, size: int) -> str:
+    """SQLite's own rate: one INSERT per transaction, WAL, synchronous=FULL — the
+    floor under any embedded append that is durable when it answers."""
+    conn = sqlite3.connect(path, isolation_level=None)
+    conn.execute("PRAGMA journal_mode=WAL")
+    conn.execute("PRAGMA synchronous=FULL")
+    conn.execute("CREATE TABLE rows (position INTEGER PRIMARY KEY AUTOINCREMENT, key TEXT, data BLOB)")
+    payload = os.urandom(size)
+    started = time.perf_counter()
+    for i in range(rows):
+        conn.execute("BEGIN IMMEDIATE")
+        conn.execute("INSERT INTO rows (key, data) VALUES (?, ?)", (f"row-{i}", payload))
+        conn.execute("COMMIT")
+    elapsed = time.perf_counter() - started
+    conn.close()
+    return _rate(rows, elapsed)
+
+
+def peer(path: Path, events: int, batches: int, size: int) -> tuple[str, str] | None:
+    """pyeventsourcing's SQLite recorder, when installed (``pip install
+    eventsourcing``): an aggregate's events saved one per transaction, then
+    ``size`` per transaction. Its events are small (one string attribute); ours
+    carry a data contract and statistics."""
+    try:
+        from eventsourcing.application import Application
+        from eventsourcing.domain import Aggregate, event
+    except ImportError:
+        return None
+
+    class Stream(Aggregate):
+        @event("Started")
+        def __init__(self, name: str):
+            self.name = name
+
+        @event("Noted")
+        def note(self, text: str) -> None:
+            pass
+
+    def app(name: str) -> Application:
+        return Application(env={"PERSISTENCE_MODULE": "eventsourcing.sqlite", "SQLITE_DBNAME": str(path / name)})
+
+    one = app("peer-single.db")
+    stream = Stream("single")
+    one.save(stream)
+    started = time.perf_counter()
+    for i in range(events):
+        stream.note(f"single-{i}")
+        one.save(stream)
+    single_rate = _rate(events, time.perf_counter() - started)
+
+    many = app("peer-batched.db")
+    streams = [Stream(model) for model in MODELS]
+    many.save(*streams)
+    started = time.perf_counter()
+    for b in range(batches):
+        stream = streams[b % len(streams)]
+        for i in range(size):
+            stream.note(f"batch-{b}-{i}")
+        many.save(stream)
+    return single_rate, _rate(batches * size, time.perf_counter() - started)
+
+
 def alternating(url: str, switches: int) -> str:
     with Ledger.open(url) as first, Ledger.open(url) as second:
         first.emit(samples.snapshot("ping-pong", "warm-up"))
@@ -100,10 +167,21 @@ def main() -> None:
     parser.add_argument("--partitions", type=int, default=3)
     args = parser.parse_args()
 
+    print(f"load average {os.getloadavg()[0]:.1f} on {os.cpu_count()} CPUs (figures below are from this one run)")
     with tempfile.TemporaryDirectory() as tmp:
         print("embedded (SQLite, synchronous=FULL)")
         print("  single  ", single(f"sqlite:///{Path(tmp) / 'single.db'}", args.events))
         print("  batched ", batched(f"sqlite:///{Path(tmp) / 'batched.db'}", args.batches, args.batch_size))
+        size = len(samples.snapshot("churn", "size").model_dump_json())
+        print(f"SQLite itself, one {size}-byte row per transaction, WAL, synchronous=FULL")
+        print("  single  ", sqlite_rows(Path(tmp) / "raw.db", args.events, size))
+        rates = peer(Path(tmp), args.events, args.batches, args.batch_size)
+        if rates is None:
+            print("peer (pyeventsourcing on SQLite): not installed (pip install eventsourcing)")
+        else:
+            print("peer (pyeventsourcing on SQLite, its defaults)")
+            print("  single  ", rates[0])
+            print("  batched ", rates[1])
 
     bootstrap = None if args.no_kafka else (args.kafka or _default_kafka())
     if not bootstrap:

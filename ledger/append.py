@@ -14,7 +14,7 @@ from collections.abc import Callable, Iterable
 from dataclasses import dataclass
 from datetime import datetime
 
-from ledger import codec, rules
+from ledger import codec, rule_snapshots, rules
 from ledger.errors import ConflictError, DecodeError, InputError, RuleViolation
 from ledger.events import Event, utcnow
 from ledger.log import EventLog, NewRecord, Position, StoredRecord, StreamView
@@ -91,6 +91,16 @@ def _nul_field(value, path: str = "") -> str | None:
     return None
 
 
+def _nul_in(draft: Event) -> str | None:
+    """Where ``draft`` holds a NUL character, if anywhere. One pass of pydantic's
+    own serializer finds whether it does (JSON writes a NUL, in a value or a key, as
+    ``\\u0000``); only then is the event walked to name the field — the walk over
+    every field of every event was most of a batched append's time."""
+    if "\\u0000" not in draft.model_dump_json():
+        return None
+    return _nul_field(draft.model_dump(mode="json"))
+
+
 def _same_action(stored: Event, draft: Event) -> bool:
     ignore = {"sequence", "prev_hash", "recorded_at", "replaced_version"}
     if "occurred_at" not in draft.model_fields_set:
@@ -107,6 +117,8 @@ class Appender:
         self.log = log
         self.clock = clock
         self._states: dict[str, rules.ModelState] = {}
+        self._snapshot_at: dict[str, int] = {}
+        """Per model, the sequence of the last rule-state snapshot seen or written."""
         self._lock = threading.Lock()
 
     def state(self, view: StreamView, model: str) -> rules.ModelState:
@@ -118,7 +130,41 @@ class Appender:
             return cached
         if cached is not None and cached.sequence < head.sequence:
             return fold(model, view.records_after(cached.sequence), cached)
+        start = self._from_snapshot(view, model, head)
+        if start is not None:
+            return fold(model, view.records_after(start.sequence), start)
         return fold(model, view.records_after(0))
+
+    def _from_snapshot(self, view: StreamView, model: str, head) -> rules.ModelState | None:
+        """The stream's snapshot state, if the log still holds, at its sequence, an
+        event whose stored bytes hash to the hash it was computed at."""
+        snapshot = view.snapshot()
+        if snapshot is None or snapshot.sequence > head.sequence:
+            return None
+        self._snapshot_at[model] = snapshot.sequence
+        state = rule_snapshots.loads(snapshot.state)
+        if state is None or (state.model, state.sequence, state.last_hash) != (model, snapshot.sequence, snapshot.hash):
+            return None
+        at = next(iter(view.records_after(snapshot.sequence - 1)), None)
+        if at is None or at.sequence != snapshot.sequence or at.hash != snapshot.hash:
+            return None
+        if at.recorded_hash is not None and at.recorded_hash != snapshot.hash:
+            return None
+        return state
+
+    def keep_snapshot(self, view: StreamView, state: rules.ModelState) -> int | None:
+        """Store a snapshot with this append (``state`` is the stream's state after
+        it) once the stream grew by :data:`rule_snapshots.EVERY` events since the
+        last one; returns its sequence, for :meth:`remember` once committed."""
+        last = self._snapshot_at.get(state.model)
+        if last is None:
+            found = view.snapshot()
+            last = found.sequence if found is not None else 0
+            self._snapshot_at[state.model] = last
+        if state.sequence - last < rule_snapshots.EVERY:
+            return None
+        view.keep(rule_snapshots.Snapshot(state.sequence, state.last_hash, rule_snapshots.dumps(state)))
+        return state.sequence
 
     def append(self, events: Iterable[Event], *, expected_sequence: int | None = None) -> list[Accepted]:
         """Append drafts of one model atomically: all are accepted or none.
@@ -133,22 +179,27 @@ class Appender:
         def plan(view: StreamView) -> list[NewRecord]:
             # A backend calls plan again after losing a race: only the last run counts.
             outcome.clear()
+            known = view.find_all([str(d.event_id) for d in drafts])
             decision = decide(
-                self.state(view, model), view.find, drafts,
+                self.state(view, model), known.get, drafts,
                 expected_sequence=expected_sequence, clock=self.clock,
             )
             outcome["decision"] = decision
+            outcome["snapshot"] = self.keep_snapshot(view, decision.state) if decision.records else None
             return decision.records
 
         stored = self.log.append(model, plan)
         decision = outcome["decision"]
-        self.remember(model, decision.state)
+        self.remember(model, decision.state, outcome["snapshot"])
         return decision.answers(stored)
 
-    def remember(self, model: str, state: rules.ModelState) -> None:
-        """Keep ``state`` as the model's state after a committed append."""
+    def remember(self, model: str, state: rules.ModelState, snapshot: int | None = None) -> None:
+        """Keep ``state`` as the model's state after a committed append, and the
+        sequence of the snapshot it wrote, if it wrote one."""
         with self._lock:
             self._states[model] = state
+            if snapshot is not None:
+                self._snapshot_at[model] = snapshot
 
 
 def check_drafts(drafts: list[Event]) -> str:
@@ -162,7 +213,7 @@ def check_drafts(drafts: list[Event]) -> str:
     for draft in drafts:
         if not draft.is_draft:
             raise InputError(f"event {draft.event_id} already has a sequence; send drafts")
-        where = _nul_field(draft.model_dump(mode="json"))
+        where = _nul_in(draft)
         if where:
             # A NUL can be encoded but not stored by every database a view or an
             # auditor uses (PostgreSQL text refuses it): refuse it at the door.

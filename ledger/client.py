@@ -71,6 +71,9 @@ class Ledger:
         return fold(model, self.log.read(model=model))
 
     def verify(self, model: str | None = None, heads: dict[str, tuple[int, str]] | None = None) -> Report:
+        by_stream = getattr(self.log, "read_streams", None)
+        if model is None and by_stream is not None:
+            return verify(by_stream(), home=getattr(self.log, "partition_for", None), heads=heads, grouped=True)
         return verify(
             self.log.read(model=model), model=model, home=getattr(self.log, "partition_for", None), heads=heads
         )

@@ -97,6 +97,25 @@ class StreamView(ABC):
     def find(self, event_id: str) -> StoredRecord | None:
         """The stream's record with this event id, if any (for idempotent retries)."""
 
+    def snapshot(self):
+        """The stream's last rule-state snapshot (:class:`ledger.rule_snapshots.Snapshot`)
+        if the backend keeps them, else None."""
+        return None
+
+    def keep(self, snapshot) -> None:  # noqa: B027 - optional for backends
+        """Store ``snapshot`` with the records of this append, in the same atomic
+        write (a backend that keeps none ignores it)."""
+
+    def find_all(self, event_ids: Sequence[str]) -> dict[str, StoredRecord]:
+        """The stream's records with these event ids, by id (a backend may look
+        them up in one go)."""
+        found = {}
+        for event_id in event_ids:
+            record = self.find(event_id)
+            if record is not None:
+                found[event_id] = record
+        return found
+
 
 class EventLog(ABC):
     """A durable, append-only log of model streams."""

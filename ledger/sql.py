@@ -21,6 +21,7 @@ import math
 from collections.abc import Iterable, Sequence
 from contextlib import contextmanager
 from datetime import datetime, timezone
+from functools import lru_cache
 from pathlib import Path
 
 from sqlalchemy import String, Table, TypeDecorator, create_engine, event
@@ -36,6 +37,10 @@ WRITER = "ledger_writer"
 """Execution option: on SQLite, a transaction with it takes the write lock when it
 begins (``BEGIN IMMEDIATE``), so that two writers on one file queue instead of one
 failing half-way with "database is locked" when both read first."""
+
+SYNC = "ledger_sync"
+"""Execution option for a SQLite writer: its ``synchronous`` setting (OFF, NORMAL,
+FULL; NORMAL when not given) — see :func:`projections.db.writing`."""
 
 
 def open_engine(url: str, what: str = "database") -> Engine:
@@ -112,7 +117,11 @@ def _sqlite_engine(parsed, what: str) -> Engine:
 
     @event.listens_for(engine, "begin")
     def _begin(conn):
-        writer = conn.get_execution_options().get(WRITER, False)
+        options = conn.get_execution_options()
+        writer = options.get(WRITER, False)
+        if writer and not memory:
+            # Per transaction: a connection of the pool may have served a load.
+            conn.exec_driver_sql(f"PRAGMA synchronous={options.get(SYNC, 'NORMAL')}")
         conn.exec_driver_sql("BEGIN IMMEDIATE" if writer else "BEGIN")
 
     return engine
@@ -169,6 +178,7 @@ _LAST = datetime.max.replace(tzinfo=timezone.utc)
 _LAST_SECONDS = (_LAST - _EPOCH).total_seconds()
 
 
+@lru_cache(maxsize=4096)  # the events of one append share their recorded_at
 def iso(moment: datetime) -> str:
     """``moment`` as every time column stores it."""
     if moment.tzinfo is None:

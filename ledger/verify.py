@@ -76,8 +76,15 @@ def verify(
     anchors: dict[str, tuple[int, str]] | None = None,
     home: Callable[[str], int] | None = None,
     heads: dict[str, tuple[int, str]] | None = None,
+    *,
+    grouped: bool = False,
 ) -> Report:
     """Group ``records`` (in log order) by stream and report the first problem of each.
+
+    ``grouped``: the records come stream after stream (each stream in log order, the
+    streams in the order of their first record), as :meth:`SqliteLog.read_streams`
+    gives them; each stream is walked as soon as the next one starts, so a log of a
+    million events is verified holding one stream at a time.
 
     ``anchors`` gives, per model, the ``(sequence, hash)`` the first record links to
     when the records start mid-stream (an export with --since). ``home`` gives the
@@ -88,6 +95,21 @@ def verify(
     that very event — which is what catches events deleted from a stream's end."""
     report = Report()
     streams: dict[str, list[StoredRecord]] = {}
+    walkers = {}
+    # Only the hashes a recorded head names are kept once a stream is walked.
+    wanted: dict[str, set[int]] = {}
+    for name, (sequence, _) in (heads or {}).items():
+        wanted.setdefault(name, set()).add(sequence)
+
+    def walk(name: str, stream: list[StoredRecord]) -> None:
+        walker = walkers[name] = StreamWalker(name, codec.decode, (anchors or {}).get(name))
+        report.streams[name] = walker.walk(stream)
+        report.unreadable.extend(walker.unreadable)
+        keep = wanted.get(name, set())
+        walker.hashes = {s: h for s, h in walker.hashes.items() if s in keep}
+        walker.seen, walker.previous = {}, None
+
+    current: str | None = None
     for record in records:
         if model is not None and record.model != model:
             continue
@@ -108,12 +130,16 @@ def verify(
                 )
             )
             continue
+        if grouped and record.model != current:
+            # Stream after stream: the previous one is complete, walk it and let its
+            # records go (memory per stream, not per log).
+            if current is not None:
+                walk(current, streams.pop(current))
+            current = record.model
         streams.setdefault(record.model, []).append(record)
-    walkers = {}
-    for name, stream in streams.items():
-        walker = walkers[name] = StreamWalker(name, codec.decode, (anchors or {}).get(name))
-        report.streams[name] = walker.walk(stream)
-        report.unreadable.extend(walker.unreadable)
+    for name, stream in list(streams.items()):
+        walk(name, stream)
+    streams.clear()
     for name, (sequence, expected) in sorted((heads or {}).items()):
         if model is not None and name != model:
             continue

@@ -26,6 +26,7 @@ from ledger.events import (
     ModelTrained,
     PerformanceDegraded,
 )
+from projections import bulk
 from projections.asof import iso
 from projections.base import Item, Projection
 from projections.tables import audit_events
@@ -104,7 +105,7 @@ class Audit(Projection):
         # Audit rows depend on nothing already in the table: one multi-row insert.
         rows = [self._row(item) for item in items]
         if rows:
-            conn.execute(audit_events.insert(), rows)
+            bulk.insert(conn, audit_events, rows)
 
     @staticmethod
     def _row(item: Item) -> dict:
@@ -124,7 +125,7 @@ class Audit(Projection):
                 "sequence": record.sequence,
                 "event_id": None,
                 "summary": f"unreadable record quarantined: {item.problem}",
-                "hash": record.hash,
+                "hash": item.hash,
                 "prev_hash": None,
                 "chain": "unverifiable",
             }
@@ -141,7 +142,7 @@ class Audit(Projection):
             "sequence": event.sequence,
             "event_id": str(event.event_id),
             "summary": summarize(event),
-            "hash": record.hash,
+            "hash": item.hash,
             "prev_hash": event.prev_hash,
             "chain": item.chain,
         }

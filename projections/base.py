@@ -43,6 +43,12 @@ class Item:
     trail shows it, with a broken chain)."""
     first: bool = False
     """No earlier event of its model was applied by this projection."""
+    digest: str = ""
+    """SHA-256 of the record's bytes, computed once per record (see :attr:`hash`)."""
+
+    @property
+    def hash(self) -> str:
+        return self.digest or self.record.hash
 
     @property
     def partition(self) -> int:
@@ -53,9 +59,13 @@ class Item:
         return self.record.position.offset
 
 
+_JSON = json.JSONEncoder(sort_keys=True, separators=(",", ":"), default=str)
+"""One encoder for every call: ``json.dumps`` with options builds a new one each time."""
+
+
 def as_json(value) -> str:
     """JSON text with sorted keys: the same value always gives the same bytes."""
-    return json.dumps(value, sort_keys=True, separators=(",", ":"), default=str)
+    return _JSON.encode(value)
 
 
 class Projection:
@@ -70,6 +80,11 @@ class Projection:
 
     def handlers(self) -> dict[str, Callable[[Connection, Item], None]]:
         return {}
+
+    def forget(self) -> None:
+        """Drop whatever the projection keeps in memory between the batches of a run.
+        The runner calls it when the database may have changed under it (another
+        runner applied a batch, or a batch failed half-way)."""
 
     def apply(self, conn: Connection, items: Sequence[Item]) -> None:
         """Apply a batch, in order. Projections that can write a batch in fewer

@@ -42,13 +42,50 @@ def errors(what: str, engine: Engine | None = None):
     return sql.errors(f"projection database error while {what}{where}")
 
 
+_SQLITE_SYNC = {"load": "OFF", "normal": "NORMAL", "durable": "FULL"}
+
+
 @contextmanager
-def writing(engine: Engine):
-    """A write transaction, holding the projector's lock until it ends."""
-    with engine.execution_options(**{sql.WRITER: True}).begin() as conn:
+def writing(engine: Engine, sync: str = "normal"):
+    """A write transaction, holding the projector's lock until it ends.
+
+    ``sync="load"`` is for a bulk load (a rebuild): the commit does not wait for the
+    disk (SQLite ``synchronous=OFF``, PostgreSQL ``synchronous_commit=off``). A
+    process crash loses nothing either way; after an OS crash PostgreSQL only loses
+    the last commits, while SQLite's file may be damaged — which is why a load is
+    marked in the database first (:class:`projections.runner.Runner`) and
+    :func:`settle` makes it durable at the end. ``"durable"`` waits for the disk."""
+    with engine.execution_options(**{sql.WRITER: True, sql.SYNC: _SQLITE_SYNC[sync]}).begin() as conn:
         if conn.dialect.name == "postgresql":
             conn.exec_driver_sql(f"SELECT pg_advisory_xact_lock({_WRITER_LOCK})")
+            if sync == "load":
+                conn.exec_driver_sql("SET LOCAL synchronous_commit TO OFF")
         yield conn
+
+
+def settle(engine: Engine) -> None:
+    """Make everything committed so far durable (after commits made with
+    ``sync="load"``): on SQLite a checkpoint that syncs the log and the file."""
+    if engine.dialect.name != "sqlite" or engine.url.database in (None, "", ":memory:"):
+        return  # PostgreSQL flushes asynchronous commits on its own within a moment
+    with errors("writing the views to disk", engine), engine.connect() as conn:
+        raw = conn.connection.dbapi_connection
+        raw.execute("PRAGMA synchronous=FULL")
+        raw.execute("PRAGMA wal_checkpoint(TRUNCATE)")  # and leave no large log behind for readers
+
+
+def damage(engine: Engine) -> str | None:
+    """What SQLite's own check finds wrong with the file (None when sound, and on
+    PostgreSQL, which never leaves a damaged database after a crash)."""
+    if engine.dialect.name != "sqlite":
+        return None
+    with errors("checking the views' database file", engine), engine.connect() as conn:
+        found = [row[0] for row in conn.exec_driver_sql("PRAGMA quick_check")]
+    if found == ["ok"]:
+        return None
+    problems = [line for text in found for line in str(text).splitlines() if line.strip()]
+    more = f" and {len(problems) - 1} more" if len(problems) > 1 else ""
+    return f"{problems[0].strip()}{more}"
 
 
 def create(engine: Engine) -> None:

@@ -14,7 +14,7 @@ from collections.abc import Sequence
 from sqlalchemy.engine import Connection
 
 from ledger.events import FeedbackRecorded, PerformanceDegraded
-from projections import db
+from projections import bulk
 from projections.asof import iso
 from projections.base import Item, Projection, as_json
 from projections.tables import field_alerts, field_feedback
@@ -68,5 +68,5 @@ class FieldPerformance(Projection):
                 )
         # A forged copy of a record has the same position key only if it is the
         # same record: insert-unless-present keeps a re-applied batch harmless.
-        db.insert_ignore(conn, field_feedback, feedback)
-        db.insert_ignore(conn, field_alerts, alerts)
+        bulk.insert_ignore(conn, field_feedback, feedback)
+        bulk.insert_ignore(conn, field_alerts, alerts)

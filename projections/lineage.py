@@ -39,7 +39,7 @@ from ledger.events import (
     ModelTrained,
     PerformanceDegraded,
 )
-from projections import db
+from projections import bulk
 from projections.base import Item, Projection, as_json
 from projections.tables import lin_edges, lin_nodes
 
@@ -131,22 +131,29 @@ class Lineage(Projection):
         }
 
     # --- writing -----------------------------------------------------------------
-    # A batch collects its nodes and edges and writes them in two multi-row
-    # statements; "the latest node of a version" is looked up among the batch's
-    # own nodes first, then in the table.
+    # A batch collects its nodes and edges and writes them in two bulk statements;
+    # "the latest node of a version" is looked up among the nodes this run wrote
+    # first, then in the table.
+
+    def __init__(self):
+        self._latest_known: dict[tuple, str | None] = {}
+        """The latest node of (model, version, kind, environment) — or that there is
+        none — as of the last batch applied, kept across the batches of one run."""
+
+    def forget(self) -> None:
+        self._latest_known = {}
 
     def apply(self, conn: Connection, items: Sequence[Item]) -> None:
         self._nodes: list[dict] = []
         self._edges: list[dict] = []
-        self._latest_in_batch: dict[tuple, str] = {}
         try:
             super().apply(conn, items)
             # "Insert unless present": a forged copy of an event carries the same
             # event id, hence the same node and edge ids, and must not stop the fold.
-            db.insert_ignore(conn, lin_nodes, self._nodes)
-            db.insert_ignore(conn, lin_edges, self._edges)
+            bulk.insert_ignore(conn, lin_nodes, self._nodes)
+            bulk.insert_ignore(conn, lin_edges, self._edges)
         finally:
-            del self._nodes, self._edges, self._latest_in_batch
+            del self._nodes, self._edges
 
     def _node(self, item: Item, node_id: str, kind: str, label: str, attrs: dict, *, version=None, environment=None) -> None:
         self._nodes.append(
@@ -164,9 +171,9 @@ class Lineage(Projection):
             }
         )
         if version is not None:
-            self._latest_in_batch[(item.event.model, version, kind, None)] = node_id
+            self._latest_known[(item.event.model, version, kind, None)] = node_id
             if environment is not None:
-                self._latest_in_batch[(item.event.model, version, kind, environment)] = node_id
+                self._latest_known[(item.event.model, version, kind, environment)] = node_id
 
     def _edge(self, item: Item, src: str, dst: str, kind: str) -> None:
         self._edges.append(
@@ -184,15 +191,15 @@ class Lineage(Projection):
     def _latest(self, conn: Connection, model: str, version: int, kind: str, environment: str | None = None) -> str | None:
         """The most recent node of ``kind`` for the version (stream order)."""
         key = (model, version, kind, environment)
-        found = self._latest_in_batch.get(key)
-        if found is None:
-            params = {"model": model, "version": version, "kind": kind}
-            if environment is None:
-                found = conn.execute(_LATEST, params).scalar()
-            else:
-                found = conn.execute(_LATEST_IN_ENVIRONMENT, {**params, "environment": environment}).scalar()
-            if found is not None:
-                self._latest_in_batch[key] = found
+        if key in self._latest_known:
+            return self._latest_known[key]
+        params = {"model": model, "version": version, "kind": kind}
+        if environment is None:
+            found = conn.execute(_LATEST, params).scalar()
+        else:
+            found = conn.execute(_LATEST_IN_ENVIRONMENT, {**params, "environment": environment}).scalar()
+        # "None yet" is kept too: only this run's own later nodes can change it.
+        self._latest_known[key] = found
         return found
 
     # --- handlers ----------------------------------------------------------------

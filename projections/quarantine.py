@@ -12,7 +12,7 @@ from collections.abc import Sequence
 from sqlalchemy.engine import Connection
 
 from ledger.codec import HEADER_SIZE, MARKER
-from projections import db
+from projections import bulk
 from projections.base import Item, Projection
 from projections.tables import quarantine
 
@@ -44,4 +44,4 @@ class Quarantine(Projection):
             for item in items
             if item.event is None
         ]
-        db.insert_ignore(conn, quarantine, rows)
+        bulk.insert_ignore(conn, quarantine, rows)

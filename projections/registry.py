@@ -37,7 +37,7 @@ from ledger.events import (
     ModelRetired,
     ModelTrained,
 )
-from projections import db
+from projections import bulk
 from projections.base import Item, Projection, as_json
 from projections.tables import (
     reg_deployments,
@@ -94,30 +94,9 @@ _OPEN_STATES = select(reg_version_states).where(_s.model.in_(bindparam("models",
 _OPEN_DEPLOYMENTS = select(reg_deployments).where(
     _d.model.in_(bindparam("models", expanding=True)), _d.ended_offset.is_(None)
 )
-_CLOSE_STATE = (
-    update(reg_version_states)
-    .where(
-        _s.model == bindparam("k_model"),
-        _s.version == bindparam("k_version"),
-        _s.partition == bindparam("k_partition"),
-        _s.from_offset == bindparam("k_from"),
-    )
-    .values(to_offset=bindparam("n_to"), valid_to=bindparam("n_at"))
-)
-_END_DEPLOYMENT = (
-    update(reg_deployments)
-    .where(
-        _d.partition == bindparam("k_partition"),
-        _d.offset == bindparam("k_offset"),
-        _d.environment == bindparam("k_environment"),
-    )
-    .values(
-        ended_at=bindparam("n_at"),
-        ended_offset=bindparam("n_offset"),
-        ended_by=bindparam("n_by"),
-        end_reason=bindparam("n_reason"),
-    )
-)
+_STATE_KEY = ("model", "version", "partition", "from_offset")
+_DEPLOYMENT_KEY = ("partition", "offset", "environment")
+_DEPLOYMENT_END = ("ended_at", "ended_offset", "ended_by", "end_reason")
 _RETIRE_MODEL = (
     update(reg_models)
     .where(_m.model == bindparam("k_model"), _m.retired_offset.is_(None))
@@ -130,19 +109,63 @@ _RETIRE_MODEL = (
 )
 
 
+class _ByModel:
+    """``(model, key) -> row``, grouped by model so that what one model needs (its
+    open deployments, its versions) is found without looking at every other."""
+
+    def __init__(self):
+        self.by_model: dict[str, dict] = {}
+
+    def get(self, key: tuple, default=None):
+        return self.by_model.get(key[0], {}).get(key[1], default)
+
+    def __getitem__(self, key: tuple):
+        return self.by_model[key[0]][key[1]]
+
+    def __contains__(self, key: tuple) -> bool:
+        return key[1] in self.by_model.get(key[0], {})
+
+    def __setitem__(self, key: tuple, row: dict) -> None:
+        self.by_model.setdefault(key[0], {})[key[1]] = row
+
+    def __delitem__(self, key: tuple) -> None:
+        del self.by_model[key[0]][key[1]]
+
+    def of(self, model: str) -> dict:
+        return self.by_model.get(model, {})
+
+
+class _OpenState:
+    """The open state rows and open deployments of the models a run has seen, kept
+    in memory across the batches of one run (the runner calls
+    :meth:`Registry.forget` when the database may have changed under it)."""
+
+    def __init__(self):
+        self.states = _ByModel()
+        self.deployments = _ByModel()
+        self.loaded: set[str] = set()
+
+    def load(self, conn: Connection, models: Sequence[str]) -> None:
+        missing = sorted(set(models) - self.loaded)
+        for start in range(0, len(missing), 10_000):
+            chunk = missing[start : start + 10_000]
+            for row in conn.execute(_OPEN_STATES, {"models": chunk}).mappings():
+                self.states[(row["model"], row["version"])] = {**row, "_stored": True}
+            for row in conn.execute(_OPEN_DEPLOYMENTS, {"models": chunk}).mappings():
+                self.deployments[(row["model"], row["environment"])] = {**row, "_stored": True}
+        self.loaded.update(missing)
+
+
 class _Work:
     """One batch of the registry, folded in memory, written by :meth:`flush`."""
 
-    def __init__(self, conn: Connection, models: Sequence[str]):
+    def __init__(self, conn: Connection, models: Sequence[str], open_state: _OpenState | None = None):
         self.conn = conn
+        open_state = open_state or _OpenState()
+        open_state.load(conn, models)
         # (model, version) -> the open state row; (model, environment) -> the open deployment.
-        self.states: dict[tuple[str, int], dict] = {}
-        self.deployments: dict[tuple[str, str], dict] = {}
-        if models:
-            for row in conn.execute(_OPEN_STATES, {"models": sorted(models)}).mappings():
-                self.states[(row["model"], row["version"])] = {**row, "_stored": True}
-            for row in conn.execute(_OPEN_DEPLOYMENTS, {"models": sorted(models)}).mappings():
-                self.deployments[(row["model"], row["environment"])] = {**row, "_stored": True}
+        self.states = open_state.states
+        self.deployments = open_state.deployments
         self.new_states: list[dict] = []
         self.closed_states: list[dict] = []
         self.new_deployments: list[dict] = []
@@ -220,46 +243,17 @@ class _Work:
     def open_deployments(self, model: str, version: int | None = None) -> list[dict]:
         return [
             d
-            for (m, _env), d in sorted(self.deployments.items())
-            if m == model and (version is None or d["version"] == version)
+            for _env, d in sorted(self.deployments.of(model).items())
+            if version is None or d["version"] == version
         ]
 
     # --- writing -------------------------------------------------------------------
 
     def flush(self) -> None:
         conn = self.conn
-        if self.closed_states:
-            conn.execute(
-                _CLOSE_STATE,
-                [
-                    {
-                        "k_model": r["model"],
-                        "k_version": r["version"],
-                        "k_partition": r["partition"],
-                        "k_from": r["from_offset"],
-                        "n_to": r["to_offset"],
-                        "n_at": r["valid_to"],
-                    }
-                    for r in self.closed_states
-                ],
-            )
-        if self.ended_deployments:
-            conn.execute(
-                _END_DEPLOYMENT,
-                [
-                    {
-                        "k_partition": d["partition"],
-                        "k_offset": d["offset"],
-                        "k_environment": d["environment"],
-                        "n_at": d["ended_at"],
-                        "n_offset": d["ended_offset"],
-                        "n_by": d["ended_by"],
-                        "n_reason": d["end_reason"],
-                    }
-                    for d in self.ended_deployments
-                ],
-            )
-        db.insert_ignore(conn, reg_models, self.models)
+        bulk.update(conn, reg_version_states, self.closed_states, keys=_STATE_KEY, columns=("to_offset", "valid_to"))
+        bulk.update(conn, reg_deployments, self.ended_deployments, keys=_DEPLOYMENT_KEY, columns=_DEPLOYMENT_END)
+        bulk.insert_ignore(conn, reg_models, self.models)
         if self.retired_models:
             conn.execute(_RETIRE_MODEL, self.retired_models)
         for table, rows in (
@@ -269,8 +263,12 @@ class _Work:
             (reg_metrics, self.metrics),
             (reg_deployments, self.new_deployments),
         ):
-            if rows:
-                conn.execute(table.insert(), [{k: v for k, v in r.items() if k != "_stored"} for r in rows])
+            bulk.insert(conn, table, rows)
+        # Written now: a later batch of the run closes them with an UPDATE.
+        for row in self.new_states:
+            row["_stored"] = True
+        for row in self.new_deployments:
+            row["_stored"] = True
 
 
 class Registry(Projection):
@@ -289,9 +287,15 @@ class Registry(Projection):
             # the lineage and audit views.
         }
 
+    def __init__(self):
+        self._open = _OpenState()
+
+    def forget(self) -> None:
+        self._open = _OpenState()
+
     def apply(self, conn: Connection, items: Sequence[Item]) -> None:
         models = {item.event.model for item in items if item.event is not None}
-        self._work = _Work(conn, sorted(models))
+        self._work = _Work(conn, sorted(models), self._open)
         try:
             super().apply(conn, items)
             self._work.flush()
@@ -437,6 +441,6 @@ class Registry(Projection):
         )
         for deployment in work.open_deployments(e.model):
             work.end_deployment(item, deployment, "model retired")
-        versions = sorted(v for (m, v), state in work.states.items() if m == e.model and state["retired_at"] is None)
+        versions = sorted(v for v, state in work.states.of(e.model).items() if state["retired_at"] is None)
         for version in versions:
             work.change(item, e.model, version, **retired)

@@ -26,6 +26,7 @@ from __future__ import annotations
 
 from collections.abc import Callable, Iterable, Iterator, Sequence
 from dataclasses import dataclass, field
+from contextlib import suppress
 from itertools import islice
 
 from sqlalchemy import select
@@ -36,7 +37,7 @@ from ledger.follow import LogFollower, Stop, backoff
 from ledger.errors import BackendError, DecodeError, InputError, LedgerError
 from ledger.events import GENESIS_HASH, Event
 from ledger.log import EventLog, StoredRecord
-from projections import db, tables
+from projections import bulk, db, tables
 from projections.asof import AsOf, iso, iso_ms
 from projections.audit import Audit
 from projections.base import Item, Projection
@@ -46,6 +47,11 @@ from projections.quarantine import Quarantine
 from projections.registry import Registry
 
 DEFAULT_BATCH_SIZE = 500
+LOAD_BATCH_SIZE = 5000
+"""Records per transaction while loading (a rebuild from scratch), unless the
+caller chose a batch size."""
+LOADING = "loading"
+"""``proj_meta`` key present while a load is in progress or was interrupted."""
 
 
 def default_projections() -> list[Projection]:
@@ -81,17 +87,16 @@ class RunReport:
 def read_record(record: StoredRecord) -> tuple[Event | None, str | None, str | None]:
     """``(event, problem, at)``: the record's event, or why it is unreadable; and
     when the ledger recorded it (for an unreadable record, the backend's time)."""
-    appended = iso_ms(record.timestamp_ms)
     if not record.model:
-        return None, "record has no model key", appended
+        return None, "record has no model key", iso_ms(record.timestamp_ms)
     try:
         event = codec.decode(record.data)
     except DecodeError as exc:
-        return None, str(exc), appended
+        return None, str(exc), iso_ms(record.timestamp_ms)
     if event.model != record.model:
-        return None, f"the record's key names model {record.model!r} but the event is for {event.model!r}", appended
+        return None, f"the record's key names model {record.model!r} but the event is for {event.model!r}", iso_ms(record.timestamp_ms)
     if event.sequence is None or event.prev_hash is None or event.recorded_at is None:
-        return None, "not an accepted event: it has no sequence, prev_hash or recorded_at", appended
+        return None, "not an accepted event: it has no sequence, prev_hash or recorded_at", iso_ms(record.timestamp_ms)
     return event, None, iso(event.recorded_at)
 
 
@@ -101,6 +106,12 @@ class _Read:
     event: Event | None
     problem: str | None
     at: str | None
+    digest: str
+    """The SHA-256 of the record's bytes, computed once for every projection."""
+
+
+def _read(record: StoredRecord) -> _Read:
+    return _Read(record, *read_record(record), record.hash)
 
 
 def _chunks(iterable: Iterable, size: int) -> Iterator[list]:
@@ -116,8 +127,15 @@ class Runner:
         projections: Sequence[Projection] | None = None,
         *,
         as_of: AsOf | None = None,
-        batch_size: int = DEFAULT_BATCH_SIZE,
+        batch_size: int | None = None,
+        load: bool = False,
     ):
+        """``load``: fill the views as a bulk load (for a rebuild into empty tables):
+        transactions (of :data:`LOAD_BATCH_SIZE` records unless ``batch_size`` says
+        otherwise) committed without waiting for the disk, made durable when the run
+        ends (see :meth:`run`)."""
+        self._chosen_batch_size = batch_size
+        batch_size = DEFAULT_BATCH_SIZE if batch_size is None else batch_size
         if batch_size < 1:
             raise InputError(f"batch size must be at least 1, not {batch_size}")
         self.engine = engine
@@ -130,6 +148,14 @@ class Runner:
         self._created = False
         self._follower: LogFollower | None = None
         """The log being applied, once checked against the one the views follow."""
+        self._committed: dict[str, dict[int, int]] | None = None
+        """The positions this runner's last batch committed. While the database still
+        holds exactly these at the start of a batch, nobody else wrote the views and
+        what the runner and projections keep in memory (stream heads, open state) is
+        still the database's; otherwise it is dropped and read again."""
+        self._heads_known: dict[str, dict[str, tuple[int, str]]] = {}
+        self.load = load
+        self._sync = "normal"
 
     # --- positions -------------------------------------------------------------------
 
@@ -256,27 +282,37 @@ class Runner:
     # --- applying ----------------------------------------------------------------------
 
     def _heads(self, conn: Connection, projection: str, models: set[str]) -> dict[str, tuple[int, str]]:
-        if not models:
-            return {}
+        """The last event applied per model (kept across batches; a model this run
+        has not met is read from ``proj_streams``, an absent row meaning none)."""
+        known = self._heads_known.setdefault(projection, {})
+        missing = sorted(m for m in models if m not in known)
         s = tables.streams.c
-        rows = conn.execute(
-            select(s.model, s.sequence, s.hash).where(s.projection == projection, s.model.in_(sorted(models)))
-        )
-        return {model: (sequence, hash_) for model, sequence, hash_ in rows}
+        for start in range(0, len(missing), 10_000):
+            chunk = missing[start : start + 10_000]
+            rows = conn.execute(select(s.model, s.sequence, s.hash).where(s.projection == projection, s.model.in_(chunk)))
+            known.update({model: None for model in chunk})
+            known.update({model: (sequence, hash_) for model, sequence, hash_ in rows})
+        return {m: known[m] for m in models if known[m] is not None}
+
+    def _forget(self) -> None:
+        self._committed = None
+        self._heads_known = {}
+        for projection in self.projections:
+            projection.forget()
 
     def _items(self, reads: Sequence[_Read], heads: dict[str, tuple[int, str]], changed: set[str]) -> list[Item]:
         items = []
         for read in reads:
             event = read.event
             if event is None:
-                items.append(Item(read.record, None, read.problem, read.at, chain="unverifiable"))
+                items.append(Item(read.record, None, read.problem, read.at, chain="unverifiable", digest=read.digest))
                 continue
             head = heads.get(event.model)
             expected = head[1] if head else GENESIS_HASH
             stale = head is not None and event.sequence <= head[0]
             # Where the backend kept the hash of the bytes it was given, bytes that
             # no longer match it were altered in place: the link is broken too.
-            intact = read.record.recorded_hash is None or read.record.recorded_hash == read.record.hash
+            intact = read.record.recorded_hash is None or read.record.recorded_hash == read.digest
             items.append(
                 Item(
                     read.record,
@@ -286,31 +322,53 @@ class Runner:
                     chain="ok" if event.prev_hash == expected and intact else "broken",
                     stale=stale,
                     first=head is None,
+                    digest=read.digest,
                 )
             )
             if not stale:
-                heads[event.model] = (event.sequence, read.record.hash)
+                heads[event.model] = (event.sequence, read.digest)
                 changed.add(event.model)
         return items
 
     def _apply(self, reads: Sequence[_Read]) -> Batch:
+        try:
+            return self._apply_batch(reads)
+        except BaseException:
+            self._forget()  # rolled back: what was folded in memory is not in the database
+            raise
+
+    def _apply_batch(self, reads: Sequence[_Read]) -> Batch:
         applied: set = set()
         unreadable: set = set()
         moved: dict[int, int] = {}
-        with db.errors("applying a batch", self.engine), db.writing(self.engine) as conn:
+        with db.errors("applying a batch", self.engine), db.writing(self.engine, self._sync) as conn:
             self._record_log(conn)
             stored = self._stored_positions(conn)
+            if stored != self._committed:
+                self._forget()
+            committed = {name: dict(positions) for name, positions in stored.items()}
+            # Projections at the same positions with the same heads (the rule: they
+            # move together) see the very same items: built once.
+            built: dict[tuple, tuple] = {}
             for projection in self.projections:
                 done = stored[projection.name]
                 fresh = [r for r in reads if r.record.position.offset > done.get(r.record.position.partition, -1)]
                 if not fresh:
                     continue
                 models = {r.event.model for r in fresh if r.event is not None}
-                heads = self._heads(conn, projection.name, models)
-                changed: set[str] = set()
-                items = self._items(fresh, heads, changed)
+                before = self._heads(conn, projection.name, models)
+                key = tuple(sorted(done.items()))
+                if key in built and built[key][0] == before:
+                    _, heads, changed, items = built[key]
+                else:
+                    heads, changed = dict(before), set()
+                    items = self._items(fresh, heads, changed)
+                    built[key] = (before, heads, changed, items)
                 projection.apply(conn, items)
-                db.upsert(
+                known = self._heads_known[projection.name]
+                for m in changed:
+                    known[m] = heads[m]
+                bulk.upsert(
                     conn,
                     tables.streams,
                     [
@@ -326,7 +384,7 @@ class Runner:
                     applied.add(position)
                     if r.event is None:
                         unreadable.add(position)
-                db.upsert(
+                bulk.upsert(
                     conn,
                     tables.positions,
                     [{"projection": projection.name, "partition": p, "offset": o} for p, o in sorted(last.items())],
@@ -334,7 +392,9 @@ class Runner:
                 )
                 for partition, offset in last.items():
                     moved[partition] = max(offset, moved.get(partition, -1))
+                    committed[projection.name][partition] = max(offset, committed[projection.name].get(partition, -1))
             faults.reached("project-before-commit")  # tests only: applied, not committed
+        self._committed = committed
         return Batch(len(applied), len(unreadable), moved)
 
     def run(
@@ -355,18 +415,64 @@ class Runner:
                 self._record_log(conn)
                 db.set_meta(conn, "as_of", self._cut_mark())
         report = RunReport()
-        for chunk in _chunks(self._records(log, self._start(stored)), self.batch_size):
-            reads = [_Read(record, *read_record(record)) for record in chunk]
-            reads = [r for r in reads if self._inside(r)]
-            if reads:
-                batch = self._apply(reads)
-                if batch.records:
-                    report.add(batch)
-                    if on_batch is not None:
-                        on_batch(batch)
-            if should_stop is not None and should_stop():
-                break
+        loading = self._begin_load()
+        size = LOAD_BATCH_SIZE if loading and self._chosen_batch_size is None else self.batch_size
+        try:
+            for chunk in _chunks(self._records(log, self._start(stored)), size):
+                reads = [_read(record) for record in chunk]
+                reads = [r for r in reads if self._inside(r)]
+                if reads:
+                    batch = self._apply(reads)
+                    if batch.records:
+                        report.add(batch)
+                        if on_batch is not None:
+                            on_batch(batch)
+                if should_stop is not None and should_stop():
+                    break
+        except BaseException:
+            if loading:
+                with suppress(LedgerError):
+                    self._end_load()
+            raise
+        if loading:
+            self._end_load()
         return report
+
+    # --- loading -------------------------------------------------------------------
+    # A load commits without waiting for the disk. A killed process loses nothing
+    # (SQLite and PostgreSQL both keep every commit across a process crash), but on
+    # SQLite an OS crash or power cut can leave the file damaged. So the load is
+    # marked first, durably; the next run that finds the mark (the load was cut
+    # short) has SQLite check the file: sound, it resumes from the stored
+    # positions as after any crash; damaged, it refuses with one line saying to
+    # rebuild. A finished (or cleanly stopped) load syncs everything, then clears
+    # the mark, durably.
+
+    def _begin_load(self) -> bool:
+        with db.errors("reading the projection metadata", self.engine), self.engine.connect() as conn:
+            interrupted = db.get_meta(conn, LOADING) is not None
+        if interrupted:
+            damage = db.damage(self.engine)
+            if damage is not None:
+                raise BackendError(
+                    f"{self._what()} were being rebuilt when the process stopped, and the database is "
+                    f"damaged ({damage}): build the views again into a new database file "
+                    "(ledger --db sqlite:///NEW.db project --rebuild)"
+                )
+        if not (self.load or interrupted):
+            return False
+        if not interrupted:
+            with db.errors("marking a load", self.engine), db.writing(self.engine, "durable") as conn:
+                db.set_meta(conn, LOADING, "1")
+        self._sync = "load"
+        return True
+
+    def _end_load(self) -> None:
+        self._sync = "normal"
+        db.settle(self.engine)
+        with db.errors("ending a load", self.engine), db.writing(self.engine, "durable") as conn:
+            db.set_meta(conn, LOADING, None)
+        self.load = False
 
     def follow(
         self,
@@ -419,7 +525,7 @@ def project(
     *,
     rebuild: bool = False,
     as_of: AsOf | None = None,
-    batch_size: int = DEFAULT_BATCH_SIZE,
+    batch_size: int | None = None,
     on_batch: Callable[[Batch], None] | None = None,
     should_stop: Callable[[], bool] | None = None,
 ) -> RunReport:
@@ -427,7 +533,8 @@ def project(
     ``rebuild``; a cut always rebuilds, since it describes the views at one moment)."""
     if rebuild or as_of is not None:
         db.drop(engine)
-    runner = Runner(engine, as_of=as_of, batch_size=batch_size)
+    fresh = rebuild or as_of is not None
+    runner = Runner(engine, as_of=as_of, batch_size=batch_size, load=fresh)
     return runner.run(log, on_batch=on_batch, should_stop=should_stop)
 
 
@@ -436,7 +543,7 @@ def build(
     db_url: str | None = None,
     *,
     as_of: AsOf | None = None,
-    batch_size: int = DEFAULT_BATCH_SIZE,
+    batch_size: int | None = None,
 ) -> Engine:
     """Fold ``log`` (cut at ``as_of``) into fresh views and return the engine to
     query them with :mod:`projections.queries`. Without ``db_url`` the views live in

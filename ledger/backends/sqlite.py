@@ -15,6 +15,7 @@ from pathlib import Path
 
 from ledger.errors import BackendError, ConflictError, RuleViolation
 from ledger.log import EventLog, PlanFn, Position, RoundPlanFn, StoredRecord, StreamHead, StreamView
+from ledger.rule_snapshots import Snapshot
 
 SCHEMA = """
 CREATE TABLE IF NOT EXISTS events (
@@ -29,7 +30,16 @@ CREATE TABLE IF NOT EXISTS events (
     appended_ms  INTEGER NOT NULL,
     UNIQUE (model, sequence)
 );
+CREATE TABLE IF NOT EXISTS rule_snapshots (
+    model     TEXT    PRIMARY KEY,
+    sequence  INTEGER NOT NULL,
+    hash      TEXT    NOT NULL,
+    state     BLOB    NOT NULL
+);
 """
+"""``rule_snapshots``: per model stream, the rule state after one of its events, bound
+to that event's hash (:mod:`ledger.rule_snapshots`); written in the transaction of
+an append, never read by ``verify``."""
 
 _COLUMNS = "position, model, sequence, event_type, fingerprint, data, appended_ms, hash"
 
@@ -52,6 +62,16 @@ class _View(StreamView):
     def __init__(self, conn: sqlite3.Connection, model: str):
         self.conn = conn
         self.model = model
+        self.kept: Snapshot | None = None
+
+    def snapshot(self) -> Snapshot | None:
+        row = self.conn.execute(
+            "SELECT sequence, hash, state FROM rule_snapshots WHERE model = ?", (self.model,)
+        ).fetchone()
+        return Snapshot(row[0], row[1], bytes(row[2])) if row else None
+
+    def keep(self, snapshot: Snapshot) -> None:
+        self.kept = snapshot
 
     def head(self) -> StreamHead | None:
         row = self.conn.execute(
@@ -74,6 +94,19 @@ class _View(StreamView):
             (self.model, event_id),
         ).fetchone()
         return _record(row) if row else None
+
+    def find_all(self, event_ids) -> dict[str, StoredRecord]:
+        found: dict[str, StoredRecord] = {}
+        ids = list(event_ids)
+        for start in range(0, len(ids), 500):
+            chunk = ids[start : start + 500]
+            marks = ", ".join("?" * len(chunk))
+            rows = self.conn.execute(
+                f"SELECT event_id, {_COLUMNS} FROM events WHERE model = ? AND event_id IN ({marks})",
+                (self.model, *chunk),
+            )
+            found.update((row[0], _record(row[1:])) for row in rows)
+        return found
 
 
 class SqliteLog(EventLog):
@@ -123,35 +156,47 @@ class SqliteLog(EventLog):
             raise BackendError(f"cannot lock the embedded log {self.path}: {exc}") from exc
         records = []
         try:
-            records = plan(lambda name: _View(conn, name))
+            views: dict[str, _View] = {}
+
+            def view(name: str) -> _View:
+                # One view per stream and append, so a snapshot kept by any of a
+                # round's decisions on it is written below.
+                if name not in views:
+                    views[name] = _View(conn, name)
+                return views[name]
+
+            records = plan(view)
             now = int(time.time() * 1000)
-            stored = []
-            for record in records:
-                cursor = conn.execute(
-                    "INSERT INTO events (model, sequence, event_id, event_type, fingerprint, data, hash, appended_ms)"
-                    " VALUES (?, ?, ?, ?, ?, ?, ?, ?)",
-                    (
-                        record.model,
-                        record.sequence,
-                        record.event_id,
-                        record.event_type,
-                        record.fingerprint,
-                        record.data,
-                        record.hash,
-                        now,
-                    ),
+            hashes = [record.hash for record in records]
+            conn.executemany(
+                "INSERT INTO events (model, sequence, event_id, event_type, fingerprint, data, hash, appended_ms)"
+                " VALUES (?, ?, ?, ?, ?, ?, ?, ?)",
+                [
+                    (r.model, r.sequence, r.event_id, r.event_type, r.fingerprint, r.data, digest, now)
+                    for r, digest in zip(records, hashes)
+                ],
+            )
+            # Under the write lock, one statement's rows take consecutive positions
+            # (AUTOINCREMENT): the last one is the largest there is.
+            last = conn.execute("SELECT MAX(position) FROM events").fetchone()[0] if records else 0
+            first = last - len(records) + 1
+            stored = [
+                StoredRecord(
+                    Position(0, first + index),
+                    record.model,
+                    record.sequence,
+                    record.event_type,
+                    record.fingerprint,
+                    record.data,
+                    now,
+                    digest,
                 )
-                stored.append(
-                    StoredRecord(
-                        Position(0, cursor.lastrowid),
-                        record.model,
-                        record.sequence,
-                        record.event_type,
-                        record.fingerprint,
-                        record.data,
-                        now,
-                        record.hash,
-                    )
+                for index, (record, digest) in enumerate(zip(records, hashes))
+            ]
+            kept = [(name, v.kept.sequence, v.kept.hash, v.kept.state) for name, v in views.items() if v.kept is not None]
+            if kept:
+                conn.executemany(
+                    "INSERT OR REPLACE INTO rule_snapshots (model, sequence, hash, state) VALUES (?, ?, ?, ?)", kept
                 )
             conn.execute("COMMIT")
             return stored
@@ -206,6 +251,21 @@ class SqliteLog(EventLog):
                 "SELECT position, model, data FROM events WHERE position > ? ORDER BY position", (after,)
             ):
                 yield position, model, bytes(data)
+        finally:
+            conn.close()
+
+    def read_streams(self) -> Iterator[StoredRecord]:
+        """Every record, stream after stream: records without a model first, then
+        each model's in log order, models in the order of their first record (what
+        ``verify(..., grouped=True)`` takes)."""
+        conn = self._connect()
+        try:
+            conn.execute("BEGIN")  # one read snapshot for every stream
+            order = [row[0] for row in conn.execute("SELECT model FROM events GROUP BY model ORDER BY model != '', MIN(position)")]
+            for model in order:
+                for row in conn.execute(f"SELECT {_COLUMNS} FROM events WHERE model = ? ORDER BY position", (model,)):
+                    yield _record(row)
+            conn.execute("COMMIT")
         finally:
             conn.close()
 

@@ -15,7 +15,12 @@ from ledger.errors import InputError
 @click.option("--rebuild", is_flag=True, help="Drop the projection tables and replay the log from the start.")
 @click.option("--as-of", "as_of_time", metavar="TIME", default=None, help="Rebuild the views as they were at TIME (ISO-8601, recorded time; a bare date is midnight UTC at the start of that day).")
 @click.option("--as-of-position", metavar="P:O[,P:O…]", default=None, help="Rebuild the views as they were at these log positions (inclusive).")
-@click.option("--batch-size", type=click.IntRange(min=1), default=500, show_default=True, help="Events applied per database transaction.")
+@click.option(
+    "--batch-size",
+    type=click.IntRange(min=1),
+    default=None,
+    help="Events applied per database transaction [default: 500; 5000 in a --rebuild, a bulk load].",
+)
 @click.option("--poll-interval", type=click.FloatRange(min=0.01), default=1.0, show_default=True, help="With --follow, seconds between looks at the log when idle.")
 @click.option("-v", "--verbose", is_flag=True, help="Print a line per committed batch.")
 @click.pass_context
@@ -25,7 +30,7 @@ def project(
     rebuild: bool,
     as_of_time: str | None,
     as_of_position: str | None,
-    batch_size: int,
+    batch_size: int | None,
     poll_interval: float,
     verbose: bool,
 ) -> None:

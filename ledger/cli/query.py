@@ -15,6 +15,7 @@ forward.
 from __future__ import annotations
 
 import sys
+import time
 from collections import defaultdict
 
 import click
@@ -633,7 +634,17 @@ def replay(ctx, replay_db, as_of_time, as_of_position, force, no_verify, as_json
             total = sum(log.end_offsets().values())
         except NotImplementedError:
             total = None
-        with click.progressbar(length=total, label="replaying the log", file=sys.stderr) as bar:
+        started = time.monotonic()
+
+        def rate(_item) -> str:
+            done = bar.pos if bar is not None else 0
+            elapsed = time.monotonic() - started
+            return f"{done / elapsed:,.0f} records/s" if elapsed > 0 and done else ""
+
+        bar = None
+        with click.progressbar(
+            length=total, label="replaying the log", file=sys.stderr, show_eta=True, item_show_func=rate
+        ) as bar:
             reached: dict[int, int] = {}
 
             def advance(batch) -> None:

@@ -216,6 +216,7 @@ class PartitionWriter:
         def plan(views):
             outcome.clear()
             states: dict = {}
+            grown: set[str] = set()
             results: list[Decision | Exception] = []
             records = []
             for request in requests:
@@ -232,8 +233,13 @@ class PartitionWriter:
                     results.append(exc)
                     continue
                 states[request.model] = decision.state
+                if decision.records:
+                    grown.add(request.model)
                 records.extend(decision.records)
                 results.append(decision)
+            # A rule-state snapshot goes with the round's records, at each grown
+            # stream's state after the round (a backend that keeps none ignores it).
+            outcome["snapshots"] = {model: self.appender.keep_snapshot(views(model), states[model]) for model in grown}
             outcome["states"] = states
             outcome["results"] = results
             return records
@@ -254,7 +260,7 @@ class PartitionWriter:
             return
         self.failing_since = None
         for model, state in outcome["states"].items():
-            self.appender.remember(model, state)
+            self.appender.remember(model, state, outcome["snapshots"].get(model))
         events = 0
         for request, result in zip(requests, outcome["results"]):
             if isinstance(result, Exception):

@@ -4,6 +4,7 @@ backend refuses for a reason of its own fails alone."""
 
 from __future__ import annotations
 
+import sqlite3
 import time
 
 import pytest
@@ -76,3 +77,34 @@ def test_a_request_past_its_deadline_is_not_written(log):
     run_one_round(log, [late])
     assert "deadline" in str(late.future.exception())
     assert list(log.read()) == []
+
+
+def test_a_round_keeps_the_rule_state_snapshot_a_fresh_writer_starts_from(log, tmp_path, monkeypatch):
+    from ledger import append as append_module
+    from ledger import rule_snapshots
+    from ledger.client import Ledger
+    from ledger.events import DriftDetected
+
+    def drift(i):
+        return DriftDetected(model="churn", version=1, actor="monitor", environment="production", metric="psi",
+                             value=0.1 + i / 10_000, threshold=0.2, reference_snapshot_id="s1")
+
+    setup = request(samples.snapshot("churn", "s1"), samples.trained("churn"), samples.evaluated("churn"),
+                    samples.approved("churn"), samples.deployed("churn"))
+    checks = [request(*[drift(i) for i in range(start, start + 50)]) for start in range(0, 150, 50)]
+    run_one_round(log, [setup, *checks])
+    head = [(r.sequence, r.hash) for r in log.read(model="churn")][-1]
+    assert head[0] == 155 > rule_snapshots.EVERY
+    with sqlite3.connect(tmp_path / "log.db") as conn:
+        kept = conn.execute("SELECT sequence, hash FROM rule_snapshots WHERE model = 'churn'").fetchone()
+    assert kept == head  # the stream's state after the round, bound to its real head
+
+    folded: list[int] = []
+    real = append_module.fold
+    monkeypatch.setattr(append_module, "fold", lambda m, records, state=None: folded.append(len(records := list(records))) or real(m, records, state))
+    with Ledger.open(f"sqlite:///{tmp_path / 'log.db'}") as fresh:  # a new process's writer
+        with pytest.raises(RuleViolation) as refused:
+            fresh.emit(samples.trained("churn", snapshots=("s1",)))
+        assert refused.value.rule == "version-never-reused"
+        assert fresh.emit(drift(999)).event.sequence == 156
+    assert folded and max(folded) == 0  # started from the round's snapshot, not from event 1

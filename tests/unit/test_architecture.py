@@ -30,6 +30,7 @@ PURE = (
     "ledger.identity",
     "ledger.jsonio",
     "ledger.event_ids",
+    "ledger.rule_snapshots",
 )
 IO_LIBRARIES = ("kafka", "fastavro", "sqlalchemy", "click")
 CLI = "ledger.cli"
