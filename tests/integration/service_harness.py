@@ -12,6 +12,7 @@ import time
 from pathlib import Path
 
 import httpx
+import pytest
 
 from ledger.service.principals import add_principal
 
@@ -97,3 +98,23 @@ class Server:
 def client(server: Server, token: str | None) -> httpx.Client:
     headers = {"Authorization": f"Bearer {token}"} if token else {}
     return httpx.Client(base_url=server.url, headers=headers, timeout=30)
+
+# --- the fixtures the service tests share: each log backend, principals, a running service
+
+
+@pytest.fixture(params=["embedded", pytest.param("kafka", marks=pytest.mark.kafka)])
+def log_url(request, tmp_path):
+    if request.param == "embedded":
+        return f"sqlite:///{tmp_path / 'log.db'}"
+    return request.getfixturevalue("kafka_log_url")
+
+
+@pytest.fixture
+def tokens(tmp_path):
+    return make_principals(tmp_path / "principals.toml")
+
+
+@pytest.fixture
+def server(log_url, tokens, tmp_path):
+    with Server(log_url, tmp_path / "principals.toml", db_url=f"sqlite:///{tmp_path / 'views.db'}") as running:
+        yield running

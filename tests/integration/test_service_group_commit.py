@@ -17,22 +17,7 @@ from tests.integration.service_harness import Server, make_principals
 from tests.integration.test_service import as_json
 
 
-@pytest.fixture(params=["embedded", pytest.param("kafka", marks=pytest.mark.kafka)])
-def log_url(request, tmp_path):
-    if request.param == "embedded":
-        return f"sqlite:///{tmp_path / 'log.db'}"
-    return request.getfixturevalue("kafka_log_url")
-
-
-@pytest.fixture
-def tokens(tmp_path):
-    return make_principals(tmp_path / "principals.toml")
-
-
-@pytest.fixture
-def server(log_url, tokens, tmp_path):
-    with Server(log_url, tmp_path / "principals.toml", db_url=f"sqlite:///{tmp_path / 'views.db'}") as running:
-        yield running
+from tests.integration.service_harness import log_url, server, tokens  # noqa: E402,F401 - the service tests' shared fixtures
 
 
 def models_on_one_partition(log_url: str, count: int) -> list[str]:
