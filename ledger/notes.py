@@ -27,6 +27,7 @@ import binascii
 import hashlib
 import re
 import time
+import unicodedata
 from dataclasses import dataclass, field
 
 from cryptography.exceptions import InvalidSignature
@@ -42,6 +43,7 @@ _ALGORITHMS = {ALG_ED25519: "Ed25519", ALG_COSIGNATURE: "Ed25519 cosignature/v1"
 MAX_SIGNATURES = 100
 _SIG_PREFIX = "\u2014 "  # an em dash and a space
 _SPACE = re.compile(r"\s")
+_HIDDEN = {"Cc", "Cf", "Cs", "Co", "Cn"}
 
 
 class NoteError(ValueError):
@@ -49,7 +51,15 @@ class NoteError(ValueError):
 
 
 def _valid_name(name: str) -> bool:
-    return bool(name) and "+" not in name and not _SPACE.search(name)
+    # The spec forbids only spaces and '+'; control and format characters (escape
+    # sequences, bidi overrides, zero-width spaces) are refused too, because a key
+    # name is an identity printed to operators and pinned by witnesses.
+    return (
+        bool(name)
+        and "+" not in name
+        and not _SPACE.search(name)
+        and not any(unicodedata.category(c) in _HIDDEN for c in name)
+    )
 
 
 def key_id(name: str, public_key: bytes, algorithm: int = ALG_ED25519) -> int:
@@ -149,7 +159,7 @@ class Signer:
     def generate(cls, name: str, algorithm: int = ALG_ED25519) -> Signer:
         """A new key; ``ALG_COSIGNATURE`` for a witness's tlog-cosignature key."""
         if not _valid_name(name):
-            raise NoteError(f"key name {name!r} must be non-empty, without spaces or '+'")
+            raise NoteError(f"key name {name!r} must be non-empty, without spaces, '+' or control characters")
         if algorithm not in _ALGORITHMS:
             raise NoteError(f"unknown key algorithm {algorithm}")
         private = Ed25519PrivateKey.generate()

@@ -81,6 +81,27 @@ CASES = [
     (["data", "snapshot", "pump", "--dataset", "d", "--contract", "{dir}/missing.json", "--data", "{dir}/x.csv", "--actor", "a"], None, 2),
     (["drift", "check", "pump@1", "--data", "{dir}/missing.csv"], None, 2),
     (["train", "pump", "--snapshot", "s1", "--actor", "a", "--threshold", "roc_auc=Infinity"], None, 2),
+    # the verifiable log: keys, checkpoints, witnesses, receipts
+    (["keys", "generate", "--name", ESC, "--out", "{dir}/k1"], None, 2),
+    (["keys", "generate", "--name", RLO, "--out", "{dir}/k2"], None, 2),
+    (["keys", "generate", "--name", "log\u200b.example", "--out", "{dir}/k3"], None, 2),
+    (["keys", "generate", "--name", "a+b", "--out", "{dir}/k4"], None, 2),
+    (["keys", "generate", "--name", "ok.example/log", "--out", "{dir}/missing/k"], None, 2),
+    (["checkpoint", "--key", "{dir}/missing.key"], None, 2),
+    (["checkpoint", "--key", "{log}"], None, 2),
+    (["witness", "--key", "{log}", "--state", "{dir}/w.json", "--log-key", ESC], None, 2),
+    (["prove", ESC], None, 2),
+    (["prove", "00000000-0000-0000-0000-000000000000"], None, 4),
+    (["verify", "--receipt", "{dir}/missing.receipt", "--key", ESC], None, 2),
+    (["verify", "--checkpoint", "{log}", "--key", "{log}"], None, 2),
+    # the service's principals
+    (["principals", "add", ESC, "--role", "read", "--file", "{dir}/p.toml"], None, 2),
+    (["principals", "add", RLO, "--role", "read", "--file", "{dir}/p.toml"], None, 2),
+    (["principals", "add", "bob", "--role", ESC, "--file", "{dir}/p.toml"], None, 2),
+    (["principals", "add", "bob", "--role", "deploy:" + RLO, "--file", "{dir}/p.toml"], None, 2),
+    (["principals", "list", "--file", "{log}"], None, 2),
+    (["serve", "--principals", "{dir}/missing.toml", "--port", "0"], None, 2),
+    (["serve", "--principals", "{log}", "--port", "0"], None, 2),
     (["nosuch"], None, 2),
 ]
 
