@@ -650,13 +650,14 @@ class Runner:
                 close()
         return report, True
 
-    def apply_from(self, records: Sequence[StoredRecord], read_from: dict[int, int]) -> Batch:
-        """Apply ``records``, read after the positions ``read_from``, in one
+    def apply_from(self, log: EventLog, records: Sequence[StoredRecord], read_from: dict[int, int]) -> Batch:
+        """Apply ``records`` of ``log``, read after the positions ``read_from``, in one
         transaction — or refuse them all (:class:`~ledger.follow.PositionMoved`)
         when the views' position of one of their partitions is no longer
         ``read_from``'s: another process applied it since. ``read_from`` then moves
         past the records. What a member of a consumer group applies with."""
         self._ensure_tables()
+        self._check_log(log)
         return self._apply_read_from([_read(record) for record in records], read_from)
 
     def _apply_read_from(self, reads: Sequence[_Read], read_from: dict[int, int]) -> Batch:
