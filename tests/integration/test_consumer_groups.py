@@ -1,9 +1,10 @@
 """Projectors and consumers scaled out in a Kafka consumer group, on the real broker
 and a real PostgreSQL: three processes share a topic of four partitions while
 events keep being appended; one of them is SIGKILLed mid-run (its partitions move
-to the others after the group's session timeout). Once the log is drained, the
-views are exactly a single-process rebuild, and every notification reached the
-receiver once (by its delivery id)."""
+to the others after the group's session timeout); among the projectors another is
+also paused past the session timeout and resumed (a zombie). Once the log is
+drained, the views are exactly a single-process rebuild, and every notification
+reached the receiver once (by its delivery id)."""
 
 from __future__ import annotations
 
@@ -147,21 +148,31 @@ def _working(members: list[Member], marker: str, timeout: float = 60) -> None:
         assert member.process.poll() is None, member.stderr()
 
 
-def _kill_mid_run(members: list[Member], marker: str, writer: Writer, joined: str | None = None) -> int:
+def _kill_mid_run(
+    members: list[Member], marker: str, writer: Writer, joined: str | None = None, stall: bool = False
+) -> int:
     """Once the later members work too (or have ``joined``: the group has
     rebalanced), SIGKILL the first one while events keep coming, and let the writer
-    go on for longer than the group's session timeout. Returns how much work
+    go on for longer than the group's session timeout. With ``stall``, the second
+    member is also paused (SIGSTOP) past the session timeout, then resumed: a zombie
+    whose partitions were reassigned while it slept. Returns how much work
     (``marker`` lines) the killed one did."""
     _working(members[1:], joined or marker)
     time.sleep(2)
     done = members[0].stderr().count(marker)
     members[0].kill()
-    time.sleep(8)
+    if stall:
+        members[1].process.send_signal(signal.SIGSTOP)
+        time.sleep(9)
+        members[1].process.send_signal(signal.SIGCONT)
+        time.sleep(3)
+    else:
+        time.sleep(8)
     writer.stop()
     return done
 
 
-def test_three_projectors_in_a_group_one_killed_end_as_a_single_rebuild(log_url, new_pg, tmp_path):
+def test_three_projectors_in_a_group_one_killed_one_stalled_end_as_a_single_rebuild(log_url, new_pg, tmp_path):
     log = open_log(log_url)
     views_url, reference_url = new_pg(), new_pg()
     try:
@@ -179,7 +190,7 @@ def test_three_projectors_in_a_group_one_killed_end_as_a_single_rebuild(log_url,
         members = [projector("p0")]
         _working(members, "batch:")
         members += [projector("p1"), projector("p2")]
-        before_kill = _kill_mid_run(members, "batch:", writer)
+        before_kill = _kill_mid_run(members, "batch:", writer, stall=True)
 
         last = _last_offsets(log)
         engine = db.open_db(views_url)
