@@ -270,15 +270,25 @@ def test_three_notifiers_in_a_group_one_killed_deliver_each_notification_once(lo
         log.close()
 
 
-def test_group_is_refused_on_the_embedded_log(tmp_path):
-    runner = CliRunner()
+@pytest.mark.parametrize(
+    ("args", "says"),
+    [
+        (["project", "--follow", "--group", "g"], "not on Kafka"),
+        (["consume", "notify", "--follow", "--group", "g"], "not on Kafka"),
+        (["project", "--group", "g"], "add --follow"),
+        (["project", "--follow", "--rebuild", "--group", "g"], "cannot be combined with --rebuild"),
+        (["consume", "notify", "--once", "--group", "g"], "add --follow"),
+        (["consume", "notify", "--follow", "--from-beginning", "--group", "g"], "drop --group"),
+    ],
+)
+def test_group_is_refused_where_it_cannot_share_partitions(tmp_path, args, says):
     log_url = f"sqlite:///{tmp_path / 'log.db'}"
     db_url = f"sqlite:///{tmp_path / 'views.db'}"
-    populate(open_log(log_url), models=1, rounds=1)
-    for args in (["project", "--follow", "--group", "g"], ["consume", "notify", "--follow", "--group", "g"]):
-        env = {"LEDGER_NOTIFY_FILE": str(tmp_path / "out.jsonl")}
-        result = runner.invoke(main, ["--log", log_url, "--db", db_url, *args], env=env)
-        assert result.exit_code == 2, result.output
-        lines = [line for line in result.output.splitlines() if line.strip()]
-        assert len(lines) == 1 and "not on Kafka" in lines[0], result.output
-        assert "Traceback" not in result.output
+    with open_log(log_url) as log:
+        populate(log, models=1, rounds=1)
+    env = {"LEDGER_NOTIFY_FILE": str(tmp_path / "out.jsonl")}
+    result = CliRunner().invoke(main, ["--log", log_url, "--db", db_url, *args], env=env)
+    assert result.exit_code == 2, result.output
+    lines = [line for line in result.output.splitlines() if line.strip()]
+    assert len(lines) == 1 and says in lines[0], result.output
+    assert not (tmp_path / "out.jsonl").exists()
