@@ -24,6 +24,7 @@ which log they follow (:mod:`ledger.log_identity`) with the first batch, and ref
 
 from __future__ import annotations
 
+import logging
 from collections.abc import Callable, Iterable, Iterator, Sequence
 from dataclasses import dataclass, field
 from contextlib import suppress
@@ -49,6 +50,8 @@ from projections.registry import Registry
 
 if TYPE_CHECKING:
     from ledger.groups import Assignment
+
+_log = logging.getLogger(__name__)
 
 DEFAULT_BATCH_SIZE = 500
 LOAD_BATCH_SIZE = 5000
@@ -597,7 +600,8 @@ class Runner:
                 report, complete = self._catch_up_owned(log, group, generation, owned, stop, on_batch)
                 seen = now if complete else None
                 failures = 0
-            except PositionMoved:
+            except PositionMoved as exc:
+                _log.info("batch refused: %s; reading the stored positions again", exc)
                 self._forget()
                 seen = None
                 continue

@@ -73,7 +73,7 @@ def _stop_on_signals(stop: threading.Event):
     metavar="NAME",
     default=None,
     help="With --follow on Kafka: share the topic's partitions with every process of this consumer "
-    "in group NAME (Kafka consumer group ledger-consume.CONSUMER.NAME).",
+    "in group NAME (Kafka consumer group ledger-consume.TOPIC.CONSUMER.NAME).",
 )
 @click.option("-v", "--verbose", is_flag=True, help="Log every attempt on stderr.")
 @click.pass_context
@@ -117,7 +117,7 @@ def consume(ctx, name, mode, config_path, max_wait, poll_interval, batch_size, f
             if mode == "follow" and group is not None:
                 from ledger.groups import sharing
 
-                with sharing(event_log, f"ledger-consume.{name}.{group}") as assignment:
+                with sharing(event_log, f"ledger-consume.{event_log.topic}.{name}.{group}") as assignment:
                     report = worker.follow(poll_interval=poll_interval, group=assignment)
             elif mode == "follow":
                 report = worker.follow(poll_interval=poll_interval, from_beginning=from_beginning)

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import logging
 import signal
 from contextlib import nullcontext
 
@@ -28,9 +29,9 @@ from ledger.errors import InputError
     metavar="NAME",
     default=None,
     help="With --follow on Kafka: share the topic's partitions with every projector of group NAME "
-    "(Kafka consumer group ledger-project.NAME; one group per views database).",
+    "(Kafka consumer group ledger-project.TOPIC.NAME; one group per views database).",
 )
-@click.option("-v", "--verbose", is_flag=True, help="Print a line per committed batch.")
+@click.option("-v", "--verbose", is_flag=True, help="Print a line per committed batch (and, with --group, per change of partitions).")
 @click.pass_context
 def project(
     ctx: click.Context,
@@ -73,6 +74,8 @@ def project(
         from ledger.groups import require_kafka
 
         require_kafka(log)
+        if verbose:
+            _log_membership()
     engine = open_views_db(ctx, check=False)
 
     def on_batch(batch) -> None:
@@ -120,13 +123,24 @@ def project(
     )
 
 
+def _log_membership() -> None:
+    """-v with --group: say on stderr when partitions come and go (and when a batch
+    is refused because another projector applied its partition)."""
+    handler = logging.StreamHandler()
+    handler.setFormatter(logging.Formatter("%(message)s"))
+    for name in ("ledger.groups", "projections.runner"):
+        logger = logging.getLogger(name)
+        logger.addHandler(handler)
+        logger.setLevel(logging.INFO)
+
+
 def _membership(log, group: str | None):
     """The group's share of partitions for this process (None: all of them)."""
     if group is None:
         return nullcontext(None)
     from ledger.groups import sharing
 
-    return sharing(log, f"ledger-project.{group}")
+    return sharing(log, f"ledger-project.{log.topic}.{group}")
 
 
 commands: list = [project]

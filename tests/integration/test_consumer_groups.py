@@ -139,7 +139,7 @@ def _wait_for(condition, timeout: float, what: str, poll: float = 0.5):
     raise AssertionError(f"timed out after {timeout:.0f} s waiting for {what}")
 
 
-def _working(members: list[Member], marker: str, timeout: float = 60) -> None:
+def _working(members: list[Member], marker: str, timeout: float = 120) -> None:
     """Wait until every member has written ``marker`` (a line of work done)."""
     for member in members:
         _wait_for(
