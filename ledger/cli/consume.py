@@ -115,8 +115,9 @@ def consume(ctx, name, mode, config_path, max_wait, poll_interval, batch_size, f
         worker = runner.Runner(consumer, event_log, options.db_url, batch_size=batch_size, stop=stop)
         with _stop_on_signals(stop):
             if mode == "follow" and group is not None:
-                from ledger.groups import sharing
+                from ledger.groups import require_kafka, sharing
 
+                require_kafka(event_log)
                 with sharing(event_log, f"ledger-consume.{event_log.topic}.{name}.{group}") as assignment:
                     report = worker.follow(poll_interval=poll_interval, group=assignment)
             elif mode == "follow":
