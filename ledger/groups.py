@@ -160,33 +160,39 @@ class Assignment:
     assignment changed since (the batch must then be dropped)."""
 
     def __init__(self):
-        self._lock = threading.Lock()
+        self._batch = threading.Lock()
+        """Held while a batch is written; a revocation waits for it."""
+        self._state = threading.Lock()
         self._owned: frozenset[int] = frozenset()
         self._generation = 0
         self.changed = threading.Event()
         """Set at every change (a follower waiting for work may look again)."""
 
     def current(self) -> tuple[int, frozenset[int]]:
-        with self._lock:
+        with self._state:
             return self._generation, self._owned
 
     def assigned(self, partitions: list[int]) -> None:
-        with self._lock:
+        # Does not wait for the batch in hand (it is of partitions still owned):
+        # Kafka's client runs this callback on its I/O thread, heartbeats included.
+        with self._state:
             self._owned = self._owned | frozenset(partitions)
             self._generation += 1
         self.changed.set()
 
     def revoked(self, partitions: list[int]) -> None:
         # Waits for the batch in hand: its transaction commits or rolls back first.
-        with self._lock:
+        with self._batch, self._state:
             self._owned = self._owned - frozenset(partitions)
             self._generation += 1
         self.changed.set()
 
     @contextmanager
     def applying(self, generation: int) -> Iterator[bool]:
-        with self._lock:
-            yield generation == self._generation
+        with self._batch:
+            with self._state:
+                mine = generation == self._generation
+            yield mine
 
 
 def require_kafka(log_, option: str = "--group") -> None:

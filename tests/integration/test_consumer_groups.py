@@ -70,7 +70,8 @@ class Member:
     def __init__(self, tmp_path: Path, name: str, args: list[str]):
         self.out = tmp_path / f"{name}.out"
         self.err = tmp_path / f"{name}.err"
-        env = {**os.environ, "PYTHONPATH": os.pathsep.join(sys.path)}
+        # faulthandler: a member that hangs is sent SIGABRT, and says where each thread was.
+        env = {**os.environ, "PYTHONPATH": os.pathsep.join(sys.path), "PYTHONFAULTHANDLER": "1"}
         with self.out.open("w") as out, self.err.open("w") as err:
             self.process = subprocess.Popen(
                 [sys.executable, "-c", "from ledger.cli import run; run()", *args], stdout=out, stderr=err, env=env
@@ -142,9 +143,16 @@ def _wait_for(condition, timeout: float, what: str, poll: float = 0.5):
 def _working(members: list[Member], marker: str, timeout: float = 120) -> None:
     """Wait until every member has written ``marker`` (a line of work done)."""
     for member in members:
-        _wait_for(
-            lambda: marker in member.stderr() or member.process.poll() is not None, timeout, f"work by {member.err.name}"
-        )
+        try:
+            _wait_for(
+                lambda: marker in member.stderr() or member.process.poll() is not None,
+                timeout,
+                f"work by {member.err.name}",
+            )
+        except AssertionError as exc:
+            member.process.send_signal(signal.SIGABRT)
+            member.process.wait(30)
+            raise AssertionError(f"{exc}; its stderr:\n{member.stderr()[-6000:]}") from None
         assert member.process.poll() is None, member.stderr()
 
 

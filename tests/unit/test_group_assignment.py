@@ -65,3 +65,20 @@ def test_only_a_kafka_log_can_be_shared():
 
     with pytest.raises(InputError, match="not on Kafka"):
         require_kafka(Embedded())
+
+
+def test_an_assignment_does_not_wait_for_the_batch_in_hand():
+    # Kafka's client calls the listener on its I/O thread: waiting there stops the
+    # heartbeats, so only a revocation (which must) waits.
+    assignment = Assignment()
+    assignment.assigned([0])
+    generation, _ = assignment.current()
+    with assignment.applying(generation) as mine:
+        assert mine
+        added = threading.Thread(target=assignment.assigned, args=([1],))
+        added.start()
+        added.join(2)
+        assert not added.is_alive()
+        assert assignment.current()[1] == {0, 1}
+    with assignment.applying(generation) as mine:
+        assert not mine  # read before the change: read again
