@@ -226,6 +226,9 @@ class RetrySettings(_Settings):
     base_delay: float = Field(default=2.0, ge=0)
     max_delay: float = Field(default=300.0, ge=0)
     jitter: float = Field(default=0.2, ge=0, le=1)
+    lease: float = Field(default=300.0, gt=0, le=86_400)
+    """Seconds a delivery may stay "sending" before it is presumed lost with its
+    process (killed between the send and its record) and sent again, same id."""
 
     def policy(self) -> RetryPolicy:
         return RetryPolicy(self.max_attempts, self.base_delay, self.max_delay, self.jitter)
@@ -291,6 +294,7 @@ class NotifyConfig(_Settings):
                 ("base_delay", "BACKOFF"),
                 ("max_delay", "MAX_BACKOFF"),
                 ("jitter", "JITTER"),
+                ("lease", "LEASE"),
             )
             if get(key) is not None
         }
@@ -350,6 +354,7 @@ class NotifyConsumer(Consumer):
         env = dict(os.environ) if env is None else env
         self.config = config
         self.retry = config.retry.policy()
+        self.lease_seconds = config.retry.lease
         self.channels: dict[str, Channel] = {c.name: c.channel(env, clock) for c in config.channels}
         self._events = frozenset(config.events)
         self._routes = config.routes()

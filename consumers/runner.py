@@ -60,14 +60,18 @@ from abc import ABC, abstractmethod
 from collections.abc import Callable, Mapping, Sequence
 from dataclasses import dataclass, field
 from pathlib import Path
+from typing import TYPE_CHECKING
 
 from consumers import store as _store
 from consumers.store import Effect, Store, effect_id
 from ledger import codec
-from ledger.follow import LogFollower, backoff
+from ledger.follow import LogFollower, PositionMoved, backoff
 from ledger.errors import BackendError, DecodeError, InputError, LedgerError
 from ledger.events import Event
 from ledger.log import EventLog, StoredRecord
+
+if TYPE_CHECKING:
+    from ledger.groups import Assignment
 
 log = logging.getLogger("ledger.consumers")
 
@@ -298,11 +302,19 @@ class Runner:
     def topic(self) -> str:
         return getattr(self.log, "topic", None) or self.log.url
 
-    def catch_up(self, *, from_beginning: bool = False) -> int:
+    def catch_up(self, *, from_beginning: bool = False, group: Assignment | None = None) -> int:
         """Read the log to its end, recording intents and positions batch by batch.
         ``from_beginning`` re-reads everything (recorded effects are not repeated).
-        Returns how many records were read."""
+        Returns how many records were read.
+
+        With ``group`` (this process's share of a Kafka consumer group), only the
+        partitions assigned now are read, from their stored positions; each batch
+        is recorded while the assignment holds (a revocation waits for it) and
+        with positions guarded by where the batch started (a process that stalled
+        while its partitions were reassigned has its batch refused)."""
         self._check_log()
+        if group is not None:
+            return self._catch_up_owned(group)
         positions = {} if from_beginning else self.store.positions()
         total = 0
         while not self.stop.is_set():
@@ -315,10 +327,34 @@ class Runner:
                 break
         return total
 
+    def _catch_up_owned(self, group: Assignment) -> int:
+        generation, owned = group.current()
+        total = 0
+        positions: dict[int, int] | None = None
+        while owned and not self.stop.is_set():
+            if positions is None:
+                positions = {p: o for p, o in self.store.positions().items() if p in owned}
+            batch = self.follower.read_batch(positions, self.batch_size, owned)
+            if not batch:
+                break
+            with group.applying(generation) as mine:
+                if not mine:
+                    break  # partitions moved since the read: the next pass reads afresh
+                try:
+                    self._record(batch, positions, guarded=True)
+                except PositionMoved as exc:
+                    log.info("%s: %s; reading the stored positions again", self.consumer.name, exc)
+                    positions = None
+                    continue
+            total += len(batch)
+            if len(batch) < self.batch_size:
+                break
+        return total
+
     def _read_batch(self, positions: dict[int, int]) -> list[StoredRecord]:
         return self.follower.read_batch(positions, self.batch_size)
 
-    def _record(self, batch: Sequence[StoredRecord], positions: dict[int, int]) -> None:
+    def _record(self, batch: Sequence[StoredRecord], positions: dict[int, int], *, guarded: bool = False) -> None:
         now = self.clock()
         new_effects: list[dict] = []
         letters: list[dict] = []
@@ -349,7 +385,9 @@ class Runner:
         moved = {p: o for p, o in advanced.items() if positions.get(p) != o}
         with self.store.begin() as conn:
             self._record_log(conn, now)
-            created = self.store.record_batch(conn, moved, new_effects, letters, now)
+            created = self.store.record_batch(
+                conn, moved, new_effects, letters, now, expected=dict(positions) if guarded else None
+            )
         positions.update(advanced)
         self.report.records += len(batch)
         self.report.new_effects += created
@@ -469,15 +507,24 @@ class Runner:
         self.report.waiting = self._waiting()
         return self.report
 
-    def follow(self, *, poll_interval: float = 1.0, from_beginning: bool = False) -> RunReport:
+    def follow(
+        self, *, poll_interval: float = 1.0, from_beginning: bool = False, group: Assignment | None = None
+    ) -> RunReport:
         """Poll the log every ``poll_interval`` seconds until :attr:`stop` is set
         (the CLI sets it on SIGINT/SIGTERM). An unreachable log or database after
-        a good start is logged and retried, not fatal."""
+        a good start is logged and retried, not fatal.
+
+        With ``group``, only the partitions the group assigns to this process are
+        read (see :meth:`catch_up`); due effects are performed whatever their
+        partition, each claimed by one process (:meth:`Store.claim
+        <consumers.store.Store.claim>`)."""
+        if group is not None and from_beginning:
+            raise InputError("re-reading from the beginning cannot be shared in a consumer group: run one process")
         first = True
         failures = 0
         while not self.stop.is_set():
             try:
-                self.catch_up(from_beginning=from_beginning and first)
+                self.catch_up(from_beginning=from_beginning and first, group=group)
                 self.perform_due()
                 next_at = self.store.next_due_at(self.consumer.lease_seconds)
                 failures = 0

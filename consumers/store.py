@@ -60,6 +60,7 @@ from sqlalchemy.exc import (
 
 from ledger import sql
 from ledger.errors import BackendError, NotFound
+from ledger.follow import PositionMoved
 from ledger.sql import Seconds
 
 metadata = MetaData()
@@ -302,13 +303,22 @@ class Store:
         new_effects: Sequence[dict],
         new_dead_letters: Sequence[dict],
         now: float,
+        expected: dict[int, int] | None = None,
     ) -> int:
         """Within the caller's transaction: the effects, dead letters and positions
-        of a batch of records. Returns how many effects were new."""
+        of a batch of records. Returns how many effects were new.
+
+        With ``expected`` (a member of a consumer group: the positions the batch was
+        read from), each position moves only from where the batch started — an
+        update guarded by that offset, made first — and
+        :class:`~ledger.follow.PositionMoved` is raised (the caller's transaction
+        then rolls back, effects included) when another process moved it since."""
+        if expected is not None:
+            self._move_guarded(conn, new_positions, expected, now)
         before = self._count_effects(conn)
         sql.insert_ignore(conn, effects, [{**e, "consumer": self.consumer} for e in new_effects])
         sql.insert_ignore(conn, dead_letters, [{**d, "consumer": self.consumer} for d in new_dead_letters])
-        for partition, offset in new_positions.items():
+        for partition, offset in ({} if expected is not None else new_positions).items():
             moved = conn.execute(
                 update(positions)
                 .where(
@@ -327,6 +337,43 @@ class Store:
                     [{"consumer": self.consumer, "partition": partition, "offset": offset, "updated_at": now}],
                 )
         return self._count_effects(conn) - before
+
+    def _move_guarded(self, conn: Connection, new_positions: dict[int, int], expected: dict[int, int], now: float) -> None:
+        for partition, offset in sorted(new_positions.items()):
+            was = expected.get(partition, -1)
+            if was >= 0:
+                # On PostgreSQL a concurrent update of the same row waits for the
+                # other transaction, then re-checks the offset against its result.
+                moved = conn.execute(
+                    update(positions)
+                    .where(
+                        positions.c.consumer == self.consumer,
+                        positions.c.partition == partition,
+                        positions.c.offset == was,
+                    )
+                    .values(offset=offset, updated_at=now)
+                ).rowcount
+            else:
+                try:
+                    conn.execute(
+                        positions.insert().values(
+                            consumer=self.consumer, partition=partition, offset=offset, updated_at=now
+                        )
+                    )
+                    moved = 1  # (an INSERT's rowcount is not reliable on every driver)
+                except IntegrityError:
+                    moved = 0  # the row is there: another process started this partition
+            if moved != 1:
+                found = conn.execute(
+                    select(positions.c.offset).where(
+                        positions.c.consumer == self.consumer, positions.c.partition == partition
+                    )
+                ).scalar() if was >= 0 else None
+                raise PositionMoved(
+                    f"consumer {self.consumer!r}: partition {partition} is at offset "
+                    f"{'another' if found is None else found}, not {was} where this batch was read from: "
+                    "another process handled it"
+                )
 
     def _count_effects(self, conn: Connection) -> int:
         return conn.execute(

@@ -18,13 +18,21 @@ from __future__ import annotations
 
 import threading
 import time
-from collections.abc import Callable, Iterator
+from collections.abc import Callable, Iterable, Iterator
 
 from ledger import log_identity
+from ledger.errors import LedgerError
 from ledger.log import EventLog, StoredRecord
 
 MAX_BACKOFF = 60.0
 """Seconds: the longest wait after a failure, however many in a row."""
+
+
+class PositionMoved(LedgerError):
+    """Inside a write transaction: a partition's stored position is not the one
+    this batch was read from — another process applied that partition meanwhile
+    (its new owner in a consumer group, while this one stalled). The transaction
+    is rolled back; the follower reads the stored positions again."""
 
 
 class LogFollower:
@@ -58,10 +66,14 @@ class LogFollower:
             log_identity.refuse(self.log, recorded, what=self._what(), remedy=self.remedy)
         return None
 
-    def read_batch(self, after: dict[int, int], size: int) -> list[StoredRecord]:
-        """Up to ``size`` records after ``after``; the reader is released before the
-        batch is returned (so no effect runs while it holds a connection)."""
-        records: Iterator[StoredRecord] = self.log.read(after=dict(after))
+    def read_batch(self, after: dict[int, int], size: int, partitions: Iterable[int] | None = None) -> list[StoredRecord]:
+        """Up to ``size`` records after ``after`` (of ``partitions`` only, when given);
+        the reader is released before the batch is returned (so no effect runs while
+        it holds a connection)."""
+        if partitions is None:
+            records: Iterator[StoredRecord] = self.log.read(after=dict(after))
+        else:
+            records = self.log.read(after=dict(after), partitions=sorted(partitions))
         batch: list[StoredRecord] = []
         try:
             for record in records:

@@ -24,16 +24,18 @@ which log they follow (:mod:`ledger.log_identity`) with the first batch, and ref
 
 from __future__ import annotations
 
+import logging
 from collections.abc import Callable, Iterable, Iterator, Sequence
 from dataclasses import dataclass, field
 from contextlib import suppress
 from itertools import islice
+from typing import TYPE_CHECKING
 
 from sqlalchemy import select
 from sqlalchemy.engine import Connection, Engine
 
 from ledger import codec, faults
-from ledger.follow import LogFollower, Stop, backoff
+from ledger.follow import LogFollower, PositionMoved, Stop, backoff
 from ledger.errors import BackendError, DecodeError, InputError, LedgerError
 from ledger.events import GENESIS_HASH, Event
 from ledger.log import EventLog, StoredRecord
@@ -45,6 +47,11 @@ from projections.field import FieldPerformance
 from projections.lineage import Lineage
 from projections.quarantine import Quarantine
 from projections.registry import Registry
+
+if TYPE_CHECKING:
+    from ledger.groups import Assignment
+
+_log = logging.getLogger(__name__)
 
 DEFAULT_BATCH_SIZE = 500
 LOAD_BATCH_SIZE = 5000
@@ -156,6 +163,9 @@ class Runner:
         self._heads_known: dict[str, dict[str, tuple[int, str]]] = {}
         self.load = load
         self._sync = "normal"
+        self._expected: dict[int, int] | None = None
+        """In a consumer group: per partition, the position the batch in hand was
+        read from (see :meth:`_guard`)."""
 
     # --- positions -------------------------------------------------------------------
 
@@ -191,6 +201,24 @@ class Runner:
             for partition in partitions
             if all(partition in p for p in stored.values())
         }
+
+    def _guard(self, stored: dict[str, dict[int, int]], reads: Sequence[_Read]) -> None:
+        """In a consumer group, inside the write transaction (which holds the
+        projector's lock): refuse a batch read from a position the views no longer
+        hold for its partition — another projector applied that partition since (a
+        process that stalled past the group's session timeout while its partitions
+        were reassigned). Nothing of the batch is written; the follower reads the
+        stored positions again."""
+        if self._expected is None:
+            return
+        at = self._start(stored)
+        for partition in sorted({r.record.position.partition for r in reads}):
+            if at.get(partition, -1) != self._expected.get(partition, -1):
+                raise PositionMoved(
+                    f"partition {partition} of the views in {db.describe(self.engine)} is at offset "
+                    f"{at.get(partition, -1)}, not {self._expected.get(partition, -1)} where this batch "
+                    "was read from: another projector applied it"
+                )
 
     # --- the cut ---------------------------------------------------------------------
 
@@ -344,6 +372,7 @@ class Runner:
         with db.errors("applying a batch", self.engine), db.writing(self.engine, self._sync) as conn:
             self._record_log(conn)
             stored = self._stored_positions(conn)
+            self._guard(stored, reads)
             if stored != self._committed:
                 self._forget()
             committed = {name: dict(positions) for name, positions in stored.items()}
@@ -482,15 +511,22 @@ class Runner:
         on_batch: Callable[[Batch], None] | None = None,
         on_error: Callable[[LedgerError, float], None] | None = None,
         should_stop: Callable[[], bool] | None = None,
+        group: Assignment | None = None,
     ) -> RunReport:
         """Catch up, then keep applying new records until ``should_stop`` says so.
 
         An unreachable log or database does not end the loop: ``on_error`` is told,
         and the runner tries again later (backing off up to a minute), resuming
-        from the stored positions as after any restart."""
+        from the stored positions as after any restart.
+
+        With ``group`` (a member's share of a Kafka consumer group,
+        :func:`ledger.groups.sharing`), only the partitions assigned to this
+        process are read and applied; see :meth:`_follow_group`."""
         if self.as_of is not None:
             raise InputError("a projection cut as of a time or position cannot follow the log")
         stop = Stop(should_stop=should_stop or (lambda: False))
+        if group is not None:
+            return self._follow_group(log, group, stop, poll_interval, on_batch, on_error)
         follower = LogFollower(log, what=self._what, remedy=self._REMEDY)
         total = RunReport()
         ends: dict[int, int] | None = None
@@ -517,6 +553,127 @@ class Runner:
             if report.records == 0:
                 stop.wait(poll_interval)
         return total
+
+    def _follow_group(
+        self,
+        log: EventLog,
+        group: Assignment,
+        stop: Stop,
+        poll_interval: float,
+        on_batch: Callable[[Batch], None] | None,
+        on_error: Callable[[LedgerError, float], None] | None,
+    ) -> RunReport:
+        """Follow the partitions ``group`` assigns to this process.
+
+        Each pass reads the stored positions of the owned partitions again (so a
+        partition just assigned starts where its previous owner's last commit left
+        it), and writes each batch under :meth:`Assignment.applying
+        <ledger.groups.Assignment.applying>`: a revocation waits for the batch's
+        transaction, and a batch read under an assignment that has changed since is
+        dropped. A process that stalled past the session timeout has its late
+        batch refused by the database (:meth:`_guard`)."""
+        total = RunReport()
+        follower = LogFollower(log, what=self._what, remedy=self._REMEDY)
+        seen: tuple | None = None
+        ready = False
+        failures = 0
+        while not stop():
+            generation, owned = group.current()
+            if not owned:
+                group.changed.clear()
+                if group.current()[1]:
+                    continue
+                group.changed.wait(poll_interval)
+                continue
+            try:
+                if not ready:
+                    self._ensure_tables()
+                    self._check_log(log)
+                    if self._begin_load():  # an interrupted rebuild: checked, then followed as usual
+                        self._end_load()
+                    ready = True
+                ends = follower.ends()
+                now = (generation, None if ends is None else {p: ends.get(p) for p in sorted(owned)})
+                if now == seen and ends is not None:
+                    stop.wait(poll_interval)
+                    continue
+                report, complete = self._catch_up_owned(log, group, generation, owned, stop, on_batch)
+                seen = now if complete else None
+                failures = 0
+            except PositionMoved as exc:
+                _log.info("batch refused: %s; reading the stored positions again", exc)
+                self._forget()
+                seen = None
+                continue
+            except BackendError as exc:
+                failures += 1
+                delay = backoff(failures, poll_interval)
+                if on_error is not None:
+                    on_error(exc, delay)
+                seen = None
+                stop.wait(delay)
+                continue
+            for name in ("records", "unreadable", "batches"):
+                setattr(total, name, getattr(total, name) + getattr(report, name))
+            for partition, offset in report.positions.items():
+                total.positions[partition] = max(offset, total.positions.get(partition, -1))
+        return total
+
+    def _catch_up_owned(
+        self,
+        log: EventLog,
+        group: Assignment,
+        generation: int,
+        owned: frozenset[int],
+        stop: Stop,
+        on_batch: Callable[[Batch], None] | None,
+    ) -> tuple[RunReport, bool]:
+        """The owned partitions from their stored positions to the log's end at the
+        start of the call; ``complete`` is False when the assignment changed on the
+        way (the rest was left unread)."""
+        report = RunReport()
+        start = {p: o for p, o in self._start(self.positions()).items() if p in owned}
+        expected = dict(start)
+        records = log.read(after=start, partitions=sorted(owned))
+        try:
+            for chunk in _chunks(records, self.batch_size):
+                reads = [_read(record) for record in chunk]
+                with group.applying(generation) as mine:
+                    if not mine:
+                        return report, False
+                    batch = self._apply_read_from(reads, expected)
+                if batch.records:
+                    report.add(batch)
+                    if on_batch is not None:
+                        on_batch(batch)
+                if stop():
+                    return report, False
+        finally:
+            close = getattr(records, "close", None)
+            if close is not None:
+                close()
+        return report, True
+
+    def apply_from(self, log: EventLog, records: Sequence[StoredRecord], read_from: dict[int, int]) -> Batch:
+        """Apply ``records`` of ``log``, read after the positions ``read_from``, in one
+        transaction — or refuse them all (:class:`~ledger.follow.PositionMoved`)
+        when the views' position of one of their partitions is no longer
+        ``read_from``'s: another process applied it since. ``read_from`` then moves
+        past the records. What a member of a consumer group applies with."""
+        self._ensure_tables()
+        self._check_log(log)
+        return self._apply_read_from([_read(record) for record in records], read_from)
+
+    def _apply_read_from(self, reads: Sequence[_Read], read_from: dict[int, int]) -> Batch:
+        self._expected = read_from
+        try:
+            batch = self._apply(reads)
+        finally:
+            self._expected = None
+        for r in reads:
+            position = r.record.position
+            read_from[position.partition] = max(position.offset, read_from.get(position.partition, -1))
+        return batch
 
 
 def project(

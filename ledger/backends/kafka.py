@@ -98,7 +98,7 @@ import random
 import re
 import threading
 import time
-from collections.abc import Iterator, Sequence
+from collections.abc import Iterable, Iterator, Sequence
 from contextlib import contextmanager
 from dataclasses import dataclass, field
 
@@ -533,14 +533,20 @@ class KafkaLog(EventLog):
                     return
                 yield record
 
-    def read(self, after: dict[int, int] | None = None, *, model: str | None = None) -> Iterator[StoredRecord]:
+    def read(
+        self, after: dict[int, int] | None = None, *, model: str | None = None, partitions: Iterable[int] | None = None
+    ) -> Iterator[StoredRecord]:
         """Committed records after ``after``, partition by partition, each in offset
         order, up to the end offsets of the moment the call starts.
 
-        With ``model``, only that model's partition is read (its stream lives there)."""
+        With ``model``, only that model's partition is read (its stream lives there);
+        with ``partitions``, only those (a member's share of a consumer group)."""
         self._check_open()
         after = after or {}
+        only = None if partitions is None else set(partitions)
         partitions = [self.partition_for(model)] if model is not None else self.partitions()
+        if only is not None:
+            partitions = [p for p in partitions if p in only]
         with self._kafka_errors("reading the log"):
             ends = self._list_offsets(partitions, IsolationLevel.READ_COMMITTED)
             consumer = self._new_consumer()

@@ -68,9 +68,16 @@ def _stop_on_signals(stop: threading.Event):
     is_flag=True,
     help="Re-read the whole log; effects already recorded are not performed again.",
 )
+@click.option(
+    "--group",
+    metavar="NAME",
+    default=None,
+    help="With --follow on Kafka: share the topic's partitions with every process of this consumer "
+    "in group NAME (Kafka consumer group ledger-consume.TOPIC.CONSUMER.NAME).",
+)
 @click.option("-v", "--verbose", is_flag=True, help="Log every attempt on stderr.")
 @click.pass_context
-def consume(ctx, name, mode, config_path, max_wait, poll_interval, batch_size, from_beginning, verbose):
+def consume(ctx, name, mode, config_path, max_wait, poll_interval, batch_size, from_beginning, group, verbose):
     """Run a consumer (notify, retrain, …) over the log.
 
     Positions, effects and dead letters live in the --db database. The summary
@@ -80,6 +87,7 @@ def consume(ctx, name, mode, config_path, max_wait, poll_interval, batch_size, f
     Examples:
       ledger consume notify --once --config notify.toml
       ledger consume retrain --follow --poll-interval 5
+      ledger consume notify --follow --group alerts --config notify.toml   # ×N processes
     """
     from ledger import config
     from consumers import runner
@@ -93,6 +101,10 @@ def consume(ctx, name, mode, config_path, max_wait, poll_interval, batch_size, f
     logging.getLogger("kafka").setLevel(logging.WARNING if verbose else logging.CRITICAL)
     if config_path is not None and not config_path.is_file():
         raise click.BadParameter(f"no such file: {config_path}", param_hint="--config")
+    if group is not None and mode != "follow":
+        raise InputError("--group shares the partitions among processes that follow the log: add --follow")
+    if group is not None and from_beginning:
+        raise InputError("--from-beginning re-reads the whole log in one process: drop --group")
     options = runner.ConsumerOptions(
         log_url=settings(ctx)["log_url"], db_url=settings(ctx)["db_url"], config_path=config_path
     )
@@ -102,7 +114,13 @@ def consume(ctx, name, mode, config_path, max_wait, poll_interval, batch_size, f
     try:
         worker = runner.Runner(consumer, event_log, options.db_url, batch_size=batch_size, stop=stop)
         with _stop_on_signals(stop):
-            if mode == "follow":
+            if mode == "follow" and group is not None:
+                from ledger.groups import require_kafka, sharing
+
+                require_kafka(event_log)
+                with sharing(event_log, f"ledger-consume.{event_log.topic}.{name}.{group}") as assignment:
+                    report = worker.follow(poll_interval=poll_interval, group=assignment)
+            elif mode == "follow":
                 report = worker.follow(poll_interval=poll_interval, from_beginning=from_beginning)
             else:
                 report = worker.run_once(max_wait=max_wait, from_beginning=from_beginning)

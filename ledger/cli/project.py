@@ -2,7 +2,9 @@
 
 from __future__ import annotations
 
+import logging
 import signal
+from contextlib import nullcontext
 
 import click
 
@@ -22,7 +24,14 @@ from ledger.errors import InputError
     help="Events applied per database transaction [default: 500; 5000 in a --rebuild, a bulk load].",
 )
 @click.option("--poll-interval", type=click.FloatRange(min=0.01), default=1.0, show_default=True, help="With --follow, seconds between looks at the log when idle.")
-@click.option("-v", "--verbose", is_flag=True, help="Print a line per committed batch.")
+@click.option(
+    "--group",
+    metavar="NAME",
+    default=None,
+    help="With --follow on Kafka: share the topic's partitions with every projector of group NAME "
+    "(Kafka consumer group ledger-project.TOPIC.NAME; one group per views database).",
+)
+@click.option("-v", "--verbose", is_flag=True, help="Print a line per committed batch (and, with --group, per change of partitions).")
 @click.pass_context
 def project(
     ctx: click.Context,
@@ -32,6 +41,7 @@ def project(
     as_of_position: str | None,
     batch_size: int | None,
     poll_interval: float,
+    group: str | None,
     verbose: bool,
 ) -> None:
     """Fold the log into the registry, lineage and audit views (--db).
@@ -45,6 +55,7 @@ def project(
     Example:
       ledger project                                  # catch up and exit
       ledger --db postgresql+psycopg://ledger@db/ledger project --follow
+      ledger --db postgresql+psycopg://ledger@db/ledger project --follow --group views   # ×N processes
       ledger --db sqlite:///march.db project --as-of 2026-03-03T23:59:59Z
     """
     from projections import db
@@ -54,7 +65,17 @@ def project(
     as_of = parse_cut(as_of_time, as_of_position)
     if follow and as_of is not None:
         raise InputError("--follow cannot be combined with --as-of or --as-of-position")
+    if group is not None and not follow:
+        raise InputError("--group shares the partitions among projectors that follow the log: add --follow")
+    if group is not None and rebuild:
+        raise InputError("--group cannot be combined with --rebuild: rebuild with one process, then follow as a group")
     log = open_ledger(ctx).log
+    if group is not None:
+        from ledger.groups import require_kafka
+
+        require_kafka(log)
+        if verbose:
+            _log_membership()
     engine = open_views_db(ctx, check=False)
 
     def on_batch(batch) -> None:
@@ -76,13 +97,15 @@ def project(
                 db.drop(engine)
             runner = Runner(engine, batch_size=batch_size)
             try:
-                report = runner.follow(
-                    log,
-                    poll_interval=poll_interval,
-                    on_batch=on_batch,
-                    on_error=lambda exc, delay: click.echo(f"error: {exc}; trying again in {delay:.0f} s", err=True),
-                    should_stop=lambda: bool(stopping),
-                )
+                with _membership(log, group) as assignment:
+                    report = runner.follow(
+                        log,
+                        poll_interval=poll_interval,
+                        on_batch=on_batch,
+                        on_error=lambda exc, delay: click.echo(f"error: {exc}; trying again in {delay:.0f} s", err=True),
+                        should_stop=lambda: bool(stopping),
+                        group=assignment,
+                    )
             except KeyboardInterrupt:
                 report = None
         finally:
@@ -98,6 +121,26 @@ def project(
         f"applied {report.records} record(s) in {report.batches} batch(es){quarantined}{cut}; "
         f"at {positions_text(at)}; views in {where}"
     )
+
+
+def _log_membership() -> None:
+    """-v with --group: say on stderr when partitions come and go (and when a batch
+    is refused because another projector applied its partition)."""
+    handler = logging.StreamHandler()
+    handler.setFormatter(logging.Formatter("%(message)s"))
+    for name in ("ledger.groups", "projections.runner"):
+        logger = logging.getLogger(name)
+        logger.addHandler(handler)
+        logger.setLevel(logging.INFO)
+
+
+def _membership(log, group: str | None):
+    """The group's share of partitions for this process (None: all of them)."""
+    if group is None:
+        return nullcontext(None)
+    from ledger.groups import sharing
+
+    return sharing(log, f"ledger-project.{log.topic}.{group}")
 
 
 commands: list = [project]

@@ -23,12 +23,12 @@ import threading
 import time
 from collections.abc import Callable
 
+from ledger.groups import HEARTBEAT_MS, SESSION_TIMEOUT_MS, GroupMembership
+
 log = logging.getLogger(__name__)
 
-SESSION_TIMEOUT_MS = 6_000
-"""The broker's lowest allowed session timeout by default
-(``group.min.session.timeout.ms``): how long a dead instance keeps its partitions."""
-HEARTBEAT_MS = 1_000
+__all__ = ["HEARTBEAT_MS", "SESSION_TIMEOUT_MS", "Membership", "decode_url", "encode_url"]
+
 CLIENT_PREFIX = "ledger-service-"
 
 
@@ -45,7 +45,11 @@ def decode_url(client_id: str) -> str | None:
         return None
 
 
-class Membership:
+class Membership(GroupMembership):
+    """The membership itself is :class:`ledger.groups.GroupMembership` (shared with
+    ``ledger project --group`` and ``ledger consume --group``); this adds the URL
+    each instance advertises and the lookup of a partition's owner."""
+
     def __init__(
         self,
         log_,
@@ -53,98 +57,13 @@ class Membership:
         on_assigned: Callable[[list[int]], None],
         on_revoked: Callable[[list[int]], None],
     ):
-        self.log = log_
+        super().__init__(log_, f"ledger-service.{log_.topic}", encode_url(advertise_url), on_assigned, on_revoked)
         self.url = advertise_url
-        self.group = f"ledger-service.{log_.topic}"
-        self.on_assigned = on_assigned
-        self.on_revoked = on_revoked
-        self.joined = threading.Event()
-        self.owned: set[int] = set()
-        self._stop = threading.Event()
         self._owners: tuple[float, dict[int, str]] = (0.0, {})
         self._owners_lock = threading.Lock()
-        self._thread = threading.Thread(target=self._run, name="ledger-membership", daemon=True)
 
-    def start(self) -> None:
-        self._thread.start()
-
-    def stop(self) -> None:
-        self._stop.set()
-        self._thread.join(15)
-
-    def _consumer(self):
-        from kafka import ConsumerRebalanceListener, KafkaConsumer
-
-        config = self.log.client_config()
-        config["client_id"] = encode_url(self.url)
-        consumer = KafkaConsumer(
-            **config,
-            group_id=self.group,
-            enable_auto_commit=False,
-            session_timeout_ms=SESSION_TIMEOUT_MS,
-            heartbeat_interval_ms=HEARTBEAT_MS,
-            isolation_level="read_committed",
-        )
-        membership = self
-
-        class Listener(ConsumerRebalanceListener):
-            def on_partitions_revoked(self, revoked):
-                mine = sorted(tp.partition for tp in revoked if tp.partition in membership.owned)
-                if mine:
-                    log.info("partitions %s move away from %s", mine, membership.url)
-                    membership.owned -= set(mine)
-                    membership.on_revoked(mine)
-
-            def on_partitions_assigned(self, assigned):
-                consumer.pause(*assigned)
-                fresh = sorted(tp.partition for tp in assigned if tp.partition not in membership.owned)
-                membership.owned |= set(fresh)
-                if fresh:
-                    log.info("%s now writes partitions %s", membership.url, fresh)
-                    membership.on_assigned(fresh)
-                membership.joined.set()
-
-        # Know the topic's partitions before joining: a group leader that does not
-        # yet have them assigns nothing for the topic (seen once in ten runs: one
-        # instance sat without partitions while the other had all three).
-        deadline = time.monotonic() + 10
-        while not consumer.partitions_for_topic(self.log.topic) and time.monotonic() < deadline:
-            time.sleep(0.1)
-        consumer.subscribe([self.log.topic], listener=Listener())
-        return consumer
-
-    def _run(self) -> None:
-        consumer = None
-        while not self._stop.is_set():
-            try:
-                if consumer is None:
-                    consumer = self._consumer()
-                consumer.poll(timeout_ms=200, max_records=1)
-            except Exception as exc:  # noqa: BLE001 - the broker may be away; rejoin
-                log.warning("group membership failed, rejoining: %s", exc)
-                if consumer is not None:
-                    self._close(consumer)
-                    consumer = None
-                if self.owned:
-                    lost = sorted(self.owned)
-                    self.owned.clear()
-                    self.on_revoked(lost)
-                self._stop.wait(1.0)
-        if consumer is not None:
-            self._close(consumer)
-        if self.owned:
-            lost = sorted(self.owned)
-            self.owned.clear()
-            self.on_revoked(lost)
-
-    @staticmethod
-    def _close(consumer) -> None:
-        try:
-            # Leaving the group hands the partitions over at once, not after the
-            # session timeout.
-            consumer.close(autocommit=False, timeout_ms=3000)
-        except Exception:  # noqa: BLE001 - best effort
-            log.debug("closing the membership consumer failed", exc_info=True)
+    def _who(self) -> str:
+        return self.url
 
     def owner_of(self, partition: int) -> str | None:
         """The URL of the instance that writes ``partition`` now (cached 0.5 s)."""
