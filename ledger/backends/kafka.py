@@ -136,6 +136,7 @@ OPTIONS: dict[str, type] = {
     "sasl_plain_username": str,
     "sasl_plain_password": str,
     "ssl_cafile": str,
+    "snapshots": int,
 }
 """Extra ``kafka://…?name=value`` options the log accepts."""
 
@@ -983,6 +984,8 @@ class KafkaLog(EventLog):
         if self._state_ready is not None:
             return self._state_ready
         self._state_ready = False
+        if not self.options.get("snapshots", 1):
+            return False
         try:
             with self._admin_lock:
                 if self.state_topic not in self._admin.list_topics():
@@ -1011,6 +1014,8 @@ class KafkaLog(EventLog):
 
     def _latest_snapshot(self, partition: int) -> kafka_state.PartitionSnapshot | None:
         """The last committed record of the state topic's ``partition``, decoded."""
+        if not self.options.get("snapshots", 1):
+            return None
         tp = TopicPartition(self.state_topic, partition)
         try:
             with self._admin_lock:
