@@ -958,6 +958,8 @@ class KafkaLog(EventLog):
                     index.snap_offset, index.snap_entries, index.snap_ids = snapshot.offset, snapshot.entries, snapshot.ids
                     index.recent_ids = []
                 self._await_markers(partition, index.own_last, until)
+                if self._state_ready is None and index.next_offset - index.snap_offset >= kafka_state.EVERY:
+                    self._state_topic_ready()  # the next append writes the snapshot
                 return stored
         if isinstance(lost, _IdInFlight):
             raise ConflictError(
@@ -1135,7 +1137,9 @@ class KafkaLog(EventLog):
     def _snapshot_due(self, index: _PartitionIndex, records: Sequence[NewRecord]) -> kafka_state.PartitionSnapshot | None:
         """If this append is to carry a new snapshot, the streams' entries before
         it (folded now, before the transaction begins)."""
-        if index.next_offset + len(records) - index.snap_offset < kafka_state.EVERY or not self._state_topic_ready():
+        if index.next_offset + len(records) - index.snap_offset < kafka_state.EVERY or not self._state_ready:
+            # A state topic not looked at yet is created after this append commits
+            # (_after_commit): creating a topic must not eat an append's deadline.
             return None
         changed = {}
         for model, stream in index.streams.items():

@@ -83,9 +83,10 @@ def test_only_the_writer_writes_rule_state_snapshots(broker, monkeypatch):
 
     from ledger.backends import kafka_state
 
-    monkeypatch.setattr(kafka_state, "EVERY", 1)  # a snapshot with the first append
+    monkeypatch.setattr(kafka_state, "EVERY", 1)  # the state topic after the first append, a snapshot with the next
     with Ledger.open(log_url(broker, "ledger")) as ledger:
-        accepted = ledger.emit(samples.snapshot("churn"))
+        ledger.emit(samples.snapshot("churn"))
+        accepted = ledger.emit(samples.snapshot("churn", "s2"))
     sasl = {"security_protocol": "SASL_PLAINTEXT", "sasl_mechanism": "PLAIN"}
     consumer = KafkaConsumer(bootstrap_servers=broker.bootstrap, sasl_plain_username="ledger",
                              sasl_plain_password=USERS["ledger"], isolation_level="read_committed",

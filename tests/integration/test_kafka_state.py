@@ -209,17 +209,20 @@ def test_an_aborted_append_leaves_no_snapshot(kafka_bootstrap, kafka_topic):
         # Version 1 does not exist: build it first so the drift events are valid.
         ledger.emit_many([samples.trained(model, snapshots=("s1",)), samples.evaluated(model),
                           samples.approved(model), samples.deployed(model)])
+        grow(ledger, model, 2 * EVERY)
+        committed = state_records(kafka_bootstrap, kafka_topic, partition)
+        assert committed
         # The batch is large enough to carry a snapshot; its last event id is another
         # model's (on another partition), found only after the records were sent.
         with pytest.raises(RuleViolation) as refused:
             ledger.emit_many(batch)
         assert refused.value.rule == "event-id-unique"
-    assert state_records(kafka_bootstrap, kafka_topic, partition) == []
+    assert len(state_records(kafka_bootstrap, kafka_topic, partition)) == len(committed)
     # It was sent, in the transaction that was aborted.
-    assert len(state_records(kafka_bootstrap, kafka_topic, partition, "read_uncommitted")) == 1
+    assert len(state_records(kafka_bootstrap, kafka_topic, partition, "read_uncommitted")) == len(committed) + 1
     with open_log(kafka_bootstrap, kafka_topic) as fresh:
-        assert [r.sequence for r in fresh.read(model=model)] == [1, 2, 3, 4, 5]
-        assert Ledger(fresh).emit(drift(model)).event.sequence == 6
+        assert [r.sequence for r in fresh.read(model=model)] == list(range(1, 2 * EVERY + 6))
+        assert Ledger(fresh).emit(drift(model)).event.sequence == 2 * EVERY + 6
 
 
 def test_an_old_event_id_retried_after_a_start_from_a_snapshot_is_still_a_duplicate(kafka_bootstrap, kafka_topic):
