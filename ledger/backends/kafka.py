@@ -89,6 +89,13 @@ Assumptions: only ledger writers produce ledger-keyed records to the topic, and 
 partition count never changes after the first event (adding partitions remaps keys
 and would split model streams). A process keeps the index of the partitions it wrote
 in memory: fine for lifecycle events (thousands, not billions).
+
+Rule-state snapshots (:mod:`ledger.backends.kafka_state`): each partition's writer
+keeps, on the compacted ``<topic>.state``, a snapshot written in the same transaction
+as the events it covers; a fresh writer starts its index from it (checked against the
+log) and reads only the records after it. ``_View`` reads the partition's prefix
+when it is asked for something before the snapshot (an old event id, a stream whose
+snapshot head does not check out), so every answer is the full read's.
 """
 
 from __future__ import annotations
