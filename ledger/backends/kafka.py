@@ -271,14 +271,18 @@ class _PartitionIndex:
     prefix_ids: kafka_state.IdFilter | None = None
     tail: list[tuple[StoredRecord, str | None]] = field(default_factory=list)
     """With ``base``: the records indexed, to re-add after reading the prefix."""
+    written_at: int = 0
+    """Offset of the last snapshot loaded or written (0: none): when the next is due."""
     snap_offset: int = 0
-    """Offset of the last snapshot loaded or written (0: none)."""
+    """Offset up to which ``snap_entries`` and ``snap_ids`` are folded (the last
+    snapshot's, or further: a fold of committed records is valid whether written or not)."""
     snap_entries: dict[str, kafka_state.Entry] = field(default_factory=dict)
-    """Its stream entries: each stream's head and state below ``snap_offset``."""
+    """Each stream's head and state below ``snap_offset``."""
     snap_ids: kafka_state.IdFilter | None = None
-    """Its id filter (ids below ``snap_offset``), None until one is built."""
+    """The ids below ``snap_offset``, None until built."""
     recent_ids: list[str] = field(default_factory=list)
     """Ids indexed since (to add to the next snapshot's filter)."""
+    fold_after_commit: bool = False
 
     def add(self, record: StoredRecord, event_id: str | None) -> None:
         stream = self.streams.setdefault(record.model, _Stream())
@@ -964,9 +968,16 @@ class KafkaLog(EventLog):
                 if snapshot is not None:
                     index.snap_offset, index.snap_entries, index.snap_ids = snapshot.offset, snapshot.entries, snapshot.ids
                     index.recent_ids = []
+                    index.written_at = snapshot.offset
                 self._await_markers(partition, index.own_last, until)
-                if self._state_ready is None and index.next_offset - index.snap_offset >= kafka_state.EVERY:
+                if self._state_ready is None and index.next_offset - index.written_at >= kafka_state.EVERY:
                     self._state_topic_ready()  # the next append writes the snapshot
+                if index.fold_after_commit and self._state_ready:
+                    # A long history not folded yet (the first snapshot of a partition
+                    # written without them): folded once here, outside the deadline;
+                    # the next append writes the snapshot.
+                    index.fold_after_commit = False
+                    self._fold_committed(index)
                 return stored
         if isinstance(lost, _IdInFlight):
             raise ConflictError(
@@ -1072,7 +1083,7 @@ class KafkaLog(EventLog):
                 "partition ends at %d; reading it from offset 0", partition, snapshot.offset, end,
             )
             return
-        index.base = index.next_offset = index.snap_offset = snapshot.offset
+        index.base = index.next_offset = index.snap_offset = index.written_at = snapshot.offset
         index.prefix_ids = index.snap_ids = snapshot.ids
         index.snap_entries = dict(snapshot.entries)
         for model, entry in snapshot.entries.items():
@@ -1137,17 +1148,15 @@ class KafkaLog(EventLog):
         whole.next_offset, whole.own_first, whole.own_last = index.next_offset, index.own_first, index.own_last
         if trusted:
             whole.snap_offset, whole.snap_entries, whole.snap_ids = index.snap_offset, index.snap_entries, index.snap_ids
+            whole.written_at = index.written_at
             whole.recent_ids = [event_id for _, event_id in index.tail if event_id]
         for name in _PartitionIndex.__dataclass_fields__:
             setattr(index, name, getattr(whole, name))
 
-    def _snapshot_due(self, index: _PartitionIndex, records: Sequence[NewRecord]) -> kafka_state.PartitionSnapshot | None:
-        """If this append is to carry a new snapshot, the streams' entries before
-        it (folded now, before the transaction begins)."""
-        if index.next_offset + len(records) - index.snap_offset < kafka_state.EVERY or not self._state_ready:
-            # A state topic not looked at yet is created after this append commits
-            # (_after_commit): creating a topic must not eat an append's deadline.
-            return None
+    def _fold_committed(self, index: _PartitionIndex) -> None:
+        """Advance ``index.snap_*`` over the committed records indexed since
+        ``snap_offset`` (a pure function of the committed prefix: kept whether or
+        not a snapshot is then written)."""
         changed = {}
         for model, stream in index.streams.items():
             rs = stream.records
@@ -1156,8 +1165,31 @@ class KafkaLog(EventLog):
                 i -= 1
             if i < len(rs):
                 changed[model] = rs[i:]
-        entries = kafka_state.advance(index.snap_entries, changed)
-        return kafka_state.PartitionSnapshot(self.topic, -1, index.snap_offset, entries, None)
+        if index.snap_ids is None:
+            ids = kafka_state.IdFilter()
+            for event_id in index.owners:
+                ids.add(event_id)
+        else:
+            ids = index.snap_ids.copy()
+            for event_id in index.recent_ids:
+                ids.add(event_id)
+        index.snap_entries = kafka_state.advance(index.snap_entries, changed)
+        index.snap_ids = ids
+        index.snap_offset = index.next_offset
+        index.recent_ids = []
+
+    def _snapshot_due(self, index: _PartitionIndex, records: Sequence[NewRecord]) -> kafka_state.PartitionSnapshot | None:
+        """If this append is to carry a new snapshot, the streams' entries and ids
+        before it (folded now, before the transaction begins)."""
+        if index.next_offset + len(records) - index.written_at < kafka_state.EVERY or not self._state_ready:
+            # A state topic not looked at yet is created after this append commits
+            # (_append): creating a topic must not eat an append's deadline.
+            return None
+        if index.next_offset - index.snap_offset > 4 * kafka_state.EVERY:
+            index.fold_after_commit = True
+            return None
+        self._fold_committed(index)
+        return kafka_state.PartitionSnapshot(self.topic, -1, index.snap_offset, index.snap_entries, index.snap_ids)
 
     def _send_snapshot(self, producer, partition, index, before, records, metadata, until):
         """Send the snapshot after this append's records (acknowledged at
@@ -1168,14 +1200,7 @@ class KafkaLog(EventLog):
                 Position(partition, meta.offset), r.model, r.sequence, r.event_type,
                 r.fingerprint, r.data, meta.timestamp, r.hash,
             ))
-        if index.snap_ids is None:
-            ids = kafka_state.IdFilter()
-            for event_id in index.owners:
-                ids.add(event_id)
-        else:
-            ids = index.snap_ids.copy()
-            for event_id in index.recent_ids:
-                ids.add(event_id)
+        ids = before.ids.copy()
         for r in records:
             ids.add(r.event_id)
         snapshot = kafka_state.PartitionSnapshot(

@@ -276,3 +276,26 @@ def test_the_service_writer_starts_from_the_snapshot(kafka_bootstrap, kafka_topi
             assert retrained.future.exception(timeout=60).rule == "version-never-reused"
         finally:
             writer.stop()
+
+
+def test_a_partition_written_without_snapshots_gets_one(kafka_bootstrap, kafka_topic):
+    with KafkaLog([kafka_bootstrap], kafka_topic, partitions=3, snapshots=0) as before:
+        (model,) = same_partition_models(before, 1)
+        partition = before.partition_for(model)
+        ledger = Ledger(before)
+        for draft in deployed_life(model):
+            ledger.emit(draft)
+        grow(ledger, model, 300)
+    assert state_records(kafka_bootstrap, kafka_topic, partition) == []
+
+    with open_log(kafka_bootstrap, kafka_topic) as writer:
+        ledger = Ledger(writer)
+        # The first append creates the state topic, the next folds the long history
+        # once it has committed, the third carries the snapshot.
+        for i in range(3):
+            ledger.emit(drift(model, 1000 + i))
+    assert len(state_records(kafka_bootstrap, kafka_topic, partition)) == 1
+
+    with open_log(kafka_bootstrap, kafka_topic) as fresh:
+        assert Ledger(fresh).emit(drift(model, 2000)).event.sequence == 309
+        assert fresh.records_fetched[partition] <= 5
