@@ -21,7 +21,9 @@ from datetime import datetime
 
 from ledger.rules import ModelState, VersionState
 
-FORMAT = 1
+FORMAT = 2
+"""2: with ``feedback`` and ``alerts`` (format 1 lacked them; such a snapshot is not
+used, and the stream is folded in full)."""
 
 EVERY = 100
 """A new snapshot is written with an append once the stream has grown by this many
@@ -58,6 +60,8 @@ def dumps(state: ModelState) -> bytes:
         "deployed": dict(sorted(state.deployed.items())),
         "retired": state.retired,
         "last_recorded_at": state.last_recorded_at.isoformat() if state.last_recorded_at else None,
+        "feedback": {event_id: [version, env] for event_id, (version, env) in sorted(state.feedback.items())},
+        "alerts": sorted(state.alerts),
     }
     return json.dumps(document, sort_keys=True, separators=(",", ":")).encode()
 
@@ -91,6 +95,8 @@ def loads(data: bytes) -> ModelState | None:
             deployed={str(env): int(v) for env, v in document["deployed"].items()},
             retired=bool(document["retired"]),
             last_recorded_at=datetime.fromisoformat(at) if at else None,
+            feedback={str(k): (int(v[0]), str(v[1])) for k, v in document["feedback"].items()},
+            alerts=frozenset(document["alerts"]),
         )
     except (ValueError, TypeError, KeyError, AttributeError):
         return None

@@ -371,9 +371,10 @@ cmd_status() {
     return 1
 }
 
-# The ACLs of the SASL mode: the writer user may create and write the topic (with
-# the ledger writers' transactional ids and the service's consumer group); reader
-# users may only read it. Nobody else may do anything on it.
+# The ACLs of the SASL mode: the writer user may create and write the topic and its
+# <topic>.state companion (with the ledger writers' transactional ids and the
+# service's consumer group); reader users may only read the topic. Nobody else may
+# do anything on them.
 cmd_acls() {
     [[ "$SASL" == 1 ]] || die "acls needs the SASL mode (LEDGER_KAFKA_SASL=1)"
     libs_present || die "no Kafka jars in $LIBS (run: $0 fetch)"
@@ -391,6 +392,10 @@ EOF
     }
     acl --allow-principal "User:$WRITER" --operation Create --operation Write --operation Read \
         --operation Describe --operation DescribeConfigs --topic "$ACL_TOPIC"
+    # Its rule-state snapshots (written in the same transactions as the events): the
+    # same writer only, since a writer starting from one trusts it like the log.
+    acl --allow-principal "User:$WRITER" --operation Create --operation Write --operation Read \
+        --operation Describe --operation DescribeConfigs --topic "$ACL_TOPIC.state"
     acl --allow-principal "User:$WRITER" --operation Write --operation Describe \
         --transactional-id "ledger-writer.$ACL_TOPIC." --resource-pattern-type prefixed
     acl --allow-principal "User:$WRITER" --operation Read --operation Describe \

@@ -89,6 +89,13 @@ Assumptions: only ledger writers produce ledger-keyed records to the topic, and 
 partition count never changes after the first event (adding partitions remaps keys
 and would split model streams). A process keeps the index of the partitions it wrote
 in memory: fine for lifecycle events (thousands, not billions).
+
+Rule-state snapshots (:mod:`ledger.backends.kafka_state`): each partition's writer
+keeps, on the compacted ``<topic>.state``, a snapshot written in the same transaction
+as the events it covers; a fresh writer starts its index from it (checked against the
+log) and reads only the records after it. ``_View`` reads the partition's prefix
+when it is asked for something before the snapshot (an old event id, a stream whose
+snapshot head does not check out), so every answer is the full read's.
 """
 
 from __future__ import annotations
@@ -108,7 +115,8 @@ from kafka.admin import ConfigResource, ConfigResourceType, OffsetSpec
 from kafka.partitioner import DefaultPartitioner
 from kafka.protocol.consumer.offsets import IsolationLevel
 
-from ledger import codec
+from ledger import codec, rule_snapshots
+from ledger.backends import kafka_state
 from ledger.errors import BackendError, ConflictError, DecodeError, InputError, RuleViolation
 from ledger.log import EventLog, NewRecord, PlanFn, Position, RoundPlanFn, StoredRecord, StreamHead, StreamView
 
@@ -135,6 +143,7 @@ OPTIONS: dict[str, type] = {
     "sasl_plain_username": str,
     "sasl_plain_password": str,
     "ssl_cafile": str,
+    "snapshots": int,
 }
 """Extra ``kafka://…?name=value`` options the log accepts."""
 
@@ -236,6 +245,11 @@ class _Partitions:
 class _Stream:
     records: list[StoredRecord] = field(default_factory=list)
     by_event_id: dict[str, StoredRecord] = field(default_factory=dict)
+    entry: kafka_state.Entry | None = None
+    """The stream's head and state in the snapshot the index started from (its
+    records before that snapshot's offset are not in ``records``)."""
+    verified: bool = False
+    """Whether the log still holds ``entry``'s head event (then it is ``records[0]``)."""
 
 
 @dataclass
@@ -249,6 +263,26 @@ class _PartitionIndex:
     """Last offset of that commit."""
     owners: dict[str, str] = field(default_factory=dict)
     """Event id → model of the event that first used it on this partition."""
+    loaded: bool = False
+    """Whether the partition's latest rule-state snapshot was looked for."""
+    base: int | None = None
+    """Set when the index started from a snapshot: records below this offset are
+    not indexed (but for the stream heads checked), ``prefix_ids`` holds their ids."""
+    prefix_ids: kafka_state.IdFilter | None = None
+    tail: list[tuple[StoredRecord, str | None]] = field(default_factory=list)
+    """With ``base``: the records indexed, to re-add after reading the prefix."""
+    written_at: int = 0
+    """Offset of the last snapshot loaded or written (0: none): when the next is due."""
+    snap_offset: int = 0
+    """Offset up to which ``snap_entries`` and ``snap_ids`` are folded (the last
+    snapshot's, or further: a fold of committed records is valid whether written or not)."""
+    snap_entries: dict[str, kafka_state.Entry] = field(default_factory=dict)
+    """Each stream's head and state below ``snap_offset``."""
+    snap_ids: kafka_state.IdFilter | None = None
+    """The ids below ``snap_offset``, None until built."""
+    recent_ids: list[str] = field(default_factory=list)
+    """Ids indexed since (to add to the next snapshot's filter)."""
+    fold_after_commit: bool = False
 
     def add(self, record: StoredRecord, event_id: str | None) -> None:
         stream = self.streams.setdefault(record.model, _Stream())
@@ -256,6 +290,14 @@ class _PartitionIndex:
         if event_id:
             stream.by_event_id[event_id] = record
             self.owners.setdefault(event_id, record.model)
+            self.recent_ids.append(event_id)
+        if self.base is not None:
+            self.tail.append((record, event_id))
+
+    def may_hold_older(self, event_id: str) -> bool:
+        """Whether ``event_id`` may be an id of the records below ``base``, which
+        this index started without."""
+        return self.base is not None and self.prefix_ids is not None and self.prefix_ids.might_hold(event_id)
 
 
 class _IdInFlight(Exception):
@@ -263,29 +305,71 @@ class _IdInFlight(Exception):
 
 
 class _View(StreamView):
-    def __init__(self, stream: _Stream):
-        self.stream = stream
+    def __init__(self, log: KafkaLog, partition: int, index: _PartitionIndex, model: str):
+        self.log, self.partition, self.index, self.model = log, partition, index, model
+
+    @property
+    def stream(self) -> _Stream:
+        # Looked up at each call: reading the partition's prefix replaces the streams.
+        return self.index.streams.get(self.model) or _Stream()
 
     def head(self) -> StreamHead | None:
-        if not self.stream.records:
+        stream = self.stream
+        if not stream.records:
+            if stream.entry is not None:
+                return StreamHead(stream.entry.sequence, stream.entry.hash)
             return None
-        last = self.stream.records[-1]
+        last = stream.records[-1]
         # -1 for a record whose sequence is unknown (undecodable): matches no cached
         # state, so the append path re-folds the stream and reports the damage.
         return StreamHead(last.sequence if last.sequence is not None else -1, last.hash)
 
+    def _covers(self, stream: _Stream, sequence: int) -> bool:
+        """Whether every record of the stream above ``sequence`` is indexed."""
+        if self.index.base is None:
+            return True
+        if stream.entry is None:
+            # A stream the snapshot does not name started after it, at #1.
+            return not stream.records or stream.records[0].sequence == 1
+        first = stream.entry.sequence - 1 if stream.verified else stream.entry.sequence
+        return sequence >= first
+
     def records_after(self, sequence: int) -> Iterator[StoredRecord]:
+        if not self._covers(self.stream, sequence):
+            self.log._read_prefix(self.partition, self.index, f"stream {self.model!r} before #{sequence + 1} was asked for")
         records = self.stream.records
         start = 0
-        # Sequences are normally 1..n in index order: skip straight to the tail.
-        if 0 < sequence <= len(records) and records[sequence - 1].sequence == sequence:
-            start = sequence
+        # Sequences are normally consecutive in index order: skip straight to the tail.
+        if records and records[0].sequence is not None:
+            at = sequence - records[0].sequence + 1
+            if 0 < at <= len(records) and records[at - 1].sequence == sequence:
+                start = at
         for record in records[start:]:
             if record.sequence is None or record.sequence > sequence:
                 yield record
 
     def find(self, event_id: str) -> StoredRecord | None:
-        return self.stream.by_event_id.get(event_id)
+        found = self.stream.by_event_id.get(event_id)
+        if found is None and self.index.may_hold_older(event_id):
+            self.log._read_prefix(self.partition, self.index, f"event id {event_id} may be an older event's")
+            found = self.stream.by_event_id.get(event_id)
+        return found
+
+    def snapshot(self):
+        stream = self.stream
+        entry = stream.entry
+        if entry is None or entry.state is None or self.index.base is None:
+            return None
+        if not (stream.verified or self.log._verify_head(self.partition, self.index, self.model, stream)) or (
+            len(stream.records) > 1 and stream.records[1].sequence != entry.sequence + 1
+        ):
+            self.log._read_prefix(
+                self.partition, self.index,
+                f"the snapshot's head of stream {self.model!r} (#{entry.sequence} at offset {entry.offset}) "
+                "is not what the log holds there", trusted=False,
+            )
+            return None
+        return rule_snapshots.Snapshot(entry.sequence, entry.hash, entry.state)
 
 
 class _NeedsNewWriter(Exception):
@@ -332,6 +416,12 @@ class KafkaLog(EventLog):
         self._consumer: KafkaConsumer | None = None
         self._tail_consumer: KafkaConsumer | None = None
         self._closed = False
+        self.state_topic = kafka_state.state_topic(topic)
+        self._state_ready: bool | None = None
+        """Whether snapshots are written (None: the state topic not looked at yet)."""
+        self.records_fetched: dict[int, int] = {}
+        """Records of each lifecycle partition read by this process (what a start
+        from a rule-state snapshot saves; for tests and benches)."""
         self._admin = self._connect_admin()
         try:
             self._partition_count = self._ensure_topic(partitions, replication)
@@ -531,6 +621,8 @@ class KafkaLog(EventLog):
             for record in records:
                 if record.offset >= end:
                     return
+                if tp.topic == self.topic:
+                    self.records_fetched[tp.partition] = self.records_fetched.get(tp.partition, 0) + 1
                 yield record
 
     def read(
@@ -592,6 +684,8 @@ class KafkaLog(EventLog):
             # init_transactions (coordinator lookup, connect, InitProducerId): 100 ms
             # by default made every writer switch cost ~220 ms; 20 ms gives ~50 ms.
             retry_backoff_ms=20,
+            # Room for a rule-state snapshot (events are held to 1 MB by the append path).
+            max_request_size=kafka_state.MAX_BYTES + 64 * 1024,
             max_block_ms=max(1, min(self._timeout_ms, block_ms or self._timeout_ms)),
             delivery_timeout_ms=config["request_timeout_ms"] + 5_000,
         )
@@ -653,7 +747,10 @@ class KafkaLog(EventLog):
 
     def _index_committed(self, partition: int, index: _PartitionIndex, end: int) -> None:
         """Read ``partition``'s committed records from ``index.next_offset`` up to
-        ``end`` into ``index``."""
+        ``end`` into ``index`` (the first time, from its rule-state snapshot on)."""
+        if not index.loaded and index.next_offset < end:
+            index.loaded = True
+            self._start_from_snapshot(partition, index, end)
         if index.next_offset >= end:
             return
         if self._consumer is None:
@@ -714,6 +811,8 @@ class KafkaLog(EventLog):
 
         own = self._index[partition]
         for r in records:
+            if r.event_id not in own.owners and own.may_hold_older(r.event_id):
+                self._read_prefix(partition, own, f"event id {r.event_id} may be an older event's")
             if r.event_id in own.owners and own.owners[r.event_id] != r.model:
                 refuse(r.event_id, own.owners[r.event_id])
         others = [p for p in self.partitions() if p != partition]
@@ -725,6 +824,8 @@ class KafkaLog(EventLog):
             index = self._index.setdefault(other, _PartitionIndex())
             self._index_committed(other, index, stable[other])
             for event_id in ids:
+                if event_id not in index.owners and index.may_hold_older(event_id):
+                    self._read_prefix(other, index, f"event id {event_id} may be an older event's")
                 if event_id in index.owners:
                     refuse(event_id, index.owners[event_id])
         for other in others:
@@ -805,12 +906,13 @@ class KafkaLog(EventLog):
                     except _NeedsNewWriter:
                         self._drop_producer(partition)
                         continue
-                records = plan(lambda name: _View(index.streams.get(name) or _Stream()))
+                records = plan(lambda name: _View(self, partition, index, name))
                 if not records:
                     return []
                 for r in records:
                     if self.partition_for(r.model) != partition:
                         raise InputError(f"model {r.model!r} does not live in partition {partition}")
+                snapshot = self._snapshot_due(index, records)
                 try:
                     producer.begin_transaction()
                     futures = [
@@ -822,6 +924,9 @@ class KafkaLog(EventLog):
                     # Acknowledged before the id check reads other partitions
                     # (see _check_ids_unused); a refused record raises here.
                     metadata = [f.get(timeout=max(0.5, until - time.monotonic())) for f in futures]
+                    if snapshot is not None:
+                        # In the same transaction: committed or aborted with the events.
+                        snapshot = self._send_snapshot(producer, partition, index, snapshot, records, metadata, until)
                     try:
                         self._check_ids_unused(partition, records)
                     except (RuleViolation, _IdInFlight) as refused:
@@ -866,7 +971,19 @@ class KafkaLog(EventLog):
                 index.next_offset = max(index.next_offset, stored[-1].position.offset + 1)
                 index.own_first = stored[0].position.offset
                 index.own_last = stored[-1].position.offset
+                if snapshot is not None:
+                    index.snap_offset, index.snap_entries, index.snap_ids = snapshot.offset, snapshot.entries, snapshot.ids
+                    index.recent_ids = []
+                    index.written_at = snapshot.offset
                 self._await_markers(partition, index.own_last, until)
+                if self._state_ready is None and index.next_offset - index.written_at >= kafka_state.EVERY:
+                    self._state_topic_ready()  # the next append writes the snapshot
+                if index.fold_after_commit and self._state_ready:
+                    # A long history not folded yet (the first snapshot of a partition
+                    # written without them): folded once here, outside the deadline;
+                    # the next append writes the snapshot.
+                    index.fold_after_commit = False
+                    self._fold_committed(index)
                 return stored
         if isinstance(lost, _IdInFlight):
             raise ConflictError(
@@ -882,6 +999,231 @@ class KafkaLog(EventLog):
             f"appending to {target} on {self._where} failed {MAX_ATTEMPTS} times (last: {lost}); "
             "retrying with the same event ids is safe"
         )
+
+    # ------------------------------------------------------------------ rule-state snapshots
+
+    def _state_topic_ready(self) -> bool:
+        """Create ``<topic>.state`` if missing (see :mod:`ledger.backends.kafka_state`);
+        whether snapshots can be written. A principal not allowed to (ACLs), or a
+        state topic of another shape, turns snapshots off with a warning: appends
+        work as without them."""
+        if self._state_ready is not None:
+            return self._state_ready
+        self._state_ready = False
+        if not self.options.get("snapshots", 1):
+            return False
+        try:
+            with self._admin_lock:
+                if self.state_topic not in self._admin.list_topics():
+                    try:
+                        self._admin.create_topics(
+                            {self.state_topic: {"num_partitions": self._partition_count,
+                                                "replication_factor": self.replication,
+                                                "configs": kafka_state.TOPIC_CONFIG}},
+                            timeout_ms=self._timeout_ms, wait_for_metadata=True,
+                        )
+                    except kerrors.TopicAlreadyExistsError:
+                        pass
+                described = self._admin.describe_topics([self.state_topic])
+            count = len(described[0]["partitions"]) if described else 0
+        except (kerrors.KafkaError, OSError) as exc:
+            log.warning("rule-state snapshots are off: cannot create or describe %r (%s)", self.state_topic, exc)
+            return False
+        if count != self._partition_count:
+            log.warning(
+                "rule-state snapshots are off: %r has %d partitions, %r has %d",
+                self.state_topic, count, self.topic, self._partition_count,
+            )
+            return False
+        self._state_ready = True
+        return True
+
+    def _latest_snapshot(self, partition: int) -> kafka_state.PartitionSnapshot | None:
+        """The last committed record of the state topic's ``partition``, decoded."""
+        if not self.options.get("snapshots", 1):
+            return None
+        tp = TopicPartition(self.state_topic, partition)
+        try:
+            with self._admin_lock:
+                if self.state_topic not in self._admin.list_topics():
+                    return None
+                latest = self._admin.list_partition_offsets(
+                    {tp: OffsetSpec.LATEST}, isolation_level=IsolationLevel.READ_COMMITTED, timeout_ms=self._timeout_ms)
+                earliest = self._admin.list_partition_offsets({tp: OffsetSpec.EARLIEST}, timeout_ms=self._timeout_ms)
+        except (kerrors.KafkaError, OSError) as exc:
+            log.warning("partition %d: no rule-state snapshot read (%s); reading it from offset 0", partition, exc)
+            return None
+        end, begin = latest[tp].offset, earliest[tp].offset
+        if self._consumer is None:
+            self._consumer = self._new_consumer()
+        # Each snapshot is one record and one commit marker (plus aborted attempts):
+        # look back a few offsets, then further.
+        start = max(begin, end - 8)
+        while start < end:
+            last = None
+            for raw in self._fetch(self._consumer, tp, start, end):
+                last = raw
+            if last is not None:
+                found = kafka_state.decode(last.value, self.topic, partition)
+                if found is None:
+                    log.warning(
+                        "partition %d: the rule-state snapshot at %s offset %d is not one this "
+                        "ledger wrote for %r; reading the partition from offset 0",
+                        partition, self.state_topic, last.offset, self.topic,
+                    )
+                return found
+            if start == begin:
+                break
+            start = max(begin, start - 2 * (end - start))
+        return None
+
+    def _start_from_snapshot(self, partition: int, index: _PartitionIndex, end: int) -> None:
+        """Point a fresh ``index`` at the partition's latest snapshot, if it checks
+        out: then only the records after it are read."""
+        snapshot = self._latest_snapshot(partition)
+        if snapshot is None or not snapshot.entries:
+            return
+        if snapshot.offset > end:
+            log.warning(
+                "partition %d: the rule-state snapshot covers offsets up to %d but the "
+                "partition ends at %d; reading it from offset 0", partition, snapshot.offset, end,
+            )
+            return
+        index.base = index.next_offset = index.snap_offset = index.written_at = snapshot.offset
+        index.prefix_ids = index.snap_ids = snapshot.ids
+        index.snap_entries = dict(snapshot.entries)
+        for model, entry in snapshot.entries.items():
+            index.streams[model] = _Stream(entry=entry)
+        # The snapshot belongs to this partition only if the log still holds, where
+        # it says, the last event it covers.
+        newest = max(snapshot.entries, key=lambda m: snapshot.entries[m].offset)
+        if not self._verify_head(partition, index, newest, index.streams[newest]):
+            log.warning(
+                "partition %d: the rule-state snapshot's last event (offset %d) is not what "
+                "the log holds there; reading the partition from offset 0",
+                partition, snapshot.entries[newest].offset,
+            )
+            _PartitionIndex.__init__(index, loaded=True)
+
+    def _record_at(self, partition: int, offset: int):
+        if self._consumer is None:
+            self._consumer = self._new_consumer()
+        for raw in self._fetch(self._consumer, TopicPartition(self.topic, partition), offset, offset + 1):
+            return raw if raw.offset == offset else None
+        return None
+
+    def _verify_head(self, partition: int, index: _PartitionIndex, model: str, stream: _Stream) -> bool:
+        """Whether the log holds ``stream.entry``'s head event at its offset; if so,
+        it becomes the stream's first indexed record."""
+        entry = stream.entry
+        with self._kafka_errors(f"reading partition {partition}"):
+            raw = self._record_at(partition, entry.offset)
+        if raw is None:
+            return False
+        stored, event_id = self._stored(raw)
+        if (
+            stored.model != model
+            or stored.hash != entry.hash
+            or stored.recorded_hash not in (None, entry.hash)
+            or stored.sequence != entry.sequence
+        ):
+            return False
+        if stream.records and stream.records[0].sequence != entry.sequence + 1:
+            return False  # the indexed tail does not continue that head
+        stream.records.insert(0, stored)
+        if event_id:
+            stream.by_event_id.setdefault(event_id, stored)
+            index.owners.setdefault(event_id, model)
+        stream.verified = True
+        return True
+
+    def _read_prefix(self, partition: int, index: _PartitionIndex, why: str, trusted: bool = True) -> None:
+        """Index the records below ``index.base`` too (the index then holds the
+        whole partition, as without snapshots). ``trusted=False``: the snapshot did
+        not check out, so the next one is folded from the whole partition."""
+        if index.base is None:
+            return
+        (log.info if trusted else log.warning)(
+            "partition %d: reading offsets 0..%d too (%s)", partition, index.base - 1, why
+        )
+        whole = _PartitionIndex(loaded=True)
+        with self._kafka_errors(f"reading partition {partition}"):
+            self._index_committed(partition, whole, index.base)
+        for record, event_id in index.tail:
+            whole.add(record, event_id)
+        whole.next_offset, whole.own_first, whole.own_last = index.next_offset, index.own_first, index.own_last
+        if trusted:
+            whole.snap_offset, whole.snap_entries, whole.snap_ids = index.snap_offset, index.snap_entries, index.snap_ids
+            whole.written_at = index.written_at
+            whole.recent_ids = [event_id for _, event_id in index.tail if event_id]
+        for name in _PartitionIndex.__dataclass_fields__:
+            setattr(index, name, getattr(whole, name))
+
+    def _fold_committed(self, index: _PartitionIndex) -> None:
+        """Advance ``index.snap_*`` over the committed records indexed since
+        ``snap_offset`` (a pure function of the committed prefix: kept whether or
+        not a snapshot is then written)."""
+        changed = {}
+        for model, stream in index.streams.items():
+            rs = stream.records
+            i = len(rs)
+            while i and rs[i - 1].position.offset >= index.snap_offset:
+                i -= 1
+            if i < len(rs):
+                changed[model] = rs[i:]
+        if index.snap_ids is None:
+            ids = kafka_state.IdFilter()
+            for event_id in index.owners:
+                ids.add(event_id)
+        else:
+            ids = index.snap_ids.copy()
+            for event_id in index.recent_ids:
+                ids.add(event_id)
+        index.snap_entries = kafka_state.advance(index.snap_entries, changed)
+        index.snap_ids = ids
+        index.snap_offset = index.next_offset
+        index.recent_ids = []
+
+    def _snapshot_due(self, index: _PartitionIndex, records: Sequence[NewRecord]) -> kafka_state.PartitionSnapshot | None:
+        """If this append is to carry a new snapshot, the streams' entries and ids
+        before it (folded now, before the transaction begins)."""
+        if index.next_offset + len(records) - index.written_at < kafka_state.EVERY or not self._state_ready:
+            # A state topic not looked at yet is created after this append commits
+            # (_append): creating a topic must not eat an append's deadline.
+            return None
+        if index.next_offset - index.snap_offset > 4 * kafka_state.EVERY:
+            index.fold_after_commit = True
+            return None
+        self._fold_committed(index)
+        return kafka_state.PartitionSnapshot(self.topic, -1, index.snap_offset, index.snap_entries, index.snap_ids)
+
+    def _send_snapshot(self, producer, partition, index, before, records, metadata, until):
+        """Send the snapshot after this append's records (acknowledged at
+        ``metadata``) into the open transaction; what to keep once committed."""
+        stored = {}
+        for r, meta in zip(records, metadata):
+            stored.setdefault(r.model, []).append(StoredRecord(
+                Position(partition, meta.offset), r.model, r.sequence, r.event_type,
+                r.fingerprint, r.data, meta.timestamp, r.hash,
+            ))
+        ids = before.ids.copy()
+        for r in records:
+            ids.add(r.event_id)
+        snapshot = kafka_state.PartitionSnapshot(
+            self.topic, partition, metadata[-1].offset + 1, kafka_state.advance(before.entries, stored), ids
+        )
+        value = kafka_state.encode(snapshot)
+        if len(value) > kafka_state.MAX_BYTES:
+            log.warning(
+                "a rule-state snapshot of partition %d is %d bytes, over %d: snapshots are off in this process",
+                partition, len(value), kafka_state.MAX_BYTES,
+            )
+            self._state_ready = False
+            return None
+        producer.send(self.state_topic, value=value, key=str(partition).encode("ascii"), partition=partition).get(
+            timeout=max(0.5, until - time.monotonic())
+        )
+        return snapshot
 
     # ------------------------------------------------------------------ for a writer service
 

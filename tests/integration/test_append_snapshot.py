@@ -9,7 +9,7 @@ import sqlite3
 import pytest
 
 from ledger import append as append_module
-from ledger import rule_snapshots, samples
+from ledger import codec, rule_snapshots, samples
 from ledger.client import Ledger
 from ledger.errors import DecodeError, RuleViolation
 from ledger.events import DriftDetected, ModelApproved, ModelDeployed, ModelEvaluated, ModelTrained
@@ -111,3 +111,23 @@ def test_an_unreadable_snapshot_falls_back_to_the_full_fold(long_stream, folded)
         accepted = ledger.emit(_drift(1001))
     assert accepted.event.sequence == 257
     assert folded == [256]
+
+
+def test_a_fresh_writer_from_a_snapshot_knows_alerts_and_feedback_from_before_it(long_stream, folded):
+    """The snapshot holds every part of the rule state: a retraining may name a
+    drift alert raised before the snapshot, and a degradation may name feedback
+    recorded before it (both were refused from a snapshot that dropped them)."""
+    url, _ = long_stream
+    with Ledger.open(url) as ledger:
+        first_alert = next(r for r in ledger.log.read(model=MODEL) if r.event_type == "DriftDetected")
+    alert_id = str(codec.decode(first_alert.data).event_id)
+    with Ledger.open(url) as ledger:
+        feedback = ledger.emit(samples.feedback(MODEL)).event
+        ledger.emit_many([_drift(i) for i in range(1000, 1100)])  # a new snapshot after both
+    folded.clear()
+    with Ledger.open(url) as fresh:
+        retrain = samples.trained(MODEL, 3, snapshots=("s1",), parent_version=1, trigger="drift",
+                                  trigger_alert_id=alert_id)
+        assert fresh.emit(retrain).event.version == 3
+        assert fresh.emit(samples.degraded(MODEL, feedback_event_id=str(feedback.event_id))).event.sequence
+    assert max(folded) < 100  # it started from the snapshot

@@ -76,3 +76,33 @@ def test_only_the_service_principal_writes_the_topic(broker, tmp_path):
     with Ledger.open(log_url(broker, "ledger")) as ledger:
         assert len(list(ledger.events())) == 1
         assert ledger.verify().ok
+
+
+def test_only_the_writer_writes_rule_state_snapshots(broker, monkeypatch):
+    from kafka import KafkaConsumer, TopicPartition
+
+    from ledger.backends import kafka_state
+
+    monkeypatch.setattr(kafka_state, "EVERY", 1)  # the state topic after the first append, a snapshot with the next
+    with Ledger.open(log_url(broker, "ledger")) as ledger:
+        ledger.emit(samples.snapshot("churn"))
+        accepted = ledger.emit(samples.snapshot("churn", "s2"))
+    sasl = {"security_protocol": "SASL_PLAINTEXT", "sasl_mechanism": "PLAIN"}
+    consumer = KafkaConsumer(bootstrap_servers=broker.bootstrap, sasl_plain_username="ledger",
+                             sasl_plain_password=USERS["ledger"], isolation_level="read_committed",
+                             enable_auto_commit=False, group_id=None, **sasl)
+    try:
+        tp = TopicPartition(f"{TOPIC}.state", accepted.position.partition)
+        consumer.assign([tp])
+        consumer.seek_to_beginning(tp)
+        (record,) = consumer.poll(timeout_ms=10_000).get(tp, [])
+        assert kafka_state.decode(record.value, TOPIC, tp.partition).entries["churn"].hash == accepted.hash
+    finally:
+        consumer.close()
+    producer = KafkaProducer(bootstrap_servers=broker.bootstrap, sasl_plain_username="intruder",
+                             sasl_plain_password=USERS["intruder"], max_block_ms=10_000, **sasl)
+    try:
+        with pytest.raises(TopicAuthorizationFailedError):
+            producer.send(f"{TOPIC}.state", key=b"0", value=b"a forged snapshot").get(timeout=15)
+    finally:
+        producer.close(timeout=1)
