@@ -360,8 +360,25 @@ def feedback_problems(event: FeedbackRecorded) -> list[str]:
     return problems
 
 
-def apply(state: ModelState, event: Event, event_hash: str) -> ModelState:
-    """The state after ``event`` (already accepted, with its sequence)."""
+def thaw(state: ModelState) -> ModelState:
+    """A working copy of ``state`` whose growing collections (snapshots, alerts,
+    feedback) are mutable and owned by the caller, for :func:`apply` with
+    ``in_place=True`` and :func:`freeze` at the end: a batch of events then copies
+    them twice instead of once per event (a stream's snapshot ids and alerts only
+    grow; copying them for every event made a batch cost its stream's length)."""
+    return replace(state, snapshots=set(state.snapshots), alerts=set(state.alerts), feedback=dict(state.feedback))
+
+
+def freeze(state: ModelState) -> ModelState:
+    """The ordinary state :func:`thaw` and in-place :func:`apply` worked on."""
+    # The feedback dict is the working copy's own already; nothing changes it after this.
+    return replace(state, snapshots=frozenset(state.snapshots), alerts=frozenset(state.alerts))
+
+
+def apply(state: ModelState, event: Event, event_hash: str, *, in_place: bool = False) -> ModelState:
+    """The state after ``event`` (already accepted, with its sequence).
+    ``in_place``: ``state`` comes from :func:`thaw`, and its growing collections
+    are extended rather than copied (the returned state shares them)."""
     versions = state.versions
     deployed = state.deployed
     snapshots = state.snapshots
@@ -373,7 +390,10 @@ def apply(state: ModelState, event: Event, event_hash: str) -> ModelState:
         return {**versions, number: replace(versions[number], **changes)}
 
     if isinstance(event, DataSnapshotted):
-        snapshots = snapshots | {event.snapshot_id}
+        if in_place:
+            snapshots.add(event.snapshot_id)
+        else:
+            snapshots = snapshots | {event.snapshot_id}
     elif isinstance(event, ModelTrained):
         versions = {
             **versions,
@@ -398,7 +418,10 @@ def apply(state: ModelState, event: Event, event_hash: str) -> ModelState:
     elif isinstance(event, ModelDeployed):
         deployed = {**deployed, event.environment: event.version}
     elif isinstance(event, DriftDetected | PerformanceDegraded):
-        alerts = alerts | {str(event.event_id)}
+        if in_place:
+            alerts.add(str(event.event_id))
+        else:
+            alerts = alerts | {str(event.event_id)}
     elif isinstance(event, ModelRetired):
         if event.version is None:
             retired = True
@@ -407,7 +430,10 @@ def apply(state: ModelState, event: Event, event_hash: str) -> ModelState:
             versions = update(event.version, retired=True)
             deployed = {env: v for env, v in deployed.items() if v != event.version}
     elif isinstance(event, FeedbackRecorded):
-        feedback = {**feedback, str(event.event_id): (event.version, event.environment)}
+        if in_place:
+            feedback[str(event.event_id)] = (event.version, event.environment)
+        else:
+            feedback = {**feedback, str(event.event_id): (event.version, event.environment)}
     return ModelState(
         model=state.model,
         sequence=event.sequence or state.sequence + 1,
