@@ -164,17 +164,20 @@ def _all_finite(values: dict | list | tuple) -> bool:
     return True
 
 
-def admit(draft: Event, now: datetime, *, values: dict | None = None) -> None:
+def admit(draft: Event, now: datetime, *, values: dict | None = None, numbers_checked: bool = False) -> None:
     """Checks a *new* event must pass on its own, before the history rules: a clear
     identity, numbers that add up, bounds in order. ``values`` is
-    ``draft.model_dump()`` when the caller has it already (it is not changed).
+    ``draft.model_dump()`` when the caller has it already (it is not changed);
+    ``numbers_checked``: the caller saw every float in it finite already.
 
     Stored events are not re-judged by these (they stay readable and verifiable as
     they were accepted): only the append path calls this."""
     identity.check_name(draft.actor)
+    if numbers_checked and values is None:
+        raise ValueError("numbers_checked needs the values that were checked")
     if values is None:
         values = draft.model_dump()
-    if not _all_finite(values):
+    if not numbers_checked and not _all_finite(values):
         where = _non_finite(values)
         raise InvalidEvent(FINITE_NUMBERS, f"{where} is not a finite number (NaN and infinities are not JSON)")
     if draft.occurred_at > now + CLOCK_SKEW:
