@@ -12,7 +12,12 @@ Prints accepted events/s for
 
 Beside the embedded figures it prints SQLite's own rate (one row per transaction,
 synchronous=FULL) and, when ``eventsourcing`` is installed, the peer Python event
-store's rates on SQLite, measured in the same run.
+store's rates on SQLite, measured in the same run: once with its own small events
+(one string attribute, the issue's reference) and once with events carrying the
+same fields as ours. Every line gives the CPU time of this process per event
+(``time.process_time``) beside the wall rate, and the ratios against the
+references are printed at the end: on a shared machine only same-run ratios mean
+anything.
 
 Each run uses a fresh SQLite file and a fresh Kafka topic (deleted afterwards).
 The broker defaults to ``LEDGER_TEST_KAFKA``, else ``scripts/kafka.sh bootstrap``.
@@ -21,6 +26,7 @@ The broker defaults to ``LEDGER_TEST_KAFKA``, else ``scripts/kafka.sh bootstrap`
 from __future__ import annotations
 
 import argparse
+import functools
 import os
 import sqlite3
 import subprocess
@@ -48,33 +54,54 @@ def _default_kafka() -> str | None:
     return out.stdout.strip() or None
 
 
-def _rate(count: int, seconds: float) -> str:
-    return f"{count / seconds:9.1f} events/s  ({count} events in {seconds:.2f} s, {1000 * seconds / count:.2f} ms/event)"
+class Timed:
+    """Wall and CPU time of one measured loop."""
+
+    def __init__(self, count: int):
+        self.count = count
+
+    def __enter__(self) -> Timed:
+        self.wall, self.cpu = time.perf_counter(), time.process_time()
+        return self
+
+    def __exit__(self, *exc) -> None:
+        self.wall = time.perf_counter() - self.wall
+        self.cpu = time.process_time() - self.cpu
+
+    @property
+    def rate(self) -> float:
+        return self.count / self.wall
+
+    def __str__(self) -> str:
+        return (
+            f"{self.rate:9.1f} events/s  ({self.count} events in {self.wall:.2f} s, "
+            f"{1000 * self.wall / self.count:.3f} ms/event wall, {1000 * self.cpu / self.count:.3f} ms/event CPU)"
+        )
 
 
-def single(url: str, events: int) -> str:
+def single(url: str, events: int) -> Timed:
     with Ledger.open(url) as ledger:
         ledger.emit(samples.snapshot("warm-up"))  # connections and writer role, not measured
         drafts = [samples.snapshot(MODELS[i % len(MODELS)], f"single-{i}") for i in range(events)]
-        started = time.perf_counter()
-        for draft in drafts:
-            ledger.emit(draft)
-        return _rate(events, time.perf_counter() - started)
+        with Timed(events) as timed:
+            for draft in drafts:
+                ledger.emit(draft)
+        return timed
 
 
-def batched(url: str, batches: int, size: int) -> str:
+def batched(url: str, batches: int, size: int) -> Timed:
     with Ledger.open(url) as ledger:
         ledger.emit(samples.snapshot("warm-up", "batched"))
         groups = [
             [samples.snapshot(MODELS[b % len(MODELS)], f"batch-{b}-{i}") for i in range(size)] for b in range(batches)
         ]
-        started = time.perf_counter()
-        for group in groups:
-            ledger.emit_many(group)
-        return _rate(batches * size, time.perf_counter() - started)
+        with Timed(batches * size) as timed:
+            for group in groups:
+                ledger.emit_many(group)
+        return timed
 
 
-def sqlite_rows(path: Path, rows: int, size: int) -> str:
+def sqlite_rows(path: Path, rows: int, size: int) -> Timed:
     """SQLite's own rate: one INSERT per transaction, WAL, synchronous=FULL — the
     floor under any embedded append that is durable when it answers."""
     conn = sqlite3.connect(path, isolation_level=None)
@@ -82,21 +109,19 @@ def sqlite_rows(path: Path, rows: int, size: int) -> str:
     conn.execute("PRAGMA synchronous=FULL")
     conn.execute("CREATE TABLE rows (position INTEGER PRIMARY KEY AUTOINCREMENT, key TEXT, data BLOB)")
     payload = os.urandom(size)
-    started = time.perf_counter()
-    for i in range(rows):
-        conn.execute("BEGIN IMMEDIATE")
-        conn.execute("INSERT INTO rows (key, data) VALUES (?, ?)", (f"row-{i}", payload))
-        conn.execute("COMMIT")
-    elapsed = time.perf_counter() - started
+    with Timed(rows) as timed:
+        for i in range(rows):
+            conn.execute("BEGIN IMMEDIATE")
+            conn.execute("INSERT INTO rows (key, data) VALUES (?, ?)", (f"row-{i}", payload))
+            conn.execute("COMMIT")
     conn.close()
-    return _rate(rows, elapsed)
+    return timed
 
 
-def peer(path: Path, events: int, batches: int, size: int) -> tuple[str, str] | None:
-    """pyeventsourcing's SQLite recorder, when installed (``pip install
-    eventsourcing``): an aggregate's events saved one per transaction, then
-    ``size`` per transaction. Its events are small (one string attribute); ours
-    carry a data contract and statistics."""
+@functools.cache
+def _peer_classes():
+    """The peer's application class and our aggregate, defined once: the peer
+    registers each aggregate class under its name and refuses a second one."""
     try:
         from eventsourcing.application import Application
         from eventsourcing.domain import Aggregate, event
@@ -109,41 +134,61 @@ def peer(path: Path, events: int, batches: int, size: int) -> tuple[str, str] | 
             self.name = name
 
         @event("Noted")
-        def note(self, text: str) -> None:
+        def note(self, text: str, data: dict | None = None) -> None:
             pass
+
+    return Application, Stream
+
+
+def peer(path: Path, events: int, batches: int, size: int, fields: bool = False) -> tuple[Timed, Timed] | None:
+    """pyeventsourcing's SQLite recorder, when installed (``pip install
+    eventsourcing``): an aggregate's events saved one per transaction, then
+    ``size`` per transaction. Its own events are small (one string attribute);
+    ours carry a data contract and statistics. With ``fields`` each of its events
+    carries the same fields as ours (a dict of the snapshot's JSON values, stored
+    by its JSON transcoder), which is the like-for-like comparison."""
+    classes = _peer_classes()
+    if classes is None:
+        return None
+    Application, Stream = classes
 
     def app(name: str) -> Application:
         return Application(env={"PERSISTENCE_MODULE": "eventsourcing.sqlite", "SQLITE_DBNAME": str(path / name)})
 
-    one = app("peer-single.db")
+    def data(text: str) -> dict | None:
+        return samples.snapshot("churn", text).model_dump(mode="json") if fields else None
+
+    suffix = "-fields" if fields else ""
+    one = app(f"peer-single{suffix}.db")
     stream = Stream("single")
     one.save(stream)
-    started = time.perf_counter()
-    for i in range(events):
-        stream.note(f"single-{i}")
-        one.save(stream)
-    single_rate = _rate(events, time.perf_counter() - started)
+    notes = [(f"single-{i}", data(f"single-{i}")) for i in range(events)]
+    with Timed(events) as single_timed:
+        for text, values in notes:
+            stream.note(text, values)
+            one.save(stream)
 
-    many = app("peer-batched.db")
+    many = app(f"peer-batched{suffix}.db")
     streams = [Stream(model) for model in MODELS]
     many.save(*streams)
-    started = time.perf_counter()
-    for b in range(batches):
-        stream = streams[b % len(streams)]
-        for i in range(size):
-            stream.note(f"batch-{b}-{i}")
-        many.save(stream)
-    return single_rate, _rate(batches * size, time.perf_counter() - started)
+    notes = [[(f"batch-{b}-{i}", data(f"batch-{b}-{i}")) for i in range(size)] for b in range(batches)]
+    with Timed(batches * size) as batched_timed:
+        for b in range(batches):
+            stream = streams[b % len(streams)]
+            for text, values in notes[b]:
+                stream.note(text, values)
+            many.save(stream)
+    return single_timed, batched_timed
 
 
-def alternating(url: str, switches: int) -> str:
+def alternating(url: str, switches: int) -> Timed:
     with Ledger.open(url) as first, Ledger.open(url) as second:
         first.emit(samples.snapshot("ping-pong", "warm-up"))
         drafts = [samples.snapshot("ping-pong", f"switch-{i}") for i in range(switches)]
-        started = time.perf_counter()
-        for i, draft in enumerate(drafts):
-            (second if i % 2 == 0 else first).emit(draft)
-        return _rate(switches, time.perf_counter() - started)
+        with Timed(switches) as timed:
+            for i, draft in enumerate(drafts):
+                (second if i % 2 == 0 else first).emit(draft)
+        return timed
 
 
 def _drop_topic(bootstrap: str, topic: str) -> None:
@@ -170,18 +215,32 @@ def main() -> None:
     print(f"load average {os.getloadavg()[0]:.1f} on {os.cpu_count()} CPUs (figures below are from this one run)")
     with tempfile.TemporaryDirectory() as tmp:
         print("embedded (SQLite, synchronous=FULL)")
-        print("  single  ", single(f"sqlite:///{Path(tmp) / 'single.db'}", args.events))
-        print("  batched ", batched(f"sqlite:///{Path(tmp) / 'batched.db'}", args.batches, args.batch_size))
+        ours_single = single(f"sqlite:///{Path(tmp) / 'single.db'}", args.events)
+        print("  single  ", ours_single)
+        ours_batched = batched(f"sqlite:///{Path(tmp) / 'batched.db'}", args.batches, args.batch_size)
+        print(f"  batched ({args.batch_size})", ours_batched)
         size = len(samples.snapshot("churn", "size").model_dump_json())
         print(f"SQLite itself, one {size}-byte row per transaction, WAL, synchronous=FULL")
-        print("  single  ", sqlite_rows(Path(tmp) / "raw.db", args.events, size))
+        raw = sqlite_rows(Path(tmp) / "raw.db", args.events, size)
+        print("  single  ", raw)
         rates = peer(Path(tmp), args.events, args.batches, args.batch_size)
         if rates is None:
             print("peer (pyeventsourcing on SQLite): not installed (pip install eventsourcing)")
         else:
-            print("peer (pyeventsourcing on SQLite, its defaults)")
+            print("peer (pyeventsourcing on SQLite, its defaults, its own one-string events)")
             print("  single  ", rates[0])
-            print("  batched ", rates[1])
+            print(f"  batched ({args.batch_size})", rates[1])
+            like = peer(Path(tmp), args.events, args.batches, args.batch_size, fields=True)
+            print("peer (pyeventsourcing on SQLite, its defaults, events carrying our snapshot's fields)")
+            print("  single  ", like[0])
+            print(f"  batched ({args.batch_size})", like[1])
+        print("same-run ratios")
+        print(f"  ours single / SQLite single           {ours_single.rate / raw.rate:6.0%}  (target >= 75%)")
+        if rates is not None:
+            print(f"  ours batched / peer batched            {ours_batched.rate / rates[1].rate:6.0%}  (target >= 100%)")
+            print(f"  ours batched / peer batched, same fields {ours_batched.rate / like[1].rate:6.0%}")
+            print(f"  ours single / peer single              {ours_single.rate / rates[0].rate:6.0%}")
+        print(f"load average {os.getloadavg()[0]:.1f} at the end")
 
     bootstrap = None if args.no_kafka else (args.kafka or _default_kafka())
     if not bootstrap:

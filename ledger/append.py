@@ -101,6 +101,26 @@ def _nul_in(draft: Event) -> str | None:
     return _nul_field(draft.model_dump(mode="json"))
 
 
+def _plain(values: dict | list | tuple) -> bool:
+    """Whether no string in ``values`` (a ``model_dump()``), key or value, holds a
+    NUL character and every float is finite: the common case, one loop per
+    container over the dump the append path encodes from anyway. Only when it
+    says no are the precise checks (which name the field) run."""
+    for key, item in values.items() if type(values) is dict else enumerate(values):
+        if type(key) is str and "\x00" in key:
+            return False
+        kind = type(item)
+        if kind is str:
+            if "\x00" in item:
+                return False
+        elif kind is float:
+            if item - item != 0.0:  # inf - inf and NaN - NaN are NaN
+                return False
+        elif (kind is dict or kind is list or kind is tuple) and not _plain(item):
+            return False
+    return True
+
+
 def _same_action(stored: Event, draft: Event) -> bool:
     ignore = {"sequence", "prev_hash", "recorded_at", "replaced_version"}
     if "occurred_at" not in draft.model_fields_set:
@@ -173,16 +193,18 @@ class Appender:
         :class:`ConflictError` unless the stream's last sequence is exactly that
         (0 for an empty stream) — optimistic concurrency for read-decide-write."""
         drafts = list(events)
-        model = check_drafts(drafts)
+        dumps: list[dict] = []
+        model = check_drafts(drafts, dumps=dumps)
+        ids = [str(d.event_id) for d in drafts]
         outcome: dict = {}
 
         def plan(view: StreamView) -> list[NewRecord]:
             # A backend calls plan again after losing a race: only the last run counts.
             outcome.clear()
-            known = view.find_all([str(d.event_id) for d in drafts])
+            known = view.find_all(ids)
             decision = decide(
                 self.state(view, model), known.get, drafts,
-                expected_sequence=expected_sequence, clock=self.clock,
+                expected_sequence=expected_sequence, clock=self.clock, dumps=dumps,
             )
             outcome["decision"] = decision
             outcome["snapshot"] = self.keep_snapshot(view, decision.state) if decision.records else None
@@ -202,9 +224,14 @@ class Appender:
                 self._snapshot_at[model] = snapshot
 
 
-def check_drafts(drafts: list[Event]) -> str:
+def check_drafts(drafts: list[Event], *, dumps: list[dict] | None = None) -> str:
     """Refuse a malformed append (empty, several models, sequenced events, NUL
-    characters, an event id given twice); returns the model."""
+    characters, an event id given twice); returns the model.
+
+    ``dumps``, when given, receives each draft's ``model_dump()`` (the NUL check
+    reads it, and sees that its numbers are finite): handed to :func:`decide`, it
+    spares a second serialisation and walk of every event, a good part of a
+    batched append's time."""
     if not drafts:
         raise InputError("nothing to append")
     model = drafts[0].model
@@ -213,7 +240,13 @@ def check_drafts(drafts: list[Event]) -> str:
     for draft in drafts:
         if not draft.is_draft:
             raise InputError(f"event {draft.event_id} already has a sequence; send drafts")
-        where = _nul_in(draft)
+        values = draft.model_dump()
+        plain = _plain(values)
+        if dumps is not None:
+            # A draft with a non-finite number gets no dump: decide() dumps it
+            # again and the rules name the number.
+            dumps.append(values if plain else None)
+        where = None if plain else _nul_in(draft)
         if where:
             # A NUL can be encoded but not stored by every database a view or an
             # auditor uses (PostgreSQL text refuses it): refuse it at the door.
@@ -245,7 +278,7 @@ class Decision:
                 answers.append(slot)
             else:
                 record = by_sequence[(slot.model, slot.sequence)]
-                answers.append(Accepted(slot, record.position, record.hash))
+                answers.append(Accepted(slot, record.position, record.recorded_hash or record.hash))
         return answers
 
 
@@ -256,10 +289,14 @@ def decide(
     *,
     expected_sequence: int | None = None,
     clock: Callable[[], datetime] = utcnow,
+    dumps: list[dict] | None = None,
 ) -> Decision:
     """Decide drafts of one model (checked by :func:`check_drafts`) against
     ``state``: pure but for ``clock``. ``find`` looks an event id up in the stream,
-    so a retry is answered as a duplicate. Raises what the rules raise."""
+    so a retry is answered as a duplicate. Raises what the rules raise.
+    ``dumps`` are the drafts' ``model_dump()`` as :func:`check_drafts` made them,
+    their numbers checked finite (not changed here, so a plan run again can use
+    them again)."""
     model = state.model
     if expected_sequence is not None and state.sequence != expected_sequence:
         raise ConflictError(
@@ -273,8 +310,14 @@ def decide(
         recorded_at = state.last_recorded_at
     records: list[NewRecord] = []
     slots: list[Accepted | Event] = []
-    for draft in drafts:
-        existing = find(str(draft.event_id))
+    # Several drafts: the state's growing sets are extended in place on a copy
+    # (see rules.thaw), not copied once per event.
+    batch = len(drafts) > 1
+    if batch:
+        state = rules.thaw(state)
+    for index, draft in enumerate(drafts):
+        event_id = str(draft.event_id)
+        existing = find(event_id)
         if existing is not None:
             stored = codec.decode(existing.data)
             if not _same_action(stored, draft):
@@ -284,16 +327,21 @@ def decide(
                 )
             slots.append(Accepted(stored, existing.position, existing.hash, True))
             continue
-        rules.admit(draft, recorded_at)
+        # One dump of the draft serves the admission checks and the encoding: the
+        # event differs from the draft only by the fields set here (and, when the
+        # rules derive one, such as a deployment's replaced version, it is dumped anew).
+        known = dumps[index] if dumps is not None else None
+        values = dict(known) if known is not None else draft.model_dump()
+        rules.admit(draft, recorded_at, values=values, numbers_checked=known is not None)
         checked = rules.check(state, draft)
-        event = checked.model_copy(
-            update={
-                "sequence": state.sequence + 1,
-                "prev_hash": state.last_hash,
-                "recorded_at": recorded_at,
-            }
-        )
-        encoded = codec.encode(event)
+        sequenced = {"sequence": state.sequence + 1, "prev_hash": state.last_hash, "recorded_at": recorded_at}
+        event = checked.model_copy(update=sequenced)
+        if checked is draft:
+            values.update(sequenced)
+        else:
+            values = event.model_dump()
+        values["event_id"] = event_id
+        encoded = codec.encode(event, values=values)
         if len(encoded.data) > MAX_EVENT_BYTES:
             raise InputError(
                 f"{event.event_type} of {model!r} is too large: {len(encoded.data):,} bytes encoded, "
@@ -302,12 +350,12 @@ def decide(
         record = NewRecord(
             model=model,
             sequence=event.sequence,
-            event_id=str(event.event_id),
+            event_id=event_id,
             event_type=event.event_type,
             fingerprint=encoded.fingerprint,
             data=encoded.data,
         )
-        state = rules.apply(state, event, record.hash)
+        state = rules.apply(state, event, record.hash, in_place=batch)
         records.append(record)
         slots.append(event)
-    return Decision(records, state, slots)
+    return Decision(records, rules.freeze(state) if batch else state, slots)

@@ -44,24 +44,30 @@ def split(data: bytes) -> tuple[bytes, bytes]:
     return data[2:HEADER_SIZE], data[HEADER_SIZE:]
 
 
-def _to_record(event: Event) -> dict:
+def _to_record(event: Event, values: dict | None = None) -> dict:
     if event.is_draft or event.prev_hash is None or event.recorded_at is None:
         raise InputError("only an accepted event (with sequence, prev_hash, recorded_at) is encoded")
-    values = event.model_dump(mode="python")
-    envelope = {name: values.pop(name) for name in _ENVELOPE_FIELDS}
+    if values is None:
+        values = event.model_dump(mode="python")
+    pop = values.pop
+    envelope = {name: pop(name) for name in _ENVELOPE_FIELDS}
     envelope["event_id"] = str(envelope["event_id"])
     envelope["event_type"] = event.event_type
-    return {"envelope": envelope, **values}
+    values["envelope"] = envelope  # fastavro writes fields in the schema's order, not the dict's
+    return values
 
 
-def encode(event: Event, catalogue: _catalogue.Catalogue | None = None) -> Encoded:
+def encode(event: Event, catalogue: _catalogue.Catalogue | None = None, *, values: dict | None = None) -> Encoded:
+    """The single-object encoding of an accepted ``event``. ``values`` is
+    ``event.model_dump()`` when the caller has it already (the append path dumps
+    each draft once for its checks); it is used up."""
     catalogue = catalogue or _catalogue.default()
     entry = catalogue.latest(event.event_type)
     buffer = io.BytesIO()
     buffer.write(MARKER)
     buffer.write(entry.fingerprint)
     try:
-        schemaless_writer(buffer, entry.parsed, _to_record(event))
+        schemaless_writer(buffer, entry.parsed, _to_record(event, values))
     except (ValueError, TypeError) as exc:
         raise InputError(f"cannot encode {event.event_type}: {exc}") from exc
     return Encoded(event.event_type, entry.fingerprint, buffer.getvalue())

@@ -150,15 +150,35 @@ def _non_finite(value, path: str = "") -> str | None:
     return next((found for p, v in items if (found := _non_finite(v, p))), None)
 
 
-def admit(draft: Event, now: datetime) -> None:
+def _all_finite(values: dict | list | tuple) -> bool:
+    """Whether every float in ``values`` (a ``model_dump()``) is finite: the common
+    case, answered in one loop per container, without building the path
+    :func:`_non_finite` names."""
+    for item in values.values() if type(values) is dict else values:
+        kind = type(item)
+        if kind is float:
+            if item - item != 0.0:  # inf - inf and NaN - NaN are NaN
+                return False
+        elif (kind is dict or kind is list or kind is tuple) and not _all_finite(item):
+            return False
+    return True
+
+
+def admit(draft: Event, now: datetime, *, values: dict | None = None, numbers_checked: bool = False) -> None:
     """Checks a *new* event must pass on its own, before the history rules: a clear
-    identity, numbers that add up, bounds in order.
+    identity, numbers that add up, bounds in order. ``values`` is
+    ``draft.model_dump()`` when the caller has it already (it is not changed);
+    ``numbers_checked``: the caller saw every float in it finite already.
 
     Stored events are not re-judged by these (they stay readable and verifiable as
     they were accepted): only the append path calls this."""
     identity.check_name(draft.actor)
-    where = _non_finite(draft.model_dump())
-    if where:
+    if numbers_checked and values is None:
+        raise ValueError("numbers_checked needs the values that were checked")
+    if values is None:
+        values = draft.model_dump()
+    if not numbers_checked and not _all_finite(values):
+        where = _non_finite(values)
         raise InvalidEvent(FINITE_NUMBERS, f"{where} is not a finite number (NaN and infinities are not JSON)")
     if draft.occurred_at > now + CLOCK_SKEW:
         raise InvalidEvent(
@@ -343,8 +363,25 @@ def feedback_problems(event: FeedbackRecorded) -> list[str]:
     return problems
 
 
-def apply(state: ModelState, event: Event, event_hash: str) -> ModelState:
-    """The state after ``event`` (already accepted, with its sequence)."""
+def thaw(state: ModelState) -> ModelState:
+    """A working copy of ``state`` whose growing collections (snapshots, alerts,
+    feedback) are mutable and owned by the caller, for :func:`apply` with
+    ``in_place=True`` and :func:`freeze` at the end: a batch of events then copies
+    them twice instead of once per event (a stream's snapshot ids and alerts only
+    grow; copying them for every event made a batch cost its stream's length)."""
+    return replace(state, snapshots=set(state.snapshots), alerts=set(state.alerts), feedback=dict(state.feedback))
+
+
+def freeze(state: ModelState) -> ModelState:
+    """The ordinary state :func:`thaw` and in-place :func:`apply` worked on."""
+    # The feedback dict is the working copy's own already; nothing changes it after this.
+    return replace(state, snapshots=frozenset(state.snapshots), alerts=frozenset(state.alerts))
+
+
+def apply(state: ModelState, event: Event, event_hash: str, *, in_place: bool = False) -> ModelState:
+    """The state after ``event`` (already accepted, with its sequence).
+    ``in_place``: ``state`` comes from :func:`thaw`, and its growing collections
+    are extended rather than copied (the returned state shares them)."""
     versions = state.versions
     deployed = state.deployed
     snapshots = state.snapshots
@@ -356,7 +393,10 @@ def apply(state: ModelState, event: Event, event_hash: str) -> ModelState:
         return {**versions, number: replace(versions[number], **changes)}
 
     if isinstance(event, DataSnapshotted):
-        snapshots = snapshots | {event.snapshot_id}
+        if in_place:
+            snapshots.add(event.snapshot_id)
+        else:
+            snapshots = snapshots | {event.snapshot_id}
     elif isinstance(event, ModelTrained):
         versions = {
             **versions,
@@ -381,7 +421,10 @@ def apply(state: ModelState, event: Event, event_hash: str) -> ModelState:
     elif isinstance(event, ModelDeployed):
         deployed = {**deployed, event.environment: event.version}
     elif isinstance(event, DriftDetected | PerformanceDegraded):
-        alerts = alerts | {str(event.event_id)}
+        if in_place:
+            alerts.add(str(event.event_id))
+        else:
+            alerts = alerts | {str(event.event_id)}
     elif isinstance(event, ModelRetired):
         if event.version is None:
             retired = True
@@ -390,7 +433,10 @@ def apply(state: ModelState, event: Event, event_hash: str) -> ModelState:
             versions = update(event.version, retired=True)
             deployed = {env: v for env, v in deployed.items() if v != event.version}
     elif isinstance(event, FeedbackRecorded):
-        feedback = {**feedback, str(event.event_id): (event.version, event.environment)}
+        if in_place:
+            feedback[str(event.event_id)] = (event.version, event.environment)
+        else:
+            feedback = {**feedback, str(event.event_id): (event.version, event.environment)}
     return ModelState(
         model=state.model,
         sequence=event.sequence or state.sequence + 1,
