@@ -21,7 +21,10 @@ from datetime import datetime
 
 from ledger.rules import ModelState, VersionState
 
-FORMAT = 1
+FORMAT = 2
+"""2: versions carry ``trained_recorded_by`` (schema v4's ``recorded_by``). A format-1
+snapshot is ignored (the stream is folded in full once), never read as if nobody
+had recorded a training on another's behalf."""
 
 EVERY = 100
 """A new snapshot is written with an append once the stream has grown by this many
@@ -46,6 +49,7 @@ def dumps(state: ModelState) -> bytes:
             {
                 "version": v.version,
                 "trained_by": v.trained_by,
+                "trained_recorded_by": v.trained_recorded_by,
                 "snapshot_ids": list(v.snapshot_ids),
                 "evaluations": v.evaluations,
                 "last_evaluation_passed": v.last_evaluation_passed,
@@ -72,6 +76,7 @@ def loads(data: bytes) -> ModelState | None:
             int(v["version"]): VersionState(
                 version=int(v["version"]),
                 trained_by=v["trained_by"],
+                trained_recorded_by=v["trained_recorded_by"],
                 snapshot_ids=tuple(v["snapshot_ids"]),
                 evaluations=int(v["evaluations"]),
                 last_evaluation_passed=bool(v["last_evaluation_passed"]),
