@@ -11,6 +11,8 @@ runs it on uvicorn. The JSON API lives under ``/v1/``:
 * ``GET /v1/models``, ``/v1/models/{model}``, ``/v1/models/{model}/versions/{n}``,
   ``/v1/lineage?node=churn@3``, ``/v1/audit``, ``/v1/decisions/pending`` — the views,
   brought up to date with the log before each read (as the CLI does).
+* ``GET /v1/checkpoints``, ``/v1/checkpoints/latest``, ``/v1/proofs/inclusion``,
+  ``/v1/proofs/consistency`` — the verifiable log (:mod:`ledger.service.proofs`).
 * ``/healthz`` (the process answers), ``/readyz`` (it can accept appends),
   ``/metrics`` (Prometheus).
 
@@ -501,6 +503,10 @@ def create_app(settings: Settings) -> FastAPI:
         from projections import queries
 
         return _read("pending", lambda engine: {"pending": queries.pending(engine)})
+
+    from ledger.service.proofs import add_routes as add_proof_routes
+
+    add_proof_routes(app, service, reader)
 
     @app.get("/healthz", tags=["operations"], summary="The process answers")
     def healthz():
