@@ -121,6 +121,8 @@ class ProofSource:
         """Event id → (partition, leaf index, offset, model) of its first record."""
         self._trees = cp.LogTrees(log_, on_leaf=self._index)
         self._lock = threading.Lock()
+        """Held while the trees and the index are read or extended."""
+        self._store_lock = threading.Lock()
         self._store = None
 
     def _index(self, index: int, leaf: cp.Leaf) -> None:
@@ -138,11 +140,20 @@ class ProofSource:
         if self._store is not None:
             self._store.close()
 
+    def _all(self) -> list[SignedCheckpoint]:
+        # One read of the store per question (on Kafka, a consumer of its topic).
+        with self._store_lock:
+            return self.store.all()
+
     def latest(self) -> list[SignedCheckpoint]:
-        """The latest stored checkpoint of every origin, by partition."""
-        store = self.store
-        found = [store.latest(o) for o in store.origins()]
-        return sorted((s for s in found if s is not None), key=lambda s: (cp.partition_of(s.checkpoint.origin), s.checkpoint.origin))
+        """The latest stored checkpoint of every origin (as the store's ``latest``:
+        the largest, the last stored of equals), by partition."""
+        best: dict[str, SignedCheckpoint] = {}
+        for signed in self._all():
+            known = best.get(signed.checkpoint.origin)
+            if _partition(signed.checkpoint.origin) is not None and (known is None or signed.checkpoint.size >= known.checkpoint.size):
+                best[signed.checkpoint.origin] = signed
+        return sorted(best.values(), key=lambda s: (cp.partition_of(s.checkpoint.origin), s.checkpoint.origin))
 
     def latest_of(self, partition: int) -> SignedCheckpoint:
         mine = [s for s in self.latest() if cp.partition_of(s.checkpoint.origin) == partition]
@@ -153,7 +164,7 @@ class ProofSource:
     def _signed(self, partition: int, size: int | None, *, covering: int = 0) -> SignedCheckpoint:
         """The stored checkpoint of ``partition`` of ``size`` (the latest when None),
         the most co-signed of equals."""
-        mine = [s for s in self.store.all() if _partition(s.checkpoint.origin) == partition]
+        mine = [s for s in self._all() if _partition(s.checkpoint.origin) == partition]
         if size is not None:
             mine = [s for s in mine if s.checkpoint.size == size]
             if not mine:
