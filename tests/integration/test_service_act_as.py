@@ -102,6 +102,10 @@ def test_the_event_stores_the_actor_and_the_principal_that_recorded_it(server, t
     shown = CliRunner().invoke(main, ["--log", log_url, "--db", views, "show", "churn@1"])
     assert shown.exit_code == 0, shown.output
     assert "by alice (recorded by pipeline)" in shown.stdout
+    html = tmp_path / "report.html"
+    made = CliRunner().invoke(main, ["--log", log_url, "--db", views, "report", "--out", str(html)])
+    assert made.exit_code == 0, made.output
+    assert "<td>alice (recorded by pipeline)</td>" in html.read_text()
 
 
 def test_a_runner_that_trained_cannot_approve_by_naming_someone_else(server, tokens, log_url):
