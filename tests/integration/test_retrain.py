@@ -261,8 +261,6 @@ def test_two_processes_running_one_job_record_one_version(world):
 def test_with_ledger_url_the_retraining_is_recorded_through_the_service(world, tmp_path):
     """Where only the service may write (broker ACLs, compose.yaml), the retrainer
     reads the log but records through the service, as its principal."""
-    if not world["log"].startswith("sqlite"):
-        pytest.skip("one backend is enough: the service's own tests cover Kafka")
     from tests.integration.service_harness import Server, make_principals
 
     tokens = make_principals(tmp_path / "principals.toml", {"retrainer": ["snapshot", "train", "evaluate"]})
