@@ -46,7 +46,9 @@ win): ``include_feedback`` / ``LEDGER_RETRAIN_INCLUDE_FEEDBACK`` (default false)
 ``lease_seconds`` / ``LEDGER_RETRAIN_LEASE_SECONDS`` (default 1800: how long a
 started job may run before another process presumes it dead and runs it again),
 ``artifacts_dir`` / ``LEDGER_ARTIFACTS_DIR``, ``thresholds`` (a table metric →
-minimum, default ``roc_auc = 0.7``).
+minimum, default ``roc_auc = 0.7``). With ``LEDGER_URL`` (and ``LEDGER_TOKEN``, a
+principal named like the actor, roles snapshot, train and evaluate) the retraining
+is recorded through the ledger service; the log is still read directly.
 
 Fault point ``retrain-after-artifact`` (:mod:`ledger.faults`, tests only): right
 after the artifact is written and before anything is recorded — the worst moment
@@ -204,6 +206,29 @@ class Settings:
 _KEYS = frozenset(field.name for field in fields(Settings))
 
 
+class _ReadHereRecordThere:
+    """A ledger that reads the log directly and records through the service."""
+
+    def __init__(self, reader, recorder):
+        self.reader, self.recorder = reader, recorder
+
+    def events(self, model=None):
+        return self.reader.events(model)
+
+    def state(self, model):
+        return self.reader.state(model)
+
+    def emit(self, event, **options):
+        return self.recorder.emit(event, **options)
+
+    def emit_many(self, events, **options):
+        return self.recorder.emit_many(events, **options)
+
+    def close(self) -> None:
+        self.recorder.close()
+        self.reader.close()
+
+
 class Retrainer(Consumer):
     name = "retrain"
     retry = RetryPolicy(max_attempts=3, base_delay=5.0, max_delay=300.0)
@@ -221,6 +246,14 @@ class Retrainer(Consumer):
             from ledger.client import Ledger
 
             self._ledger = Ledger.open(self.log_url)
+            if self.env.get("LEDGER_URL"):
+                # Reads from the log, records through the ledger service: where the
+                # broker lets only the service write (scripts/kafka.sh acls,
+                # compose.yaml), and so that the service stays the partitions' one
+                # writer instead of being fenced by this process.
+                from ledger.http_client import HttpLedger
+
+                self._ledger = _ReadHereRecordThere(self._ledger, HttpLedger(self.env["LEDGER_URL"], self.env.get("LEDGER_TOKEN")))
         return self._ledger
 
     def policy(self, event: Event) -> list[Intent]:

@@ -57,10 +57,16 @@ class Ledger:
         return cls(config.open_log(url, must_exist=must_exist))
 
     def emit(self, event: Event, *, expected_sequence: int | None = None) -> Accepted:
-        return self.appender.append([event], expected_sequence=expected_sequence)[0]
+        return self.emit_many([event], expected_sequence=expected_sequence)[0]
 
     def emit_many(self, events: Iterable[Event], *, expected_sequence: int | None = None) -> list[Accepted]:
         """Append several events of one model atomically."""
+        events = list(events)
+        for event in events:
+            if event.recorded_by is not None:
+                # Direct log access declares its actors; recorded_by would claim an
+                # authentication that did not happen here (only the service sets it).
+                raise InputError(f"event {event.event_id}: recorded_by is set by the ledger service, not on direct log access")
         return self.appender.append(events, expected_sequence=expected_sequence)
 
     def events(self, model: str | None = None) -> Iterable[Event]:

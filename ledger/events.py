@@ -131,6 +131,11 @@ class Event(_Frozen):
     model: ModelName
     version: Version | None = None
     actor: Name
+    recorded_by: Name | None = None
+    """The authenticated principal that recorded the event on behalf of ``actor``
+    (a pipeline runner of the ledger service with the ``act-as`` role); None when
+    the actor recorded it. Only the service sets it: on direct log access the actor
+    is declared, not authenticated, and this stays None. Added in schema version 4."""
     occurred_at: UtcDatetime = Field(default_factory=utcnow)
     recorded_at: UtcDatetime | None = None
     causation_id: str | None = None

@@ -37,7 +37,9 @@ SET_BY_LEDGER = {"sequence", "prev_hash", "recorded_at"}
 
 def draft_json(event: Event) -> dict:
     """The JSON the service takes for a draft."""
-    return {"event_type": event.event_type, **event.model_dump(mode="json", exclude=SET_BY_LEDGER)}
+    # recorded_by is the service's to set: a draft naming one is sent as is and refused.
+    skip = SET_BY_LEDGER | ({"recorded_by"} if event.recorded_by is None else set())
+    return {"event_type": event.event_type, **event.model_dump(mode="json", exclude=skip)}
 
 
 def _accepted(item: dict) -> Accepted:

@@ -21,9 +21,11 @@ from datetime import datetime
 
 from ledger.rules import ModelState, VersionState
 
-FORMAT = 2
-"""2: with ``feedback`` and ``alerts`` (format 1 lacked them; such a snapshot is not
-used, and the stream is folded in full)."""
+FORMAT = 3
+"""3: every field of the rule state, including ``feedback`` and ``alerts`` (format 1
+lacked them), ``trained_recorded_by`` (schema v4's ``recorded_by``), ``reopened_by``
+and ``stale_approval_by`` (format 2 lacked those). A snapshot of another format is not
+used: the stream is folded in full once."""
 
 EVERY = 100
 """A new snapshot is written with an append once the stream has grown by this many
@@ -48,12 +50,15 @@ def dumps(state: ModelState) -> bytes:
             {
                 "version": v.version,
                 "trained_by": v.trained_by,
+                "trained_recorded_by": v.trained_recorded_by,
                 "snapshot_ids": list(v.snapshot_ids),
                 "evaluations": v.evaluations,
                 "last_evaluation_passed": v.last_evaluation_passed,
                 "approved_by": v.approved_by,
                 "rejected_by": v.rejected_by,
                 "retired": v.retired,
+                "reopened_by": v.reopened_by,
+                "stale_approval_by": v.stale_approval_by,
             }
             for _, v in sorted(state.versions.items())
         ],
@@ -76,12 +81,15 @@ def loads(data: bytes) -> ModelState | None:
             int(v["version"]): VersionState(
                 version=int(v["version"]),
                 trained_by=v["trained_by"],
+                trained_recorded_by=v["trained_recorded_by"],
                 snapshot_ids=tuple(v["snapshot_ids"]),
                 evaluations=int(v["evaluations"]),
                 last_evaluation_passed=bool(v["last_evaluation_passed"]),
                 approved_by=v["approved_by"],
                 rejected_by=v["rejected_by"],
                 retired=bool(v["retired"]),
+                reopened_by=v["reopened_by"],
+                stale_approval_by=v["stale_approval_by"],
             )
             for v in document["versions"]
         }

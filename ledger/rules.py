@@ -84,6 +84,9 @@ class VersionState:
     stale_approval_by: str | None = None
     """The approval a later evaluation made stale (what a deploy relied on before
     issue 9: replaying such a history accepts it, see :func:`check`)."""
+    trained_recorded_by: str | None = None
+    """The principal that recorded the training on behalf of ``trained_by`` (the
+    event's ``recorded_by``, schema v4), if another did."""
 
     @property
     def status(self) -> str:
@@ -173,6 +176,8 @@ def admit(draft: Event, now: datetime, *, values: dict | None = None, numbers_ch
     Stored events are not re-judged by these (they stay readable and verifiable as
     they were accepted): only the append path calls this."""
     identity.check_name(draft.actor)
+    if draft.recorded_by is not None:
+        identity.check_name(draft.recorded_by)
     if numbers_checked and values is None:
         raise ValueError("numbers_checked needs the values that were checked")
     if values is None:
@@ -213,6 +218,44 @@ def admit(draft: Event, now: datetime, *, values: dict | None = None, numbers_ch
                     CONTRACT_BOUNDS,
                     f"column {column.name!r} has minimum {column.minimum} above its maximum {column.maximum}",
                 )
+
+
+def _four_eyes(version: VersionState, event: Event, label: str, verb: str, history: bool) -> None:
+    """Refuse a decision made by anyone who had a hand in the training: the
+    decision's actor and the principal that recorded it on the actor's behalf
+    (``recorded_by``) must both differ from the trainer and from whoever recorded
+    the training on the trainer's behalf. So a pipeline runner that trained (or
+    recorded the training) cannot approve by naming someone else: an approval is
+    evidence of a second pair of eyes only if a second principal recorded it."""
+    same = (lambda a, b: a == b) if history else identity.same_person
+
+    def alias(name: str, known: str) -> str:
+        return "" if name == known else f" (the same person as {known!r})"
+
+    if same(event.actor, version.trained_by):
+        _refuse(FOUR_EYES, f"{event.actor!r}{alias(event.actor, version.trained_by)} trained {label} and cannot also {verb} it")
+    trainer = version.trained_recorded_by
+    if trainer is not None and same(event.actor, trainer):
+        _refuse(
+            FOUR_EYES,
+            f"{event.actor!r}{alias(event.actor, trainer)} recorded the training of {label} "
+            f"(as {version.trained_by!r}) and cannot also {verb} it",
+        )
+    recorder = event.recorded_by
+    if recorder is None:
+        return
+    if same(recorder, version.trained_by):
+        _refuse(
+            FOUR_EYES,
+            f"{recorder!r}{alias(recorder, version.trained_by)} trained {label} and cannot also {verb} it, "
+            f"not even as {event.actor!r}",
+        )
+    if trainer is not None and same(recorder, trainer):
+        _refuse(
+            FOUR_EYES,
+            f"{recorder!r}{alias(recorder, trainer)} recorded the training of {label} (as {version.trained_by!r}) "
+            f"and cannot also record its {verb} (as {event.actor!r}): four eyes needs a second principal",
+        )
 
 
 def check(state: ModelState, event: Event, *, history: bool = False) -> Event:
@@ -269,10 +312,7 @@ def check(state: ModelState, event: Event, *, history: bool = False) -> Event:
 
     if isinstance(event, ModelApproved | ApprovalRejected):
         verb = "approve" if isinstance(event, ModelApproved) else "reject"
-        same = event.actor == version.trained_by if history else identity.same_person(event.actor, version.trained_by)
-        if same:
-            alias = "" if event.actor == version.trained_by else f" (the same person as {version.trained_by!r})"
-            _refuse(FOUR_EYES, f"{event.actor!r}{alias} trained {label} and cannot also {verb} it")
+        _four_eyes(version, event, label, verb, history)
         if isinstance(event, ModelApproved):
             if not version.evaluations:
                 _refuse(EVALUATED_BEFORE_APPROVAL, f"{label} has not been evaluated")
@@ -400,7 +440,9 @@ def apply(state: ModelState, event: Event, event_hash: str, *, in_place: bool = 
     elif isinstance(event, ModelTrained):
         versions = {
             **versions,
-            event.version: VersionState(event.version, event.actor, event.snapshot_ids),
+            event.version: VersionState(
+                event.version, event.actor, event.snapshot_ids, trained_recorded_by=event.recorded_by
+            ),
         }
     elif isinstance(event, ModelEvaluated):
         v = versions[event.version]

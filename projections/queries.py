@@ -232,6 +232,18 @@ def pending(database: Engine | Connection, *, model: str | None = None, as_of: A
     return [v for name in names for v in model_versions(database, name, as_of=as_of) if v["status"] == "evaluated"]
 
 
+def _recorded_by(conn: Connection, model: str, event_ids: list[str]) -> dict[str, str]:
+    """Event id → the principal that recorded it on its actor's behalf (event
+    schema v4), for those of ``event_ids`` that another principal recorded."""
+    if not event_ids:
+        return {}
+    a = audit_events.c
+    rows = conn.execute(
+        select(a.event_id, a.recorded_by).where(a.model == model, a.event_id.in_(event_ids), a.recorded_by.is_not(None))
+    )
+    return dict(rows.all())
+
+
 def version_detail(database: Engine | Connection, model: str, version: int, *, as_of: AsOf | None = None) -> dict:
     """Everything the registry knows of one version at the cut: how it was trained,
     its state, the history of its states, its evaluations and metrics, and its
@@ -292,6 +304,7 @@ def version_detail(database: Engine | Connection, model: str, version: int, *, a
             **_state_of(current),
             "trained_at": facts["trained_at"],
             "trained_by": facts["trained_by"],
+            "trained_recorded_by": _recorded_by(conn, model, [facts["event_id"]]).get(facts["event_id"]),
             "event_id": facts["event_id"],
             "code_ref": facts["code_ref"],
             "artifact_uri": facts["artifact_uri"],
@@ -506,8 +519,10 @@ def audit(
         raise InputError(f"limit must be at least 1, not {limit}")
     query = select(audit_events).where(_known(as_of, a.recorded_at, a.partition, a.offset))
     if actor is not None:
-        # One person, however the name was spelled when declared.
-        query = query.where(a.actor_canonical == canonical(actor))
+        # One person, however the name was spelled when declared; and what a
+        # principal recorded on others' behalf is part of what it did.
+        who = canonical(actor)
+        query = query.where(or_(a.actor_canonical == who, a.recorded_by_canonical == who))
     for column, value in ((a.model, model), (a.version, version), (a.event_type, event_type), (a.chain, chain)):
         if value is not None:
             query = query.where(column == value)
@@ -639,6 +654,8 @@ def version_links(database: Engine | Connection, model: str, version: int, *, as
             }
             for r in nodes("approval")
         ]
+        on_behalf = _recorded_by(conn, model, [r["event_id"] for r in reviews])
+        reviews = [{**r, "recorded_by": on_behalf.get(r["event_id"])} for r in reviews]
         alerts = [
             {
                 "event_id": r["node_id"].rpartition("/")[2],

@@ -36,8 +36,10 @@ from sqlalchemy import (
 from sqlalchemy import String as _String
 from sqlalchemy import Text as _Text
 
-SCHEMA_VERSION = "2"
-"""2: ``*_canonical`` columns beside declared actor names (issue 9)."""
+SCHEMA_VERSION = "3"
+"""2: ``*_canonical`` columns beside declared actor names (issue 9). 3: the audit's
+``recorded_by`` (event schema v4: the principal that recorded an event on the
+actor's behalf); a database of schema 2 is refused until ``ledger project --rebuild``."""
 
 NUL_REPLACEMENT = "\ufffd"
 
@@ -337,6 +339,8 @@ audit_events = Table(
     Column("occurred_at", TS),
     Column("actor", Text),
     Column("actor_canonical", Text),
+    Column("recorded_by", Text),
+    Column("recorded_by_canonical", Text),
     Column("event_type", String(64), nullable=False),
     Column("model", Text),
     Column("version", Integer),

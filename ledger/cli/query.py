@@ -254,7 +254,12 @@ def _version_text(d: dict, cut) -> str:
     when = f"  ({cut.describe()})" if cut is not None else ""
     lines = [f"{name}: {d['status']} since {_when(d['since'])}{when}"]
     facts = [
-        ("trained", f"{_when(d['trained_at'])} by {d['trained_by']} (event {d['event_id']})"),
+        (
+            "trained",
+            f"{_when(d['trained_at'])} by {d['trained_by']}"
+            + (f" (recorded by {d['trained_recorded_by']})" if d.get("trained_recorded_by") else "")
+            + f" (event {d['event_id']})",
+        ),
         ("code", d["code_ref"]),
         ("artifact", f"{d['artifact_uri']} {d['artifact_hash']}"),
         ("parent", f"v{d['parent_version']}" if d["parent_version"] is not None else "none (first of its line)"),
@@ -289,7 +294,12 @@ def _version_text(d: dict, cut) -> str:
     lines += _section("Evaluations", evaluations)
     lines += _section(
         "Approvals",
-        [f"{_when(r['at'])} {r['decision']} by {r['by']}" + (f": {r['reason']}" if r["reason"] else "") for r in d["reviews"]],
+        [
+            f"{_when(r['at'])} {r['decision']} by {r['by']}"
+            + (f" (recorded by {r['recorded_by']})" if r.get("recorded_by") else "")
+            + (f": {r['reason']}" if r["reason"] else "")
+            for r in d["reviews"]
+        ],
     )
     deployments = []
     for x in d["deployments"]:
@@ -509,7 +519,7 @@ def lineage(ctx, node, direction, depth, as_of_time, as_of_position, no_refresh,
 
 # --- audit -----------------------------------------------------------------------------
 
-AUDIT_COLUMNS = ("recorded_at", "position", "model", "version", "sequence", "event_type", "actor", "chain", "summary")
+AUDIT_COLUMNS = ("recorded_at", "position", "model", "version", "sequence", "event_type", "actor", "recorded_by", "chain", "summary")
 
 
 def _event_type(text: str) -> str:
@@ -526,7 +536,7 @@ def _event_type(text: str) -> str:
 
 @click.command()
 @click.option("--model", type=MODEL, default=None, help="Only this model's records (matched exactly).")
-@click.option("--actor", type=TEXT, default=None, help="Only what this actor did (names compared in canonical form: case and compatibility forms ignored).")
+@click.option("--actor", type=TEXT, default=None, help="Only what this actor did, or recorded through the service on another's behalf (names compared in canonical form: case and compatibility forms ignored).")
 @click.option(
     "--type",
     "event_type",

@@ -51,6 +51,11 @@ def emit(ctx: click.Context, event_type: str, actor: str, source, expect_sequenc
     for forbidden in ("sequence", "prev_hash", "recorded_at", "event_type"):
         if forbidden in fields:
             raise InputError(f"{forbidden!r} is set by the ledger, not by the emitter")
+    if fields.get("recorded_by", "") is None:
+        del fields["recorded_by"]  # null claims nothing
+    if "recorded_by" in fields:
+        # Only the service knows who authenticated; here --actor is declared.
+        raise InputError("'recorded_by' is set by the ledger service (the authenticated principal), not by the emitter")
     if "actor" in fields and fields["actor"] != actor:
         raise InputError("the JSON's actor differs from --actor")
     fields["actor"] = actor

@@ -11,6 +11,8 @@ runs it on uvicorn. The JSON API lives under ``/v1/``:
 * ``GET /v1/models``, ``/v1/models/{model}``, ``/v1/models/{model}/versions/{n}``,
   ``/v1/lineage?node=churn@3``, ``/v1/audit``, ``/v1/decisions/pending`` — the views,
   brought up to date with the log before each read (as the CLI does).
+* ``GET /v1/checkpoints``, ``/v1/checkpoints/latest``, ``/v1/proofs/inclusion``,
+  ``/v1/proofs/consistency`` — the verifiable log (:mod:`ledger.service.proofs`).
 * ``/healthz`` (the process answers), ``/readyz`` (it can accept appends),
   ``/metrics`` (Prometheus).
 
@@ -57,7 +59,7 @@ MAX_BODY_BYTES = 8_000_000
 """Largest request body: a batch of a few large events (each at most 1,000,000
 bytes encoded, see ``ledger.append.MAX_EVENT_BYTES``)."""
 MAX_BATCH = 1000
-SET_BY_LEDGER = ("sequence", "prev_hash", "recorded_at")
+SET_BY_LEDGER = ("sequence", "prev_hash", "recorded_at", "recorded_by")
 STUCK_S = 3.0
 """A round running longer than this makes the service not ready (rounds take
 milliseconds when the log answers)."""
@@ -90,14 +92,19 @@ def _draft(fields: Any, principal: Principal, where: str) -> Event:
     cls = BY_TYPE.get(name) or BY_CLI_NAME.get(name)
     if cls is None:
         raise Problem(422, "invalid-event", f"{where}: unknown event_type {name!r}; use one of {', '.join(BY_TYPE)}")
+    if fields.get("recorded_by", "") is None:
+        del fields["recorded_by"]  # a client echoing an event's null: nothing claimed
     for forbidden in SET_BY_LEDGER:
         if forbidden in fields:
             raise Problem(422, "invalid-event", f"{where}: {forbidden!r} is set by the ledger, not by the emitter")
     fields.setdefault("actor", principal.name)
     try:
-        return cls.model_validate(fields)
+        draft = cls.model_validate(fields)
     except ValidationError as exc:
         raise Problem(422, "invalid-event", f"{where}: invalid {cls.event_type}: {_validation_message(exc)}") from exc
+    # An act-as request (refused by _authorize unless the principal may): the
+    # event keeps who authenticated, not only whom it names (schema v4).
+    return draft if draft.actor == principal.name else draft.model_copy(update={"recorded_by": principal.name})
 
 
 def _authorize(principal: Principal, draft: Event) -> None:
@@ -496,6 +503,10 @@ def create_app(settings: Settings) -> FastAPI:
         from projections import queries
 
         return _read("pending", lambda engine: {"pending": queries.pending(engine)})
+
+    from ledger.service.proofs import add_routes as add_proof_routes
+
+    add_proof_routes(app, service, reader)
 
     @app.get("/healthz", tags=["operations"], summary="The process answers")
     def healthz():

@@ -21,6 +21,8 @@ status      type                             when
                                              was lost too often (retry with the same event ids)
 409         /problems/damaged-stream         the model's stream is damaged; nothing is accepted
 422         /problems/invalid-event          the JSON is not a valid event of its type
+422         /problems/invalid-request        a proof's query is impossible (a tree size that
+                                             does not hold the event, old size above new)
 503         /problems/unavailable            not ready, or the log did not answer in time:
                                              outcome unknown, retry with the same event ids
 ==========  ===============================  ============================================
@@ -43,6 +45,7 @@ TITLES = {
     "conflict": "Conflict",
     "damaged-stream": "The model's stream is damaged",
     "invalid-event": "Invalid event",
+    "invalid-request": "Invalid request",
     "unavailable": "Service unavailable",
     "internal": "Internal error",
 }

@@ -11,6 +11,7 @@ import subprocess
 import sys
 from pathlib import Path
 
+import httpx
 import pytest
 from drift_world import deploy_first_version, events_of, own_postgres, write_files  # noqa: F401 - fixture
 
@@ -255,3 +256,30 @@ def test_two_processes_running_one_job_record_one_version(world):
     assert sorted(text.split()[0] for _, text in answers) == ["already", "trained"], answers
     trained, evaluated = _retrainings(world["log"])
     assert len(trained) == 1 and len(evaluated) == 1
+
+
+def test_with_ledger_url_the_retraining_is_recorded_through_the_service(world, tmp_path):
+    """Where only the service may write (broker ACLs, compose.yaml), the retrainer
+    reads the log but records through the service, as its principal."""
+    from tests.integration.service_harness import Server, make_principals
+
+    tokens = make_principals(tmp_path / "principals.toml", {"retrainer": ["snapshot", "train", "evaluate"]})
+    with Server(world["log"], tmp_path / "principals.toml", db_url=f"sqlite:///{tmp_path / 'service-views.db'}") as running:
+        settings = Settings(artifacts_dir=world["tmp"] / "artifacts")
+        consumer = Retrainer(world["log"], settings, env={"LEDGER_URL": running.url, "LEDGER_TOKEN": tokens["retrainer"]})
+        event_log = open_log(world["log"])
+        try:
+            report = Runner(consumer, event_log, world["db"]).run_once(max_wait=0)
+        finally:
+            consumer.close()
+            event_log.close()
+        metrics = httpx.get(f"{running.url}/metrics").text
+        served = running.output()
+    assert (report.new_effects, report.delivered, report.dead_effects) == (1, 1, 0)
+    trained, evaluated = _retrainings(world["log"])
+    assert [(t.actor, t.recorded_by) for t in trained] == [("retrainer", None)]
+    assert (trained[0].event_id, evaluated[0].event_id) == retraining_ids(world["alert"].event_id)
+    # The service accepted them (one batch: the training and its evaluation).
+    assert 'ledger_events_accepted_total{event_type="ModelTrained"} 1.0' in metrics, metrics
+    assert 'ledger_events_accepted_total{event_type="ModelEvaluated"} 1.0' in metrics
+    assert "Traceback" not in served

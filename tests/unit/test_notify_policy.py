@@ -82,6 +82,7 @@ DEPLOY_MESSAGE = {
         "model": "churn",
         "version": 3,
         "actor": "deployer",
+        "recorded_by": None,
         "occurred_at": "2026-03-03T10:00:00Z",
         "recorded_at": None,
         "causation_id": None,

@@ -393,3 +393,51 @@ def test_replaying_a_stale_approval_still_refuses_what_was_always_refused():
         with pytest.raises(LedgerError) as caught:
             rules.check(state, samples.deployed(M), history=True)
         assert caught.value.rule == rules.APPROVED_BEFORE_DEPLOY
+
+
+TRAINED_BY_RUNNER = [samples.snapshot(M), samples.trained(M, actor="runner"), samples.evaluated(M)]
+TRAINED_FOR_ALICE = [samples.snapshot(M), samples.trained(M).model_copy(update={"recorded_by": "runner"}), samples.evaluated(M)]
+
+
+@pytest.mark.parametrize(
+    "history, decision, why",
+    [
+        # the runner trained, then records an approval naming someone else
+        (TRAINED_BY_RUNNER, samples.approved(M).model_copy(update={"recorded_by": "runner"}), "'runner' trained pm@1 and cannot also approve it, not even as 'bob'"),
+        # the runner recorded alice's training, then approves in its own name
+        (TRAINED_FOR_ALICE, samples.approved(M, actor="runner"), "'runner' recorded the training of pm@1 (as 'alice') and cannot also approve it"),
+        # ... or records the approval as bob: one principal behind both
+        (TRAINED_FOR_ALICE, samples.approved(M).model_copy(update={"recorded_by": "runner"}), "four eyes needs a second principal"),
+        # the runner records alice's own rejection of what it recorded as hers
+        (TRAINED_FOR_ALICE, ApprovalRejected(model=M, version=1, actor="alice", recorded_by="runner"), "'alice' trained pm@1 and cannot also reject it"),
+        # a look-alike spelling of the recording principal is the same principal
+        (TRAINED_BY_RUNNER, samples.approved(M).model_copy(update={"recorded_by": "RUNNER"}), "(the same person as 'runner')"),
+    ],
+)
+def test_four_eyes_counts_whoever_recorded_on_anothers_behalf(history, decision, why):
+    with pytest.raises(RuleViolation) as refused:
+        judge(fold(history), decision)
+    assert refused.value.rule == rules.FOUR_EYES and why in str(refused.value)
+
+
+def test_an_approval_recorded_by_a_second_principal_passes_four_eyes():
+    # the runner recorded alice's training; bob approves himself, or a second runner records bob's approval
+    state = fold(TRAINED_FOR_ALICE)
+    assert judge(state, samples.approved(M)).actor == "bob"
+    assert judge(state, samples.approved(M).model_copy(update={"recorded_by": "release-bot"})).recorded_by == "release-bot"
+    assert fold([*TRAINED_FOR_ALICE, samples.approved(M)]).versions[1].trained_recorded_by == "runner"
+
+
+def test_a_rule_snapshot_keeps_who_recorded_the_training_and_ignores_older_formats():
+    import json
+
+    from ledger import rule_snapshots
+
+    state = fold(TRAINED_FOR_ALICE)
+    restored = rule_snapshots.loads(rule_snapshots.dumps(state))
+    assert restored.versions[1].trained_recorded_by == "runner"
+    with pytest.raises(RuleViolation):
+        judge(restored, samples.approved(M).model_copy(update={"recorded_by": "runner"}))
+    # a format-1 snapshot knew nothing of recorded_by: the stream is folded instead
+    older = {**json.loads(rule_snapshots.dumps(state)), "format": 1}
+    assert rule_snapshots.loads(json.dumps(older).encode()) is None

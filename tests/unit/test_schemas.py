@@ -137,7 +137,7 @@ def test_v1_bytes_of_a_deployment_decode_into_the_v2_model():
     v1 = (SAMPLES / "v1" / "ModelDeployed.bin").read_bytes()
     v2 = (SAMPLES / "v2" / "ModelDeployed.bin").read_bytes()
     assert v1[2:10] == CAT.by_fingerprint(v1[2:10]).fingerprint and CAT.by_fingerprint(v1[2:10]).version == 1
-    assert CAT.by_fingerprint(v2[2:10]).version == 2 == CAT.latest("ModelDeployed").version
+    assert CAT.by_fingerprint(v2[2:10]).version == 2 < CAT.latest("ModelDeployed").version
     old, new = codec.decode(v1), codec.decode(v2)
     assert (old.traffic_percent, new.traffic_percent) == (100, 25)
     # Re-encoding writes the current version: the old bytes are never rewritten.
@@ -159,6 +159,38 @@ def test_apache_avro_reads_both_versions_of_a_deployment(version):
     assert record["environment"] == written["environment"]
     assert record["envelope"]["event_id"] == written["event_id"]
     assert record["traffic_percent"] == written.get("traffic_percent", 100)
+
+
+@pytest.mark.parametrize("event_type", sorted(BY_TYPE))
+def test_older_bytes_read_as_recorded_by_nobody_and_v4_bytes_keep_the_recording_principal(event_type):
+    # v4 added the envelope's recorded_by to every event type: bytes written before
+    # it decode as recorded by the actor itself (None), v4 bytes keep the principal.
+    older = sorted(p for p in SAMPLES.glob(f"v*/{event_type}.bin") if p.parent.name != "v4")
+    assert older, f"no pre-v4 sample of {event_type}"
+    for path in older:
+        event = codec.decode(path.read_bytes())
+        assert event.recorded_by is None and event.actor == json.loads(path.with_suffix(".json").read_text())["actor"]
+    v4 = (SAMPLES / "v4" / f"{event_type}.bin").read_bytes()
+    assert CAT.by_fingerprint(v4[2:10]).version == 4 == CAT.latest(event_type).version
+    assert codec.decode(v4).recorded_by == "pipeline-runner"
+
+
+@pytest.mark.parametrize("event_type", sorted(BY_TYPE))
+def test_a_reader_that_knows_only_the_previous_version_reads_v4_bytes(event_type):
+    # An unupgraded consumer (Apache avro, with the newest schema it knew before v4)
+    # reads today's bytes: recorded_by is skipped, everything else is there.
+    import io
+
+    import avro.io
+
+    previous = max((e for e in CAT.entries() if e.event_type == event_type and e.version < 4), key=lambda e: e.version)
+    data = (SAMPLES / "v4" / f"{event_type}.bin").read_bytes()
+    writer = CAT.by_fingerprint(data[2:10])
+    decoder = avro.io.BinaryDecoder(io.BytesIO(data[10:]))
+    record = avro.io.DatumReader(avro.schema.parse(writer.text), avro.schema.parse(previous.text)).read(decoder)
+    written = json.loads((SAMPLES / "v4" / f"{event_type}.json").read_text())
+    assert "recorded_by" not in record["envelope"]
+    assert (record["envelope"]["event_id"], record["envelope"]["actor"]) == (written["event_id"], written["actor"])
 
 
 def _copy_catalogue(tmp_path):
