@@ -14,6 +14,11 @@ Prints, per backend (the real service on a loopback port, its own process):
 * on Kafka: failover — two instances (``--advertise``), SIGKILL of the one owning a
   model's partition, time until the survivor accepts the next event for it.
 
+Beside each rate: CPU milliseconds per accepted event, of the service's process and
+of the client processes (their ``process_time`` while they ran), and the load
+average. The clients run on the same machine as the service, so on a small machine
+the sum of the two bounds the rate. ``--parts`` picks what to run.
+
 Each run uses fresh topics / files. The broker defaults to ``LEDGER_TEST_KAFKA``.
 """
 
@@ -30,6 +35,7 @@ import uuid
 from pathlib import Path
 
 import httpx
+import psutil
 
 ROOT = Path(__file__).resolve().parent.parent
 sys.path.insert(0, str(ROOT))
@@ -46,12 +52,19 @@ def percentile(values: list[float], q: float) -> float:
     return ordered[min(len(ordered) - 1, int(q * len(ordered)))]
 
 
+def service_cpu_seconds(server: Server) -> float:
+    """CPU time the service's process has used so far (user + system, every thread)."""
+    times = psutil.Process(server.process.pid).cpu_times()
+    return times.user + times.system
+
+
 def models_on_partition(log_url: str, count: int, partition: int = 0) -> list[str]:
     with open_log(log_url) as log:
         return [n for n in (f"bench-{i}" for i in range(100_000)) if log.partition_for(n) == partition][:count]
 
 
 def _client_process(url: str, token: str, models: list[str], first: int, threads: int, ready, go, stop_at, out) -> None:
+    cpu_began = time.process_time()
     latencies: list[float] = []
     statuses: dict[str, int] = {}
     lock = threading.Lock()
@@ -81,7 +94,7 @@ def _client_process(url: str, token: str, models: list[str], first: int, threads
     ready.put(threads)
     for t in workers:
         t.join()
-    out.put((latencies, statuses))
+    out.put((latencies, statuses, time.process_time() - cpu_began))
 
 
 def concurrent(server: Server, token: str, models: list[str], clients: int, seconds: float, processes: int = 4) -> dict:
@@ -101,15 +114,19 @@ def concurrent(server: Server, token: str, models: list[str], clients: int, seco
         proc.start()
     for _ in procs:  # every client is up before the clock starts
         ready.get(timeout=120)
+    service_cpu = service_cpu_seconds(server)
     stop_at.value = time.time() + seconds
     go.set()
     latencies: list[float] = []
     statuses: dict[str, int] = {}
+    client_cpu = 0.0
     for _ in procs:
-        got, seen = out.get(timeout=seconds + 120)
+        got, seen, cpu = out.get(timeout=seconds + 120)
         latencies.extend(got)
+        client_cpu += cpu
         for key, count in seen.items():
             statuses[key] = statuses.get(key, 0) + count
+    service_cpu = service_cpu_seconds(server) - service_cpu
     for proc in procs:
         proc.join()
     accepted = statuses.get("201", 0)
@@ -119,11 +136,14 @@ def concurrent(server: Server, token: str, models: list[str], clients: int, seco
         "p99": percentile(latencies, 0.99),
         "max": max(latencies),
         "statuses": statuses,
+        "service_cpu_ms": 1000 * service_cpu / max(1, accepted),
+        "client_cpu_ms": 1000 * client_cpu / max(1, accepted),
     }
 
 
 def sequential(server: Server, token: str, model: str, count: int, prefix: str) -> dict:
     latencies = []
+    service_cpu, client_cpu = service_cpu_seconds(server), time.process_time()
     with httpx.Client(base_url=server.url, headers={"Authorization": f"Bearer {token}"}, timeout=60) as http:
         for n in range(count):
             body = draft_json(samples.snapshot(model, f"{prefix}-{n}", actor="writer"))
@@ -131,7 +151,12 @@ def sequential(server: Server, token: str, model: str, count: int, prefix: str) 
             answer = http.post("/v1/events", json=body)
             latencies.append(time.monotonic() - began)
             assert answer.status_code == 201, answer.text
-    return {"p50": statistics.median(latencies), "p99": percentile(latencies, 0.99)}
+    return {
+        "p50": statistics.median(latencies),
+        "p99": percentile(latencies, 0.99),
+        "service_cpu_ms": 1000 * (service_cpu_seconds(server) - service_cpu) / count,
+        "client_cpu_ms": 1000 * (time.process_time() - client_cpu) / count,
+    }
 
 
 def seed(log_url: str, models: list[str], total: int) -> float:
@@ -190,10 +215,17 @@ def failover(log_url: str, principals: Path, token: str, workdir: Path) -> float
         b.stop()
 
 
+def cpu(result: dict) -> str:
+    return (
+        f"CPU per event: service {result['service_cpu_ms']:.2f} ms + clients {result['client_cpu_ms']:.2f} ms; "
+        f"load average {os.getloadavg()[0]:.1f}"
+    )
+
+
 def fmt(result: dict) -> str:
     return (
         f"{result['rate']:,.0f} accepted/s, p50 {result['p50'] * 1000:.1f} ms, p99 {result['p99'] * 1000:.1f} ms, "
-        f"max {result['max'] * 1000:.0f} ms, answers {result['statuses']}"
+        f"max {result['max'] * 1000:.0f} ms, answers {result['statuses']}; {cpu(result)}"
     )
 
 
@@ -212,7 +244,9 @@ def main() -> None:
     parser.add_argument("--seconds", type=float, default=10)
     parser.add_argument("--sequential", type=int, default=300)
     parser.add_argument("--large", type=int, default=100_000)
+    parser.add_argument("--parts", default="concurrent,sequential,size,failover", help="what to measure (comma-separated)")
     args = parser.parse_args()
+    parts = set(args.parts.split(","))
 
     with tempfile.TemporaryDirectory() as tmp:
         workdir = Path(tmp)
@@ -225,14 +259,20 @@ def main() -> None:
             models = models_on_partition(log_url, 4)
             server, ready_s = start(log_url, principals, workdir)
             try:
-                result = concurrent(server, token, models, args.clients, args.seconds)
-                print(f"{name}: {args.clients} clients, models on one partition, {args.seconds:g} s: {fmt(result)}")
-                one = sequential(server, token, "bench-seq" if name == "embedded" else models[0], args.sequential, "seq")
-                print(f"{name}: one client, sequential, {args.sequential} events: p50 {one['p50'] * 1000:.1f} ms, p99 {one['p99'] * 1000:.1f} ms")
+                if "concurrent" in parts:
+                    result = concurrent(server, token, models, args.clients, args.seconds)
+                    print(f"{name}: {args.clients} clients, models on one partition, {args.seconds:g} s: {fmt(result)}", flush=True)
+                if "sequential" in parts:
+                    one = sequential(server, token, "bench-seq" if name == "embedded" else models[0], args.sequential, "seq")
+                    print(
+                        f"{name}: one client, sequential, {args.sequential} events: p50 {one['p50'] * 1000:.1f} ms, "
+                        f"p99 {one['p99'] * 1000:.1f} ms; {cpu(one)}",
+                        flush=True,
+                    )
             finally:
                 server.stop()
 
-        if not args.no_kafka:
+        if not args.no_kafka and "size" in parts:
             for total in (1_000, args.large):
                 log_url = f"kafka://{args.kafka}/bench-serve-size-{uuid.uuid4().hex[:8]}?partitions=3"
                 models = models_on_partition(log_url, 10)
@@ -247,6 +287,7 @@ def main() -> None:
                     )
                 finally:
                     server.stop()
+        if not args.no_kafka and "failover" in parts:
             log_url = f"kafka://{args.kafka}/bench-serve-failover-{uuid.uuid4().hex[:8]}?partitions=3"
             for run in range(2):
                 took = failover(log_url.replace("failover-", f"failover{run}-"), principals, token, workdir)
