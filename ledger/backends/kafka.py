@@ -471,6 +471,23 @@ class KafkaLog(EventLog):
             )
         return {tp.partition: found[tp].offset for tp in found}
 
+    def _writer_offsets(self, partitions, isolation: IsolationLevel) -> dict[int, int]:
+        """:meth:`_list_offsets` for the write path (called under ``self._lock``):
+        through the writer's own consumers, which keep the partitions' leaders
+        in their metadata. The admin client asks for the topic's metadata before
+        every ListOffsets: ~1.7 ms of CPU and two round trips per call, five calls
+        per append."""
+        if isolation == IsolationLevel.READ_COMMITTED:
+            if self._consumer is None:
+                self._consumer = self._new_consumer()
+            consumer = self._consumer
+        else:
+            if self._tail_consumer is None:
+                self._tail_consumer = self._new_consumer("read_uncommitted")
+            consumer = self._tail_consumer
+        found = consumer.end_offsets(self._tps(partitions), timeout_ms=self._timeout_ms)
+        return {tp.partition: offset for tp, offset in found.items()}
+
     def end_offsets(self) -> dict[int, int]:
         """Per partition, the last stable offset: where a read_committed reader stops."""
         self._check_open()
@@ -616,8 +633,8 @@ class KafkaLog(EventLog):
         index = self._index[partition]
         deadline = time.monotonic() + (5.0 if fresh else 0.5)
         while True:
-            high = self._list_offsets([partition], IsolationLevel.READ_UNCOMMITTED)[partition]
-            stable = self._list_offsets([partition], IsolationLevel.READ_COMMITTED)[partition]
+            high = self._writer_offsets([partition], IsolationLevel.READ_UNCOMMITTED)[partition]
+            stable = self._writer_offsets([partition], IsolationLevel.READ_COMMITTED)[partition]
             if stable >= high:
                 return stable, True
             if stable == index.own_first:
@@ -713,8 +730,8 @@ class KafkaLog(EventLog):
         others = [p for p in self.partitions() if p != partition]
         if not others:
             return
-        high = self._list_offsets(others, IsolationLevel.READ_UNCOMMITTED)
-        stable = self._list_offsets(others, IsolationLevel.READ_COMMITTED)
+        high = self._writer_offsets(others, IsolationLevel.READ_UNCOMMITTED)
+        stable = self._writer_offsets(others, IsolationLevel.READ_COMMITTED)
         for other in others:
             index = self._index.setdefault(other, _PartitionIndex())
             self._index_committed(other, index, stable[other])
@@ -740,7 +757,7 @@ class KafkaLog(EventLog):
         a client could be told "accepted" and not find its event when it reads."""
         deadline = min(time.monotonic() + self._timeout_ms / 1000, until or float("inf"))
         try:
-            while self._list_offsets([partition], IsolationLevel.READ_COMMITTED)[partition] <= last_offset:
+            while self._writer_offsets([partition], IsolationLevel.READ_COMMITTED)[partition] <= last_offset:
                 if time.monotonic() > deadline:
                     break
                 time.sleep(0.002)
