@@ -26,7 +26,9 @@ state. Every process that appends to partition *p* uses the same transactional i
    if it was already committing, completed before ``init_transactions`` returns);
 3. catches up: reads *p* with a ``read_committed`` consumer from the last offset this
    process indexed up to the last stable offset, into an in-memory index (per
-   model: its records in order, event id → record);
+   model: its records in order, event id → record). When this producer's previous
+   append was seen readable and the partition's high watermark is just past its
+   commit marker, nothing else was written: one offset lookup instead of two;
 4. calls ``plan`` on a view of that index — rules, sequence and hash chain are
    decided against it; whatever ``plan`` raises propagates with nothing begun;
 5. begins a transaction, sends the records to *p*, commits. Success means the
@@ -261,6 +263,9 @@ class _PartitionIndex:
     """First offset of the current producer's last commit (its markers may be pending)."""
     own_last: int | None = None
     """Last offset of that commit."""
+    readable: bool = False
+    """This producer's last append committed and was seen readable (its commit
+    marker is written; see :meth:`KafkaLog._catch_up`)."""
     owners: dict[str, str] = field(default_factory=dict)
     """Event id → model of the event that first used it on this partition."""
     loaded: bool = False
@@ -561,6 +566,23 @@ class KafkaLog(EventLog):
             )
         return {tp.partition: found[tp].offset for tp in found}
 
+    def _writer_offsets(self, partitions, isolation: IsolationLevel) -> dict[int, int]:
+        """:meth:`_list_offsets` for the write path (called under ``self._lock``):
+        through the writer's own consumers, which keep the partitions' leaders
+        in their metadata. The admin client asks for the topic's metadata before
+        every ListOffsets: ~1.7 ms of CPU and two round trips per call, five calls
+        per append."""
+        if isolation == IsolationLevel.READ_COMMITTED:
+            if self._consumer is None:
+                self._consumer = self._new_consumer()
+            consumer = self._consumer
+        else:
+            if self._tail_consumer is None:
+                self._tail_consumer = self._new_consumer("read_uncommitted")
+            consumer = self._tail_consumer
+        found = consumer.end_offsets(self._tps(partitions), timeout_ms=self._timeout_ms)
+        return {tp.partition: offset for tp, offset in found.items()}
+
     def end_offsets(self) -> dict[int, int]:
         """Per partition, the last stable offset: where a read_committed reader stops."""
         self._check_open()
@@ -697,6 +719,7 @@ class KafkaLog(EventLog):
         self._producers[partition] = producer
         index = self._index.setdefault(partition, _PartitionIndex())
         index.own_first = index.own_last = None
+        index.readable = False
         return producer, True
 
     def _drop_producer(self, partition: int) -> None:
@@ -716,8 +739,8 @@ class KafkaLog(EventLog):
         index = self._index[partition]
         deadline = time.monotonic() + (5.0 if fresh else 0.5)
         while True:
-            high = self._list_offsets([partition], IsolationLevel.READ_UNCOMMITTED)[partition]
-            stable = self._list_offsets([partition], IsolationLevel.READ_COMMITTED)[partition]
+            high = self._writer_offsets([partition], IsolationLevel.READ_UNCOMMITTED)[partition]
+            stable = self._writer_offsets([partition], IsolationLevel.READ_COMMITTED)[partition]
             if stable >= high:
                 return stable, True
             if stable == index.own_first:
@@ -735,6 +758,14 @@ class KafkaLog(EventLog):
 
     def _catch_up(self, partition: int, fresh: bool) -> _PartitionIndex:
         index = self._index[partition]
+        if not fresh and index.readable and index.own_last is not None and index.next_offset == index.own_last + 1:
+            # Our last transaction is complete, so its marker lies past own_last:
+            # if it is the only record there, nothing else was written (one round
+            # trip instead of the two of _stable_end).
+            high = self._writer_offsets([partition], IsolationLevel.READ_UNCOMMITTED)[partition]
+            if high == index.own_last + 2:
+                index.next_offset = high
+                return index
         end, settled = self._stable_end(partition, fresh)
         if settled and index.own_last is not None and index.next_offset == index.own_last + 1 == end - 1:
             # The one offset after our last commit is its marker: the transaction is
@@ -818,17 +849,20 @@ class KafkaLog(EventLog):
         others = [p for p in self.partitions() if p != partition]
         if not others:
             return
-        high = self._list_offsets(others, IsolationLevel.READ_UNCOMMITTED)
-        stable = self._list_offsets(others, IsolationLevel.READ_COMMITTED)
+        high = self._writer_offsets(others, IsolationLevel.READ_UNCOMMITTED)
+        # A partition with nothing past what is indexed needs no second look.
+        grown = [p for p in others if high[p] > self._index.setdefault(p, _PartitionIndex()).next_offset]
+        stable = self._writer_offsets(grown, IsolationLevel.READ_COMMITTED) if grown else {}
         for other in others:
-            index = self._index.setdefault(other, _PartitionIndex())
-            self._index_committed(other, index, stable[other])
+            index = self._index[other]
+            if other in stable:
+                self._index_committed(other, index, stable[other])
             for event_id in ids:
                 if event_id not in index.owners and index.may_hold_older(event_id):
                     self._read_prefix(other, index, f"event id {event_id} may be an older event's")
                 if event_id in index.owners:
                     refuse(event_id, index.owners[event_id])
-        for other in others:
+        for other in grown:
             start = self._index[other].next_offset
             if start >= high[other]:
                 continue
@@ -839,28 +873,30 @@ class KafkaLog(EventLog):
                 if self._event_id_of(raw) in ids:
                     raise _IdInFlight(f"partition {other} has an open transaction with the same event id")
 
-    def _await_markers(self, partition: int, last_offset: int, until: float | None = None) -> None:
-        """Wait until ``read_committed`` readers see the records up to ``last_offset``.
+    def _await_markers(self, partition: int, last_offset: int, until: float | None = None) -> bool:
+        """Wait until ``read_committed`` readers see the records up to ``last_offset``
+        (True once they do).
 
         ``commit_transaction`` returns once the coordinator has logged the commit,
         before it writes the markers that make the records readable: without this,
         a client could be told "accepted" and not find its event when it reads."""
         deadline = min(time.monotonic() + self._timeout_ms / 1000, until or float("inf"))
         try:
-            while self._list_offsets([partition], IsolationLevel.READ_COMMITTED)[partition] <= last_offset:
+            while self._writer_offsets([partition], IsolationLevel.READ_COMMITTED)[partition] <= last_offset:
                 if time.monotonic() > deadline:
                     break
                 time.sleep(0.002)
             else:
-                return
+                return True
         except kerrors.KafkaError as exc:
             log.warning("could not check that the commit on %s-%d is readable: %s", self.topic, partition, exc)
-            return
+            return False
         # Committed is committed: the coordinator finishes the markers on its own.
         log.warning(
             "committed records up to offset %d of %s-%d are not readable yet after %d ms",
             last_offset, self.topic, partition, self._timeout_ms,
         )
+        return False
 
     @staticmethod
     def _headers(record: NewRecord) -> list[tuple[str, bytes]]:
@@ -913,6 +949,7 @@ class KafkaLog(EventLog):
                     if self.partition_for(r.model) != partition:
                         raise InputError(f"model {r.model!r} does not live in partition {partition}")
                 snapshot = self._snapshot_due(index, records)
+                index.readable = False
                 try:
                     producer.begin_transaction()
                     futures = [
@@ -975,7 +1012,7 @@ class KafkaLog(EventLog):
                     index.snap_offset, index.snap_entries, index.snap_ids = snapshot.offset, snapshot.entries, snapshot.ids
                     index.recent_ids = []
                     index.written_at = snapshot.offset
-                self._await_markers(partition, index.own_last, until)
+                index.readable = self._await_markers(partition, index.own_last, until)
                 if self._state_ready is None and index.next_offset - index.written_at >= kafka_state.EVERY:
                     self._state_topic_ready()  # the next append writes the snapshot
                 if index.fold_after_commit and self._state_ready:

@@ -36,12 +36,13 @@ from dataclasses import dataclass
 from typing import Annotated, Any
 
 import httpx
-from fastapi import Depends, FastAPI, Path, Query, Request
+from fastapi import APIRouter, Depends, FastAPI, Path, Query, Request
 from fastapi.exceptions import RequestValidationError
 from fastapi.responses import JSONResponse, PlainTextResponse, Response
 from fastapi.security import HTTPAuthorizationCredentials, HTTPBearer
 from prometheus_client import CONTENT_TYPE_LATEST, generate_latest
 from pydantic import ValidationError
+from starlette.routing import Route
 
 from ledger import config, jsonio
 from ledger.append import check_drafts
@@ -370,7 +371,85 @@ def create_app(settings: Settings) -> FastAPI:
 
     event_schema, event_defs = _event_schemas()
 
-    @app.post(
+    # The two append routes are the hot path: plain Starlette routes, in front of
+    # the router, with no dependency injection or parameter models (~0.1 ms of
+    # CPU per request). ``contract`` declares the same routes the FastAPI way
+    # for the OpenAPI document only; its endpoints are never called.
+    challenge = {"WWW-Authenticate": 'Bearer realm="ledger"'}
+
+    def _caller(request: Request) -> Principal:
+        """The ``principal`` dependency, by hand: ``HTTPBearer``'s reading of the header."""
+        scheme, _, token = (request.headers.get("authorization") or "").partition(" ")
+        token = token.strip()
+        if not token or scheme.lower() != "bearer":
+            raise Problem(401, "unauthenticated", "send Authorization: Bearer TOKEN", headers=challenge)
+        found = service.principals.authenticate(token)
+        if found is None:
+            raise Problem(401, "unauthenticated", "unknown or revoked token", headers=challenge)
+        return found
+
+    def _expected_sequence(request: Request) -> int | None:
+        """``Query(ge=0)``, by hand, with pydantic's messages."""
+        raw = request.query_params.get("expected_sequence")
+        if raw is None:
+            return None
+        try:
+            value = int(raw.strip())
+        except ValueError:
+            raise Problem(
+                422, "invalid-event", "query.expected_sequence: Input should be a valid integer, unable to parse string as an integer"
+            ) from None
+        if value < 0:
+            raise Problem(422, "invalid-event", "query.expected_sequence: Input should be greater than or equal to 0")
+        return value
+
+    async def append_event(request: Request) -> Response:
+        started = time.monotonic()
+        try:
+            who = _caller(request)
+            expected_sequence = _expected_sequence(request)
+            draft = _draft(await _body(request), who, "the event")
+            try:
+                [answer] = await _append([draft], who, expected_sequence)
+            except NotOwner as moved:
+                return await _forward(request, moved.partition, started)
+        except Problem as problem:
+            return problem.response()
+        return JSONResponse(answer, status_code=200 if answer["duplicate"] else 201)
+
+    async def append_batch(request: Request) -> Response:
+        try:
+            who = _caller(request)
+            body = await _body(request)
+            if not isinstance(body, dict) or not isinstance(body.get("events"), list):
+                raise Problem(400, "malformed-request", 'the body must be {"events": [...], "expected_sequence": N?}')
+            unknown = set(body) - {"events", "expected_sequence"}
+            if unknown:
+                raise Problem(422, "invalid-event", f"unknown fields {sorted(unknown)}")
+            expected = body.get("expected_sequence")
+            if expected is not None and (type(expected) is not int or expected < 0):
+                raise Problem(422, "invalid-event", "expected_sequence must be a non-negative integer")
+            if not 1 <= len(body["events"]) <= MAX_BATCH:
+                raise Problem(422, "invalid-event", f"a batch holds 1 to {MAX_BATCH} events")
+            started = time.monotonic()
+            drafts = [_draft(item, who, f"events[{i}]") for i, item in enumerate(body["events"])]
+            try:
+                answers = await _append(drafts, who, expected)
+            except NotOwner as moved:
+                return await _forward(request, moved.partition, started)
+        except Problem as problem:
+            return problem.response()
+        status = 200 if all(a["duplicate"] for a in answers) else 201
+        return JSONResponse({"accepted": answers}, status_code=status)
+
+    app.router.routes[:0] = [
+        Route("/v1/events", append_event, methods=["POST"], include_in_schema=False),
+        Route("/v1/batches", append_batch, methods=["POST"], include_in_schema=False),
+    ]
+
+    contract = APIRouter()
+
+    @contract.post(
         "/v1/events",
         status_code=201,
         tags=["append"],
@@ -383,15 +462,9 @@ def create_app(settings: Settings) -> FastAPI:
         who: Annotated[Principal, Depends(principal)],
         expected_sequence: Annotated[int | None, Query(ge=0, description="Refuse (409 conflict) unless the stream is at this sequence.")] = None,
     ):
-        started = time.monotonic()
-        draft = _draft(await _body(request), who, "the event")
-        try:
-            [answer] = await _append([draft], who, expected_sequence)
-        except NotOwner as moved:
-            return await _forward(request, moved.partition, started)
-        return JSONResponse(answer, status_code=200 if answer["duplicate"] else 201)
+        raise NotImplementedError("answered by append_event")
 
-    @app.post(
+    @contract.post(
         "/v1/batches",
         status_code=201,
         tags=["append"],
@@ -415,25 +488,7 @@ def create_app(settings: Settings) -> FastAPI:
         },
     )
     async def post_batch(request: Request, who: Annotated[Principal, Depends(principal)]):
-        body = await _body(request)
-        if not isinstance(body, dict) or not isinstance(body.get("events"), list):
-            raise Problem(400, "malformed-request", 'the body must be {"events": [...], "expected_sequence": N?}')
-        unknown = set(body) - {"events", "expected_sequence"}
-        if unknown:
-            raise Problem(422, "invalid-event", f"unknown fields {sorted(unknown)}")
-        expected = body.get("expected_sequence")
-        if expected is not None and (type(expected) is not int or expected < 0):
-            raise Problem(422, "invalid-event", "expected_sequence must be a non-negative integer")
-        if not 1 <= len(body["events"]) <= MAX_BATCH:
-            raise Problem(422, "invalid-event", f"a batch holds 1 to {MAX_BATCH} events")
-        started = time.monotonic()
-        drafts = [_draft(item, who, f"events[{i}]") for i, item in enumerate(body["events"])]
-        try:
-            answers = await _append(drafts, who, expected)
-        except NotOwner as moved:
-            return await _forward(request, moved.partition, started)
-        status = 200 if all(a["duplicate"] for a in answers) else 201
-        return JSONResponse({"accepted": answers}, status_code=status)
+        raise NotImplementedError("answered by append_batch")
 
     def _read(view: str, fn):
         started = time.monotonic()
@@ -528,7 +583,7 @@ def create_app(settings: Settings) -> FastAPI:
         if app.openapi_schema is None:
             from fastapi.openapi.utils import get_openapi
 
-            schema = get_openapi(title=app.title, version=app.version, summary=app.summary, routes=app.routes)
+            schema = get_openapi(title=app.title, version=app.version, summary=app.summary, routes=[*contract.routes, *app.routes])
             schema.setdefault("components", {}).setdefault("schemas", {}).update(event_defs)
             schema["components"]["schemas"]["Problem"] = {
                 "type": "object",

@@ -21,7 +21,11 @@ def running(settings: Settings, *, timeout: float = 60.0):
     with socket.socket() as probe:
         probe.bind(("127.0.0.1", 0))
         port = probe.getsockname()[1]
-    server = uvicorn.Server(uvicorn.Config(create_app(settings), host="127.0.0.1", port=port, log_level="warning"))
+    server = uvicorn.Server(
+        uvicorn.Config(
+            create_app(settings), host="127.0.0.1", port=port, log_level="warning", access_log=False, loop="uvloop", http="httptools"
+        )
+    )
     thread = threading.Thread(target=server.run, name="ledger-service", daemon=True)
     thread.start()
     url = f"http://127.0.0.1:{port}"
