@@ -326,14 +326,15 @@ def create_app(settings: Settings) -> FastAPI:
         started = time.monotonic()
         for draft in drafts:
             _authorize(who, draft)
+        dumps: list[dict] = []
         try:
-            model = check_drafts(drafts)
+            model = check_drafts(drafts, dumps=dumps)
         except InputError as exc:
             raise Problem(422, "invalid-event", str(exc)) from exc
         if service.writers is None or not service.writers.ready:
             raise Problem(503, "unavailable", service.readiness() or "not ready", rule="not-ready", headers={"Retry-After": "1"})
         deadline = started + settings.deadline
-        request = AppendRequest(model, drafts, expected_sequence, deadline)
+        request = AppendRequest(model, drafts, expected_sequence, deadline, dumps=dumps)
         future = asyncio.wrap_future(service.writers.submit(request))  # NotOwner: forwarded by the caller
         # asyncio.wait, not wait_for: a timeout must not cancel the request under
         # way (its outcome is then unknown; the retry finds it).

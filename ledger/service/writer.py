@@ -57,6 +57,9 @@ class Request:
     expected_sequence: int | None
     deadline: float
     future: Future = field(default_factory=Future)
+    dumps: list[dict] | None = None
+    """The drafts' ``model_dump()`` as :func:`ledger.append.check_drafts` made them
+    (one dump serves the checks and the encoding)."""
 
     @property
     def ids(self) -> set[str]:
@@ -225,9 +228,11 @@ class PartitionWriter:
                     state = states.get(request.model)
                     if state is None:
                         state = self.appender.state(view, request.model)
+                    known = view.find_all([str(d.event_id) for d in request.drafts])
                     decision = decide(
-                        state, view.find, request.drafts,
+                        state, known.get, request.drafts,
                         expected_sequence=request.expected_sequence, clock=self.appender.clock,
+                        dumps=request.dumps,
                     )
                 except Exception as exc:  # noqa: BLE001 - this request's answer, not the round's
                     results.append(exc)
