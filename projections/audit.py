@@ -11,7 +11,6 @@ from collections.abc import Sequence
 
 from sqlalchemy.engine import Connection
 
-from ledger.identity import canonical
 from ledger.events import (
     BY_TYPE,
     ApprovalRejected,
@@ -28,7 +27,7 @@ from ledger.events import (
 )
 from projections import bulk
 from projections.asof import iso
-from projections.base import Item, Projection
+from projections.base import Item, Projection, canonical_actor
 from projections.tables import audit_events
 
 UNREADABLE = "unreadable"
@@ -135,7 +134,7 @@ class Audit(Projection):
             "recorded_at": item.at,
             "occurred_at": iso(event.occurred_at),
             "actor": event.actor,
-            "actor_canonical": canonical(event.actor),
+            "actor_canonical": canonical_actor(event.actor),
             "event_type": event.event_type,
             "model": event.model,
             "version": event.version,
