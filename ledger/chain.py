@@ -120,11 +120,12 @@ class StreamWalker:
 
     def step(self, record: StoredRecord, event, later: dict[int, int], index: int) -> None:
         report = self.report
-        if record.recorded_hash is not None and record.recorded_hash != record.hash:
+        digest = record.hash  # hashed once: the property hashes the bytes each time
+        if record.recorded_hash is not None and record.recorded_hash != digest:
             self.fail(
                 record,
                 "altered",
-                f"its bytes hash to {record.hash[:16]}… but {record.recorded_hash[:16]}… "
+                f"its bytes hash to {digest[:16]}… but {record.recorded_hash[:16]}… "
                 "was stored when it was appended",
                 record.sequence,
                 str(event.event_id) if event is not None else None,
@@ -140,8 +141,8 @@ class StreamWalker:
         if event.model != report.model:
             self.fail(record, "misplaced", f"event of model {event.model!r} stored in stream {report.model!r}", event.sequence, ident)
             return
-        if record.hash in self.seen:
-            self.fail(record, "inserted", f"a copy of event #{self.seen[record.hash]} stored again", event.sequence, ident)
+        if digest in self.seen:
+            self.fail(record, "inserted", f"a copy of event #{self.seen[digest]} stored again", event.sequence, ident)
             return
         expected = report.head_sequence + 1
         if event.sequence > expected:
@@ -195,11 +196,11 @@ class StreamWalker:
             except RuleViolation as exc:
                 self.fail(record, "rule", f"replaying the lifecycle rules refuses it: {exc}", event.sequence, ident)
                 return
-            self.state = rules.apply(self.state, event, record.hash)
-        self.seen[record.hash] = event.sequence
-        self.hashes[event.sequence] = record.hash
+            self.state = rules.apply(self.state, event, digest)
+        self.seen[digest] = event.sequence
+        self.hashes[event.sequence] = digest
         report.head_sequence = event.sequence
-        report.head_hash = record.hash
+        report.head_hash = digest
         self.previous = record
         self.previous_id = ident
 

@@ -12,7 +12,6 @@ Avro dicts exist only inside this module: callers see :class:`ledger.events.Even
 from __future__ import annotations
 
 import io
-import uuid
 from dataclasses import dataclass
 
 from fastavro import schemaless_reader, schemaless_writer
@@ -105,8 +104,8 @@ def decode(data: bytes, catalogue: _catalogue.Catalogue | None = None) -> Event:
         raise DecodeError(
             f"envelope says {event_type!r} but the writer schema is {writer.event_type!r}"
         )
-    if isinstance(envelope.get("event_id"), uuid.UUID):
-        envelope["event_id"] = str(envelope["event_id"])
+    # fastavro hands the uuid logical type back as a uuid.UUID already, which the
+    # model takes as it is (a str would be parsed again, per event).
     try:
         return BY_TYPE[event_type].model_validate({**envelope, **record})
     except ValidationError as exc:

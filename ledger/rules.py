@@ -140,17 +140,6 @@ def evaluation_passes(metrics: dict[str, float], thresholds: dict[str, float]) -
     return all(m in metrics and metrics[m] >= t for m, t in thresholds.items())
 
 
-def _all_finite(value) -> bool:
-    # The common case, without building the paths _non_finite names.
-    if isinstance(value, float):
-        return math.isfinite(value)
-    if isinstance(value, dict):
-        return all(map(_all_finite, value.values()))
-    if isinstance(value, list | tuple):
-        return all(map(_all_finite, value))
-    return True
-
-
 def _non_finite(value, path: str = "") -> str | None:
     """Dotted path of the first NaN or infinite number in ``value``, if any."""
     if not path and _all_finite(value):

@@ -11,7 +11,6 @@ from collections.abc import Sequence
 
 from sqlalchemy.engine import Connection
 
-from ledger.identity import canonical
 from ledger.events import (
     BY_TYPE,
     ApprovalRejected,
@@ -28,7 +27,7 @@ from ledger.events import (
 )
 from projections import bulk
 from projections.asof import iso
-from projections.base import Item, Projection
+from projections.base import Item, Projection, canonical_actor
 from projections.tables import audit_events
 
 UNREADABLE = "unreadable"
@@ -137,9 +136,9 @@ class Audit(Projection):
             "recorded_at": item.at,
             "occurred_at": iso(event.occurred_at),
             "actor": event.actor,
-            "actor_canonical": canonical(event.actor),
+            "actor_canonical": canonical_actor(event.actor),
             "recorded_by": event.recorded_by,
-            "recorded_by_canonical": canonical(event.recorded_by) if event.recorded_by is not None else None,
+            "recorded_by_canonical": canonical_actor(event.recorded_by) if event.recorded_by is not None else None,
             "event_type": event.event_type,
             "model": event.model,
             "version": event.version,

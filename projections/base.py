@@ -13,11 +13,13 @@ from __future__ import annotations
 import json
 from collections.abc import Callable, Sequence
 from dataclasses import dataclass
+from functools import lru_cache
 from typing import ClassVar
 
 from sqlalchemy.engine import Connection
 
 from ledger.events import Event
+from ledger.identity import canonical
 from ledger.log import StoredRecord
 
 
@@ -61,6 +63,13 @@ class Item:
 
 _JSON = json.JSONEncoder(sort_keys=True, separators=(",", ":"), default=str)
 """One encoder for every call: ``json.dumps`` with options builds a new one each time."""
+
+
+@lru_cache(maxsize=65_536)
+def canonical_actor(name: str) -> str:
+    """:func:`ledger.identity.canonical`, remembered: a log names few actors, and the
+    Unicode normalisation was a fifth of a projection's time when done per event."""
+    return canonical(name)
 
 
 def as_json(value) -> str:

@@ -27,7 +27,6 @@ from collections.abc import Sequence
 from sqlalchemy import bindparam, select, update
 from sqlalchemy.engine import Connection
 
-from ledger.identity import canonical
 from ledger.events import (
     BY_TYPE,
     ApprovalRejected,
@@ -38,7 +37,7 @@ from ledger.events import (
     ModelTrained,
 )
 from projections import bulk
-from projections.base import Item, Projection, as_json
+from projections.base import Item, Projection, as_json, canonical_actor
 from projections.tables import (
     reg_deployments,
     reg_evaluations,
@@ -329,7 +328,7 @@ class Registry(Projection):
                 "version": e.version,
                 "trained_at": item.at,
                 "trained_by": e.actor,
-                "trained_by_canonical": canonical(e.actor),
+                "trained_by_canonical": canonical_actor(e.actor),
                 "partition": item.partition,
                 "trained_offset": item.offset,
                 "event_id": str(e.event_id),

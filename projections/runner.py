@@ -25,6 +25,8 @@ which log they follow (:mod:`ledger.log_identity`) with the first batch, and ref
 from __future__ import annotations
 
 import logging
+import queue
+import threading
 from collections.abc import Callable, Iterable, Iterator, Sequence
 from dataclasses import dataclass, field
 from contextlib import suppress
@@ -33,6 +35,7 @@ from typing import TYPE_CHECKING
 
 from sqlalchemy import select
 from sqlalchemy.engine import Connection, Engine
+from sqlalchemy.schema import DropIndex
 
 from ledger import codec, faults
 from ledger.follow import LogFollower, PositionMoved, Stop, backoff
@@ -59,6 +62,15 @@ LOAD_BATCH_SIZE = 5000
 caller chose a batch size."""
 LOADING = "loading"
 """``proj_meta`` key present while a load is in progress or was interrupted."""
+_FOLD_LOOKUPS = frozenset({"ix_lin_nodes_model", "ix_reg_deployments_env"})
+"""The indexes the folds themselves read through during a load (a version's latest
+lineage node, a model's open deployments)."""
+
+
+def _deferred_indexes() -> list:
+    """The indexes only queries need: a load drops them from the fresh tables and
+    builds each once at its end, instead of inserting into it row by row."""
+    return [ix for table in tables.ALL for ix in sorted(table.indexes, key=lambda i: i.name) if ix.name not in _FOLD_LOOKUPS]
 
 
 def default_projections() -> list[Projection]:
@@ -125,6 +137,54 @@ def _chunks(iterable: Iterable, size: int) -> Iterator[list]:
     iterator = iter(iterable)
     while chunk := list(islice(iterator, size)):
         yield chunk
+
+
+class _ReadAhead:
+    """Reads and decodes the next batch in a thread of its own while the current one
+    is applied. Python runs one thread at a time, but SQLite (the log read and the
+    views' writes) and PostgreSQL work without holding it: on a machine with two
+    CPUs the database's part of a batch overlaps the decoding of the next one.
+    Nothing is committed here, so reading ahead changes no position."""
+
+    def __init__(self, batches: Iterator[list]):
+        self._batches = batches
+        self._queue: queue.Queue = queue.Queue(maxsize=1)
+        self._stop = threading.Event()
+        self._thread = threading.Thread(target=self._read, name="projection-read-ahead", daemon=True)
+        self._thread.start()
+
+    def _read(self) -> None:
+        try:
+            for batch in self._batches:
+                if not self._put(("batch", batch)):
+                    return
+            self._put(("end", None))
+        except BaseException as exc:  # noqa: BLE001 - handed to the applying thread
+            self._put(("error", exc))
+        finally:
+            self._batches.close()  # the log's reader is closed in the thread that used it
+
+    def _put(self, item) -> bool:
+        while not self._stop.is_set():
+            try:
+                self._queue.put(item, timeout=0.1)
+                return True
+            except queue.Full:
+                continue
+        return False
+
+    def __iter__(self) -> Iterator[list]:
+        while True:
+            kind, value = self._queue.get()
+            if kind == "end":
+                return
+            if kind == "error":
+                raise value
+            yield value
+
+    def close(self) -> None:
+        self._stop.set()
+        self._thread.join()
 
 
 class Runner:
@@ -379,14 +439,26 @@ class Runner:
             # Projections at the same positions with the same heads (the rule: they
             # move together) see the very same items: built once.
             built: dict[tuple, tuple] = {}
+            selected: dict[tuple, tuple] = {}
             for projection in self.projections:
                 done = stored[projection.name]
-                fresh = [r for r in reads if r.record.position.offset > done.get(r.record.position.partition, -1)]
+                key = tuple(sorted(done.items()))
+                if key not in selected:
+                    # Projections at the same positions (the rule) take the same records.
+                    fresh = [r for r in reads if r.record.position.offset > done.get(r.record.position.partition, -1)]
+                    last: dict[int, int] = {}
+                    for r in fresh:
+                        position = r.record.position
+                        applied.add(position)
+                        if r.event is None:
+                            unreadable.add(position)
+                        if position.offset > last.get(position.partition, -1):
+                            last[position.partition] = position.offset
+                    selected[key] = (fresh, {r.event.model for r in fresh if r.event is not None}, last)
+                fresh, models, last = selected[key]
                 if not fresh:
                     continue
-                models = {r.event.model for r in fresh if r.event is not None}
                 before = self._heads(conn, projection.name, models)
-                key = tuple(sorted(done.items()))
                 if key in built and built[key][0] == before:
                     _, heads, changed, items = built[key]
                 else:
@@ -406,13 +478,6 @@ class Runner:
                     ],
                     keys=("projection", "model"),
                 )
-                last: dict[int, int] = {}
-                for r in fresh:
-                    position = r.record.position
-                    last[position.partition] = max(position.offset, last.get(position.partition, -1))
-                    applied.add(position)
-                    if r.event is None:
-                        unreadable.add(position)
                 bulk.upsert(
                     conn,
                     tables.positions,
@@ -446,10 +511,13 @@ class Runner:
         report = RunReport()
         loading = self._begin_load()
         size = LOAD_BATCH_SIZE if loading and self._chosen_batch_size is None else self.batch_size
-        try:
+        def batches() -> Iterator[list[_Read]]:
             for chunk in _chunks(self._records(log, self._start(stored)), size):
-                reads = [_read(record) for record in chunk]
-                reads = [r for r in reads if self._inside(r)]
+                yield [r for r in map(_read, chunk) if self._inside(r)]
+
+        ahead = _ReadAhead(batches())
+        try:
+            for reads in ahead:
                 if reads:
                     batch = self._apply(reads)
                     if batch.records:
@@ -459,10 +527,12 @@ class Runner:
                 if should_stop is not None and should_stop():
                     break
         except BaseException:
+            ahead.close()
             if loading:
                 with suppress(LedgerError):
                     self._end_load()
             raise
+        ahead.close()
         if loading:
             self._end_load()
         return report
@@ -493,10 +563,16 @@ class Runner:
         if not interrupted:
             with db.errors("marking a load", self.engine), db.writing(self.engine, "durable") as conn:
                 db.set_meta(conn, LOADING, "1")
+                if self.load:  # tables just created: nothing to lose but insert time
+                    for index in _deferred_indexes():
+                        conn.execute(DropIndex(index, if_exists=True))
         self._sync = "load"
         return True
 
     def _end_load(self) -> None:
+        with db.errors("indexing the loaded views", self.engine), db.writing(self.engine, "load") as conn:
+            for index in _deferred_indexes():
+                index.create(conn, checkfirst=True)
         self._sync = "normal"
         db.settle(self.engine)
         with db.errors("ending a load", self.engine), db.writing(self.engine, "durable") as conn:

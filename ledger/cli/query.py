@@ -594,6 +594,70 @@ def _interactive() -> bool:
     return sys.stderr.isatty()
 
 
+VERIFY_BESIDE_FROM = 50_000
+"""Records from which ``replay`` verifies the embedded log in a second process while
+the views are built: the two passes read and decode the whole log each, and on a
+machine with two CPUs they take the time of the longer one instead of both. Below it
+starting a Python process costs more than it saves."""
+
+
+def _verify_into(url: str, answer) -> None:
+    """In the verifying process: the embedded log's whole verification, sent back
+    (or the one-line error that stopped it)."""
+    from ledger.client import Ledger
+    from ledger.errors import LedgerError
+
+    try:
+        with Ledger.open(url, must_exist=True) as ledger:
+            answer.send((True, ledger.verify()))
+    except LedgerError as exc:
+        answer.send((False, exc))
+    except KeyboardInterrupt:
+        pass  # the parent, interrupted too, says so
+
+
+class _VerifyBeside:
+    """The embedded log's verification, run in another process while the views are
+    built."""
+
+    def __init__(self, url: str):
+        import multiprocessing
+
+        # spawn, not fork: a forked child would inherit this process's open SQLite
+        # connections, which SQLite forbids using (or closing) across a fork.
+        context = multiprocessing.get_context("spawn")
+        self._answer, sender = context.Pipe(duplex=False)
+        self._process = context.Process(target=_verify_into, args=(url, sender), daemon=True)
+        self._process.start()
+        sender.close()
+
+    def result(self):
+        try:
+            ok, value = self._answer.recv()
+        except EOFError:
+            raise BackendError(f"the verifying process ended without an answer (exit {self._process.exitcode})") from None
+        finally:
+            self._process.join()
+        if not ok:
+            raise value
+        return value
+
+    def stop(self) -> None:
+        if self._process.is_alive():
+            self._process.terminate()
+        self._process.join()
+
+
+def _verify_beside(url: str, log) -> _VerifyBeside | None:
+    """The log's verification started in another process, or None when it is better
+    done here afterwards (a small log, a log other than an embedded file)."""
+    from ledger.backends.sqlite import SqliteLog
+
+    if not isinstance(log, SqliteLog) or sum(log.end_offsets().values()) < VERIFY_BESIDE_FROM:
+        return None
+    return _VerifyBeside(url)
+
+
 @click.command()
 @click.option(
     "--db",
@@ -635,6 +699,9 @@ def replay(ctx, replay_db, as_of_time, as_of_position, force, no_verify, as_json
         raise InputError(f"{where} already holds views: replay into a fresh database, or pass --force to replace them")
     ledger = open_ledger(ctx)
     log = ledger.log
+    beside = None if no_verify else _verify_beside(settings(ctx)["log_url"], log)
+    if beside is not None:
+        ctx.call_on_close(beside.stop)  # a failed or interrupted replay leaves no process behind
 
     def run(on_batch=None):
         return project(log, engine, rebuild=True, as_of=cut, on_batch=on_batch)
@@ -683,7 +750,9 @@ def replay(ctx, replay_db, as_of_time, as_of_position, force, no_verify, as_json
     }
     verification = None
     if not no_verify:
-        verification = ledger.verify()
+        if _interactive():
+            click.echo("verifying the raw log's hash chains…", err=True)
+        verification = beside.result() if beside is not None else ledger.verify()
         summary["verified"] = verification.as_dict()
     if as_json:
         click.echo(dumps(summary))

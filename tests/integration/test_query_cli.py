@@ -638,6 +638,37 @@ def test_replay_of_a_tampered_log_builds_the_views_and_exits_1(tmp_path):
     assert [(r["sequence"], r["chain"]) for r in json.loads(trail.stdout)] == [(4, "broken")]
 
 
+def test_replay_verifying_in_a_second_process_reports_what_verifying_afterwards_does(tmp_path, monkeypatch):
+    """A large embedded log is verified in another process while the views are built:
+    same views, same problems named, same exit code as verifying afterwards."""
+    path = tmp_path / "log.db"
+    with open_log(f"sqlite:///{path}") as log:
+        accepted = play(log)
+    target = accepted["fraud v1 trained"]
+    conn = sqlite3.connect(path)
+    data = conn.execute("SELECT data FROM events WHERE event_id = ?", (str(target.event.event_id),)).fetchone()[0]
+    conn.execute("UPDATE events SET data = ? WHERE event_id = ?", (data[:-1] + bytes([data[-1] ^ 1]), str(target.event.event_id)))
+    conn.commit()
+    conn.close()
+
+    def replay(name: str, *extra: str):
+        return CliRunner().invoke(main, ["--log", f"sqlite:///{path}", "replay", "--db", f"sqlite:///{tmp_path / name}", *extra])
+
+    after = replay("after.db")
+    monkeypatch.setattr(query_cli, "VERIFY_BESIDE_FROM", 0)
+    started = []
+    real = query_cli._VerifyBeside
+    monkeypatch.setattr(query_cli, "_VerifyBeside", lambda url: started.append(url) or real(url))
+    beside = replay("beside.db")
+    assert started == [f"sqlite:///{path}"]
+    assert beside.exit_code == after.exit_code == 1, beside.output
+    assert beside.stdout == after.stdout.replace("after.db", "beside.db")
+    assert "FAIL altered: fraud#2 at " in beside.stdout
+    assert json.loads(replay("json.db", "--json").stdout)["verified"] == json.loads(
+        replay("json2.db", "--json").stdout
+    )["verified"]
+
+
 def test_replay_draws_a_progress_bar_only_for_a_terminal(tmp_path, monkeypatch):
     log_url = f"sqlite:///{tmp_path / 'log.db'}"
     with open_log(log_url) as log:

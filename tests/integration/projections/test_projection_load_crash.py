@@ -10,6 +10,7 @@ interrupted load is refused with one line, not resumed.
 
 from __future__ import annotations
 
+import os
 import random
 import signal
 import sqlite3
@@ -18,9 +19,11 @@ import sys
 import time
 
 import pytest
+from sqlalchemy import inspect
 
+from ledger import faults
 from ledger.backends.sqlite import SqliteLog
-from projections import db
+from projections import db, tables
 from projections.asof import AsOf
 from projections.runner import LOADING, Runner, build, project
 from projections.synthetic import populate
@@ -143,3 +146,38 @@ def test_an_interrupted_load_on_a_damaged_file_is_refused_in_one_line(ledger_log
     finally:
         clean.dispose()
         views.dispose()
+
+
+def _indexes(engine) -> set[str]:
+    found = set()
+    inspector = inspect(engine)
+    for table in tables.ALL:
+        found.update(ix["name"] for ix in inspector.get_indexes(table.name))
+    return found
+
+
+def test_a_killed_load_builds_the_query_indexes_when_it_is_resumed(ledger_log, db_url, open_engine):
+    """A load builds the indexes only queries need once, at its end: a load killed
+    before that leaves them to the run that resumes it, which builds them all."""
+    declared = {ix.name for table in tables.ALL for ix in table.indexes}
+    target = open_engine(db_url)
+    killed = subprocess.run(
+        [sys.executable, "-m", "ledger.cli", "--log", ledger_log.url, "--db", db_url, "project", "--rebuild", "--batch-size", "50"],
+        env={**os.environ, faults.ENV: "project-before-commit@3"},
+        capture_output=True, text=True, timeout=300, check=False,
+    )
+    assert killed.returncode == -signal.SIGKILL, killed.stderr
+    assert _loading(target)
+    assert _stored_position(target)  # two batches committed
+    assert not declared <= _indexes(target)  # left to the end of the load
+
+    finish = _projector(ledger_log.url, db_url)
+    _, err = finish.communicate(timeout=300)
+    assert finish.returncode == 0, err
+    assert not _loading(target)
+    assert declared <= _indexes(target)
+    clean = build(ledger_log)
+    try:
+        assert db.dump(target) == db.dump(clean)
+    finally:
+        clean.dispose()
