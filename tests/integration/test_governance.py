@@ -183,7 +183,7 @@ def test_untrustworthy_json_is_one_line_exit_2_and_nothing_written(log, text, wo
 
 def test_what_was_stored_before_the_checks_prints_safely(log, tmp_path, monkeypatch):
     # Events accepted before issue 9: a hostile actor name and a NaN metric.
-    monkeypatch.setattr("ledger.rules.admit", lambda draft, now: None)
+    monkeypatch.setattr("ledger.rules.admit", lambda draft, now, **_: None)
     hostile = "mallory\x1b[2K\rbob\nNEXT ROW\u202e"
     accepted(log, ("snapshot", "etl", SNAPSHOT), ("train", hostile, TRAIN))
     from ledger.client import Ledger
@@ -373,7 +373,7 @@ def test_a_log_recorded_before_the_tightened_rules_still_verifies_and_takes_new_
     strict = rules.check
     with monkeypatch.context() as before_issue_9:
         before_issue_9.setattr("ledger.rules.check", partial(strict, history=True))
-        before_issue_9.setattr("ledger.rules.admit", lambda draft, now: None)
+        before_issue_9.setattr("ledger.rules.admit", lambda draft, now, **_: None)
         accepted(
             log,
             ("retire", "ops", {"model": "ghost"}),
