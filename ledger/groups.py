@@ -42,6 +42,11 @@ SESSION_TIMEOUT_MS = 6_000
 """The broker's lowest allowed session timeout by default
 (``group.min.session.timeout.ms``): how long a dead member keeps its partitions."""
 HEARTBEAT_MS = 1_000
+REJOIN_AFTER = 4 * SESSION_TIMEOUT_MS / 1000
+"""Seconds a member may stay outside a stable group (no coordinator, or joining)
+before its consumer is closed and a new one joins. kafka-python 3.0 was seen, under
+load, to keep looking for the coordinator for minutes after a rebalance, its member
+owning nothing while the others had every partition."""
 
 
 class GroupMembership:
@@ -119,11 +124,17 @@ class GroupMembership:
 
     def _run(self) -> None:
         consumer = None
+        stable_at = time.monotonic()
         while not self._stop.is_set():
             try:
                 if consumer is None:
                     consumer = self._consumer()
+                    stable_at = time.monotonic()
                 consumer.poll(timeout_ms=200, max_records=1)
+                if _stable(consumer):
+                    stable_at = time.monotonic()
+                elif time.monotonic() - stable_at > REJOIN_AFTER:
+                    raise TimeoutError(f"not in a stable group for {REJOIN_AFTER:g} s")
             except Exception as exc:  # noqa: BLE001 - the broker may be away; rejoin
                 log.warning("group membership failed, rejoining: %s", exc)
                 if consumer is not None:
@@ -149,6 +160,17 @@ class GroupMembership:
             consumer.close(autocommit=False, timeout_ms=3000)
         except Exception:  # noqa: BLE001 - best effort
             log.debug("closing the membership consumer failed", exc_info=True)
+
+
+def _stable(consumer) -> bool:
+    """Whether ``consumer`` is a member of a stable group with a known coordinator
+    (kafka-python's coordinator state; True when this client version has none, so
+    that only a known-stuck member is rejoined)."""
+    coordinator = getattr(consumer, "_coordinator", None)
+    try:
+        return coordinator is None or (coordinator.stable() and not coordinator.coordinator_unknown())
+    except AttributeError:
+        return True
 
 
 class Assignment:
