@@ -107,22 +107,35 @@ def sqlite_log_url(tmp_path):
 
 
 @pytest.fixture
-def fresh_postgres(postgres_url):
-    """URL of a new, empty PostgreSQL database of its own, dropped after the test
-    (so tests, and engineers running them side by side, never share tables)."""
+def new_pg_database(postgres_url):
+    """A factory of new, empty PostgreSQL databases (URLs) of this test's own, dropped
+    after it (so tests, and engineers running them side by side, never share tables)."""
     from sqlalchemy import create_engine, text
     from sqlalchemy.engine import make_url
 
-    name = f"t_{uuid.uuid4().hex[:16]}"
     admin = create_engine(postgres_url, isolation_level="AUTOCOMMIT")
-    with admin.connect() as conn:
-        conn.execute(text(f'CREATE DATABASE "{name}"'))
+    made: list[str] = []
+
+    def new() -> str:
+        name = f"t_{uuid.uuid4().hex[:16]}"
+        with admin.connect() as conn:
+            conn.execute(text(f'CREATE DATABASE "{name}"'))
+        made.append(name)
+        return make_url(postgres_url).set(database=name).render_as_string(hide_password=False)
+
     try:
-        yield make_url(postgres_url).set(database=name).render_as_string(hide_password=False)
+        yield new
     finally:
         with admin.connect() as conn:
-            conn.execute(text(f'DROP DATABASE IF EXISTS "{name}" WITH (FORCE)'))
+            for name in made:
+                conn.execute(text(f'DROP DATABASE IF EXISTS "{name}" WITH (FORCE)'))
         admin.dispose()
+
+
+@pytest.fixture
+def fresh_postgres(new_pg_database):
+    """URL of a new, empty PostgreSQL database of its own, dropped after the test."""
+    return new_pg_database()
 
 
 @pytest.hookimpl(hookwrapper=True)

@@ -21,8 +21,6 @@ from pathlib import Path
 import pytest
 from click.testing import CliRunner
 from receivers import HttpReceiver
-from sqlalchemy import create_engine, text
-from sqlalchemy.engine import make_url
 
 from consumers.notify import NotifyConfig, NotifyConsumer
 from consumers.store import Store, effect_id, engine_for
@@ -41,26 +39,6 @@ PARTITIONS = 4
 @pytest.fixture
 def log_url(kafka_bootstrap):
     return f"kafka://{kafka_bootstrap}/ledger-test-group-{uuid.uuid4().hex[:12]}?partitions={PARTITIONS}"
-
-
-@pytest.fixture
-def new_pg(postgres_url):
-    """A factory of new, empty PostgreSQL databases (URLs), dropped after the test."""
-    admin = create_engine(postgres_url, isolation_level="AUTOCOMMIT")
-    made: list[str] = []
-
-    def new() -> str:
-        name = f"grp_{uuid.uuid4().hex[:16]}"
-        with admin.connect() as conn:
-            conn.execute(text(f'CREATE DATABASE "{name}"'))
-        made.append(name)
-        return make_url(postgres_url).set(database=name).render_as_string(hide_password=False)
-
-    yield new
-    with admin.connect() as conn:
-        for name in made:
-            conn.execute(text(f'DROP DATABASE IF EXISTS "{name}" WITH (FORCE)'))
-    admin.dispose()
 
 
 class Member:
@@ -180,9 +158,9 @@ def _kill_mid_run(
     return done
 
 
-def test_three_projectors_in_a_group_one_killed_one_stalled_end_as_a_single_rebuild(log_url, new_pg, tmp_path):
+def test_three_projectors_in_a_group_one_killed_one_stalled_end_as_a_single_rebuild(log_url, new_pg_database, tmp_path):
     log = open_log(log_url)
-    views_url, reference_url = new_pg(), new_pg()
+    views_url, reference_url = new_pg_database(), new_pg_database()
     try:
         populate(log, models=24, rounds=2, seed=1)
         assert len({log.partition_for(f"model-{i:04d}") for i in range(24)}) == PARTITIONS
@@ -222,9 +200,9 @@ def test_three_projectors_in_a_group_one_killed_one_stalled_end_as_a_single_rebu
         log.close()
 
 
-def test_three_notifiers_in_a_group_one_killed_deliver_each_notification_once(log_url, new_pg, tmp_path):
+def test_three_notifiers_in_a_group_one_killed_deliver_each_notification_once(log_url, new_pg_database, tmp_path):
     log = open_log(log_url)
-    db_url = new_pg()
+    db_url = new_pg_database()
     config = tmp_path / "notify.toml"
     try:
         with HttpReceiver() as hook:

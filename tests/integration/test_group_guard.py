@@ -20,19 +20,7 @@ from ledger.config import open_log
 from ledger.follow import PositionMoved
 from projections import db
 from projections.runner import Runner, project
-
-
-@pytest.fixture(params=["sqlite", pytest.param("postgres", marks=pytest.mark.postgres)])
-def db_url(request, tmp_path):
-    if request.param == "sqlite":
-        return f"sqlite:///{tmp_path / 'views.db'}"
-    return request.getfixturevalue("fresh_postgres")
-
-
-@pytest.fixture(autouse=True)
-def _fresh_engines():
-    yield
-    consumer_store.dispose_engines()
+from test_runner import _fresh_engines, db_url  # noqa: F401 - the consumer tests' fixtures: SQLite and PostgreSQL views, engines disposed
 
 
 @pytest.fixture
