@@ -100,6 +100,27 @@ def model_rounds(model: str, rounds: int, rng: random.Random, *, retire_model: b
         yield [ModelRetired(event_id=ident(), model=model, actor="owner", reason="product discontinued")]
 
 
+def _schedule(
+    models: int, rounds: int, seed: int, prefix: str, start: datetime, step: timedelta
+) -> Iterator[tuple[list[Event], datetime]]:
+    """The lives of ``models`` models (``{prefix}-0000``…), interleaved round by
+    round: each model append with its time, one ``step`` after the previous one."""
+    rng = random.Random(seed)
+    names = [f"{prefix}-{i:04d}" for i in range(models)]
+    lives = [model_rounds(name, rounds, rng, retire_model=(i % 10 == 9)) for i, name in enumerate(names)]
+    at = start
+    while lives:
+        remaining = []
+        for life in lives:
+            drafts = next(life, None)
+            if drafts is None:
+                continue
+            remaining.append(life)
+            yield drafts, at
+            at += step
+        lives = remaining
+
+
 def populate(
     log: EventLog,
     *,
@@ -113,23 +134,13 @@ def populate(
     """Append the lives of ``models`` models (``{prefix}-0000``…) to ``log``,
     interleaved round by round, each round one append recorded one ``step`` after
     the previous one (from ``start``); returns the number of events appended."""
-    rng = random.Random(seed)
     now = [start]
     appender = Appender(log, clock=lambda: now[0])
-    names = [f"{prefix}-{i:04d}" for i in range(models)]
-    lives = [model_rounds(name, rounds, rng, retire_model=(i % 10 == 9)) for i, name in enumerate(names)]
     appended = 0
-    while lives:
-        remaining = []
-        for life in lives:
-            drafts = next(life, None)
-            if drafts is None:
-                continue
-            remaining.append(life)
-            appender.append([d.model_copy(update={"occurred_at": now[0]}) for d in drafts])
-            appended += len(drafts)
-            now[0] += step
-        lives = remaining
+    for drafts, at in _schedule(models, rounds, seed, prefix, start, step):
+        now[0] = at
+        appender.append([d.model_copy(update={"occurred_at": at}) for d in drafts])
+        appended += len(drafts)
     return appended
 
 
@@ -149,11 +160,7 @@ def populate_rounds(
     sequenced and chained), ``per_commit`` model appends per transaction instead of
     one: how a benchmark builds a million-event log in minutes rather than hours.
     Needs a backend with group commit (the embedded log)."""
-    rng = random.Random(seed)
-    now = start
     appender = Appender(log)
-    names = [f"{prefix}-{i:04d}" for i in range(models)]
-    lives = [model_rounds(name, rounds, rng, retire_model=(i % 10 == 9)) for i, name in enumerate(names)]
     appended = 0
     pending: list[tuple[list[Event], datetime]] = []
 
@@ -179,20 +186,12 @@ def populate_rounds(
         for model, state in outcome["states"].items():
             appender.remember(model, state, outcome["snapshots"].get(model))
 
-    while lives:
-        remaining = []
-        for life in lives:
-            drafts = next(life, None)
-            if drafts is None:
-                continue
-            remaining.append(life)
-            pending.append((drafts, now))
-            appended += len(drafts)
-            now += step
-            if len(pending) >= per_commit:
-                commit(pending)
-                pending = []
-        lives = remaining
+    for drafts, at in _schedule(models, rounds, seed, prefix, start, step):
+        pending.append((drafts, at))
+        appended += len(drafts)
+        if len(pending) >= per_commit:
+            commit(pending)
+            pending = []
     if pending:
         commit(pending)
     return appended
