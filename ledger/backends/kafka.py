@@ -27,8 +27,10 @@ state. Every process that appends to partition *p* uses the same transactional i
 3. catches up: reads *p* with a ``read_committed`` consumer from the last offset this
    process indexed up to the last stable offset, into an in-memory index (per
    model: its records in order, event id → record). When this producer's previous
-   append was seen readable and the partition's high watermark is just past its
-   commit marker, nothing else was written: one offset lookup instead of two;
+   append was seen readable, no lookup is made before planning: the broker's answer
+   to the send (step 5) must put the first record at the offset just past that
+   append's commit marker, or nothing else was written; otherwise the transaction is
+   aborted and the append starts again with a full catch-up;
 4. calls ``plan`` on a view of that index — rules, sequence and hash chain are
    decided against it; whatever ``plan`` raises propagates with nothing begun;
 5. begins a transaction, sends the records to *p*, commits. Success means the
@@ -375,6 +377,10 @@ class _View(StreamView):
             )
             return None
         return rule_snapshots.Snapshot(entry.sequence, entry.hash, entry.state)
+
+
+class _Overtaken(Exception):
+    """A record reached the partition between this writer's last commit and its send."""
 
 
 class _NeedsNewWriter(Exception):
@@ -756,16 +762,15 @@ class KafkaLog(EventLog):
                 )
             time.sleep(0.01)
 
+    @staticmethod
+    def _trusts_index(index: _PartitionIndex, fresh: bool) -> bool:
+        """Whether this writer's last append committed, was seen readable, and was
+        the last thing it indexed: then the index is the partition's state unless
+        something was written since, which the next send's offset tells."""
+        return not fresh and index.readable and index.own_last is not None and index.next_offset == index.own_last + 1
+
     def _catch_up(self, partition: int, fresh: bool) -> _PartitionIndex:
         index = self._index[partition]
-        if not fresh and index.readable and index.own_last is not None and index.next_offset == index.own_last + 1:
-            # Our last transaction is complete, so its marker lies past own_last:
-            # if it is the only record there, nothing else was written (one round
-            # trip instead of the two of _stable_end).
-            high = self._writer_offsets([partition], IsolationLevel.READ_UNCOMMITTED)[partition]
-            if high == index.own_last + 2:
-                index.next_offset = high
-                return index
         end, settled = self._stable_end(partition, fresh)
         if settled and index.own_last is not None and index.next_offset == index.own_last + 1 == end - 1:
             # The one offset after our last commit is its marker: the transaction is
@@ -937,11 +942,18 @@ class KafkaLog(EventLog):
                     )
                 with self._kafka_errors(f"preparing to append to partition {partition}"):
                     producer, fresh = self._producer(partition, left_ms)
-                    try:
-                        index = self._catch_up(partition, fresh)
-                    except _NeedsNewWriter:
-                        self._drop_producer(partition)
-                        continue
+                    index = self._index[partition]
+                    # Where this writer's next record lands if nothing else was written
+                    # since its last commit (whose marker takes the one offset after
+                    # it): checked on the broker's answer to the send below, instead
+                    # of an offset lookup before planning.
+                    expected = index.own_last + 2 if self._trusts_index(index, fresh) else None
+                    if expected is None:
+                        try:
+                            index = self._catch_up(partition, fresh)
+                        except _NeedsNewWriter:
+                            self._drop_producer(partition)
+                            continue
                 records = plan(lambda name: _View(self, partition, index, name))
                 if not records:
                     return []
@@ -961,6 +973,12 @@ class KafkaLog(EventLog):
                     # Acknowledged before the id check reads other partitions
                     # (see _check_ids_unused); a refused record raises here.
                     metadata = [f.get(timeout=max(0.5, until - time.monotonic())) for f in futures]
+                    if expected is not None and metadata[0].offset != expected:
+                        # Something was written between our last commit and these
+                        # records: the plan may miss it. Undone, caught up, planned again.
+                        producer.abort_transaction()
+                        lost = _Overtaken(f"offset {expected} of partition {partition} was written by another producer")
+                        continue
                     if snapshot is not None:
                         # In the same transaction: committed or aborted with the events.
                         snapshot = self._send_snapshot(producer, partition, index, snapshot, records, metadata, until)
