@@ -3,7 +3,7 @@ as the partition grows.
 
     python bench/serve.py [--kafka HOST:PORT | --no-kafka] [--clients 16]
                           [--seconds 10] [--sequential 300] [--large 100000]
-                          [--client http.client|httpx] [--parts concurrent,sequential,size,failover]
+                          [--client http.client|httpx] [--parts concurrent,sequential,size,failover,ceiling]
 
 Prints, per backend (the real service on a loopback port, its own process):
 * ``--clients`` concurrent clients appending snapshots to models on ONE partition
@@ -13,7 +13,11 @@ Prints, per backend (the real service on a loopback port, its own process):
 * on Kafka: sequential p50 with 1,000 and with ``--large`` events already on the
   partition, each measured on a freshly started service (and its start-up time);
 * on Kafka: failover — two instances (``--advertise``), SIGKILL of the one owning a
-  model's partition, time until the survivor accepts the next event for it.
+  model's partition, time until the survivor accepts the next event for it;
+* the ceiling this machine sets before any ledger code runs (``ceiling``): the same
+  clients against ``bench/bare_app.py`` (the service's ASGI stack answering JSON with
+  no ledger behind it), and a bare kafka-python transactional producer committing one
+  transaction after another (1 record, then ``--clients`` records, per transaction).
 
 Beside each rate: CPU milliseconds per accepted event, of the service's process and
 of the client processes (their ``process_time`` while they ran), and the load
@@ -268,6 +272,76 @@ def fmt(result: dict) -> str:
     )
 
 
+class BareServer:
+    """``bench/bare_app.py`` on uvicorn with ``ledger serve``'s options, in its own
+    process: what the ASGI stack alone costs per request on this machine."""
+
+    def __init__(self) -> None:
+        import socket
+        import subprocess
+
+        with socket.socket() as s:
+            s.bind(("127.0.0.1", 0))
+            port = s.getsockname()[1]
+        self.url = f"http://127.0.0.1:{port}"
+        self.process = subprocess.Popen(
+            [sys.executable, "-m", "uvicorn", "bench.bare_app:app", "--loop", "uvloop", "--http", "httptools",
+             "--no-access-log", "--log-level", "warning", "--host", "127.0.0.1", "--port", str(port)],
+            cwd=ROOT, stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL,
+        )
+        deadline = time.monotonic() + 30
+        while True:
+            try:
+                http.client.HTTPConnection("127.0.0.1", port, timeout=1).request("GET", "/")
+                return
+            except OSError:
+                if time.monotonic() > deadline:
+                    self.stop()
+                    raise RuntimeError("bench/bare_app.py did not start") from None
+                time.sleep(0.1)
+
+    def stop(self) -> None:
+        self.process.kill()
+        self.process.wait()
+
+
+def kafka_floor(bootstrap: str, transactions: int, per_transaction: int) -> dict:
+    """A bare transactional producer with the ledger writer's settings, committing
+    ``transactions`` transactions of ``per_transaction`` 900-byte records one after
+    another: the broker round trips and kafka-python's CPU that any Kafka round
+    of the service pays, with nothing of the ledger around them."""
+    from kafka import KafkaAdminClient, KafkaProducer
+    from kafka.admin import NewTopic
+
+    topic = f"bench-floor-{uuid.uuid4().hex[:8]}"
+    admin = KafkaAdminClient(bootstrap_servers=bootstrap)
+    try:
+        admin.create_topics([NewTopic(topic, 1, 1)])
+    finally:
+        admin.close()
+    producer = KafkaProducer(
+        bootstrap_servers=bootstrap, transactional_id=f"{topic}-writer", acks="all", enable_idempotence=True,
+        linger_ms=0, retry_backoff_ms=20,
+    )
+    try:
+        producer.init_transactions()
+        value = b"x" * 900
+        latencies = []
+        cpu = time.process_time()
+        for n in range(transactions):
+            began = time.monotonic()
+            producer.begin_transaction()
+            futures = [producer.send(topic, key=b"m", value=value, partition=0) for _ in range(per_transaction)]
+            for f in futures:
+                f.get(timeout=30)
+            producer.commit_transaction()
+            latencies.append(time.monotonic() - began)
+        cpu = time.process_time() - cpu
+    finally:
+        producer.close(timeout=5)
+    return {"p50": statistics.median(latencies), "cpu_ms": 1000 * cpu / transactions, "rate": per_transaction * transactions / sum(latencies)}
+
+
 def start(log_url: str, principals: Path, workdir: Path) -> tuple[Server, float]:
     began = time.monotonic()
     server = Server(log_url, principals, db_url=f"sqlite:///{workdir / f'views-{uuid.uuid4().hex[:6]}.db'}")
@@ -284,7 +358,7 @@ def main() -> None:
     parser.add_argument("--sequential", type=int, default=300)
     parser.add_argument("--large", type=int, default=100_000)
     parser.add_argument("--client", default="http.client", choices=["http.client", "httpx"], help="the clients' HTTP library")
-    parser.add_argument("--parts", default="concurrent,sequential,size,failover", help="what to measure (comma-separated)")
+    parser.add_argument("--parts", default="concurrent,sequential,size,failover,ceiling", help="what to measure (comma-separated)")
     args = parser.parse_args()
     parts = set(args.parts.split(","))
 
@@ -295,7 +369,7 @@ def main() -> None:
         backends = [("embedded", f"sqlite:///{workdir / 'log.db'}")]
         if not args.no_kafka:
             backends.append(("kafka", f"kafka://{args.kafka}/bench-serve-{uuid.uuid4().hex[:8]}?partitions=3"))
-        for name, log_url in backends:
+        for name, log_url in backends if parts & {"concurrent", "sequential"} else []:
             models = models_on_partition(log_url, 4)
             server, ready_s = start(log_url, principals, workdir)
             try:
@@ -327,6 +401,26 @@ def main() -> None:
                     )
                 finally:
                     server.stop()
+        if "ceiling" in parts:
+            # What this machine allows before any ledger code runs: the ASGI stack and
+            # the same clients; and a bare Kafka transaction.
+            bare = BareServer()
+            try:
+                result = concurrent(bare, token, ["bench-0"], args.clients, args.seconds, kind=args.client)
+                print(f"ceiling: bench/bare_app.py (Starlette on uvicorn, no ledger), {args.clients} clients, {args.seconds:g} s: {fmt(result)}", flush=True)
+                one = sequential(bare, token, "bench-0", args.sequential, "bare", args.client)
+                print(f"ceiling: bench/bare_app.py, one client, sequential: p50 {one['p50'] * 1000:.2f} ms; {cpu(one)}", flush=True)
+            finally:
+                bare.stop()
+            if not args.no_kafka:
+                for size in (1, args.clients):
+                    floor = kafka_floor(args.kafka, args.sequential, size)
+                    print(
+                        f"ceiling: a bare kafka-python transaction of {size} record(s) (begin, send, commit; "
+                        f"one after another): p50 {floor['p50'] * 1000:.1f} ms, {floor['rate']:,.0f} records/s, "
+                        f"CPU {floor['cpu_ms']:.2f} ms per transaction; load average {os.getloadavg()[0]:.1f}",
+                        flush=True,
+                    )
         if not args.no_kafka and "failover" in parts:
             log_url = f"kafka://{args.kafka}/bench-serve-failover-{uuid.uuid4().hex[:8]}?partitions=3"
             for run in range(2):
