@@ -298,6 +298,8 @@ def version_detail(database: Engine | Connection, model: str, version: int, *, a
                 .order_by(d.offset, d.environment)
             ).mappings()
         ]
+        on_behalf = _recorded_by(conn, model, [d["event_id"] for d in deployments])
+        deployments = [{**d, "recorded_by": on_behalf.get(d["event_id"])} for d in deployments]
         return {
             "model": model,
             "version": version,
@@ -337,6 +339,7 @@ def _deployment(row: dict, as_of: AsOf | None) -> dict:
         "version": row["version"],
         "since": row["deployed_at"],
         "deployed_by": row["deployed_by"],
+        "event_id": row["event_id"],
         "replaced_version": row["replaced_version"],
         "position": f"{row['partition']}:{row['offset']}",
         "ended_at": row["ended_at"] if ended else None,

@@ -129,30 +129,48 @@ def model_category(model: dict, versions: list[dict]) -> str:
     return IN_DEVELOPMENT
 
 
-def _maker_checker(detail: dict) -> dict:
-    trainer = detail["trained_by"]
+def _maker_checker(detail: dict, reviews: list[dict]) -> dict:
+    """Who held which role, and who held two. A role is held by the event's actor and,
+    when a principal recorded it on the actor's behalf (event schema v4's
+    ``recorded_by``), by that principal too: a runner that recorded alice's training
+    and dave's deployment trained and deployed."""
+
+    def held(name: str | None, recorder: str | None) -> str | None:
+        return None if name is None else f"{name} (recorded by {recorder})" if recorder else name
+
+    def people(name: str | None, recorder: str | None) -> list[str]:
+        return [p for p in (name, recorder) if p]
+
+    approval = next(
+        (r for r in reversed(reviews) if r.get("decision") == "approved" and r.get("by") == detail["approved_by"]), {}
+    )
+    trainer = people(detail["trained_by"], detail.get("trained_recorded_by"))
+    approver = people(detail["approved_by"], approval.get("recorded_by"))
     evaluators = sorted({e["evaluated_by"] for e in detail["evaluations"]})
-    approver = detail["approved_by"]
-    rejecter = detail["rejected_by"]
-    deployers = sorted({d["deployed_by"] for d in detail["deployments"]})
-    roles = [("trainer", trainer)] + [("evaluator", e) for e in evaluators]
-    roles += [("approver", approver)] if approver else []
-    roles += [("rejecter", rejecter)] if rejecter else []
-    roles += [("deployer", d) for d in deployers]
+    deployers = {held(d["deployed_by"], d.get("recorded_by")): people(d["deployed_by"], d.get("recorded_by")) for d in detail["deployments"]}
+    roles = [("trainer", p) for p in trainer] + [("evaluator", e) for e in evaluators]
+    roles += [("approver", p) for p in approver]
+    roles += [("rejecter", detail["rejected_by"])] if detail["rejected_by"] else []
+    roles += [("deployer", p) for ps in deployers.values() for p in ps]
     clashes = sorted(
         {f"{r1} and {r2}: {n1}" for i, (r1, n1) in enumerate(roles) for r2, n2 in roles[i + 1:] if r1 != r2 and same_person(n1, n2)}
     )
+
+    def shared(a: list[str], b: list[str]) -> bool:
+        return any(same_person(x, y) for x in a for y in b)
+
+    everyone_deploying = [p for ps in deployers.values() for p in ps]
     # The checks that matter: the one who approves and the one who deploys are not
     # the one who trained.
     return {
-        "trainer": trainer,
+        "trainer": held(detail["trained_by"], detail.get("trained_recorded_by")),
         "evaluators": evaluators,
-        "approver": approver,
-        "rejecter": rejecter,
-        "deployers": deployers,
-        "approver_is_trainer": same_person(trainer, approver),
-        "deployer_is_trainer": any(same_person(trainer, d) for d in deployers),
-        "deployer_is_approver": any(same_person(approver, d) for d in deployers),
+        "approver": held(detail["approved_by"], approval.get("recorded_by")),
+        "rejecter": detail["rejected_by"],
+        "deployers": sorted(deployers),
+        "approver_is_trainer": shared(trainer, approver),
+        "deployer_is_trainer": shared(trainer, everyone_deploying),
+        "deployer_is_approver": shared(approver, everyone_deploying),
         "clashes": clashes,
     }
 
@@ -382,7 +400,7 @@ def gather(
                     "detail": detail,
                     "snapshots": links["snapshots"],
                     "reviews": links["reviews"],
-                    "maker_checker": _maker_checker(detail),
+                    "maker_checker": _maker_checker(detail, links["reviews"]),
                     "evaluations": evaluations,
                     "alerts": alerts,
                     "timeline": [r for r in timeline if r["version"] == v["version"]],

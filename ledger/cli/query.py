@@ -304,6 +304,8 @@ def _version_text(d: dict, cut) -> str:
     deployments = []
     for x in d["deployments"]:
         text = f"{x['environment']}: since {_when(x['since'])} by {x['deployed_by']}"
+        if x.get("recorded_by"):
+            text += f" (recorded by {x['recorded_by']})"
         if x["replaced_version"] is not None:
             text += f", replacing v{x['replaced_version']}"
         if x["ended_at"]:

@@ -185,3 +185,31 @@ def test_postgresql_views_give_the_same_metrics_and_report(urls, tmp_path, fresh
         assert result.exit_code == 0, result.output
         pages.append(stamp.sub(r"\1T", out.read_text(encoding="utf-8")))
     assert pages[0] == pages[1]
+
+
+def test_four_eyes_counts_who_recorded_an_event_on_anothers_behalf(tmp_path):
+    # Through the service, a pipeline runner with act-as records events naming other
+    # people (event schema v4's recorded_by). The rules keep it from approving what it
+    # recorded the training of, but nothing stops it deploying: the report must still
+    # see that one principal both trained (as alice) and deployed (as dave).
+    from ledger import samples
+    from ledger.append import Appender
+
+    log_url = f"sqlite:///{tmp_path / 'log.db'}"
+    with open_log(log_url) as log:
+        appender = Appender(log)
+        for draft, runner in [
+            (samples.snapshot("churn"), None),
+            (samples.trained("churn", actor="alice"), "runner"),
+            (samples.evaluated("churn"), None),
+            (samples.approved("churn", actor="bob"), None),
+            (samples.deployed("churn", actor="dave"), "runner"),
+        ]:
+            appender.append([draft.model_copy(update={"recorded_by": runner})])
+    code, output, html = write(["--log", log_url, "--db", f"sqlite:///{tmp_path / 'views.db'}"], tmp_path)
+    assert code == 0, output
+    assert "SAME PERSON: trainer and deployer: runner" in html
+    assert "alice (recorded by runner)" in html and "dave (recorded by runner)" in html
+    shown = CliRunner().invoke(main, ["--log", log_url, "--db", f"sqlite:///{tmp_path / 'views.db'}", "show", "churn@1"])
+    assert shown.exit_code == 0, shown.output
+    assert "production: since" in shown.stdout and "by dave (recorded by runner)" in shown.stdout
