@@ -45,6 +45,9 @@ class Member:
     """One ``ledger`` process of the group, its output in files (a pipe nobody
     reads would fill up and stall it)."""
 
+    started: list[Member] = []
+    """Every member started by the running test (killed when it ends, however it ends)."""
+
     def __init__(self, tmp_path: Path, name: str, args: list[str]):
         self.out = tmp_path / f"{name}.out"
         self.err = tmp_path / f"{name}.err"
@@ -54,6 +57,7 @@ class Member:
             self.process = subprocess.Popen(
                 [sys.executable, "-c", "from ledger.cli import run; run()", *args], stdout=out, stderr=err, env=env
             )
+        Member.started.append(self)
 
     def stderr(self) -> str:
         return self.err.read_text()
@@ -70,6 +74,17 @@ class Member:
         except subprocess.TimeoutExpired:
             self.process.kill()
             raise
+
+
+@pytest.fixture(autouse=True)
+def _no_member_outlives_its_test():
+    # A failed assertion leaves --follow members running for good: kill them.
+    yield
+    while Member.started:
+        member = Member.started.pop()
+        if member.process.poll() is None:
+            member.process.kill()
+            member.process.wait(30)
 
 
 class Writer:
@@ -278,3 +293,4 @@ def test_group_is_refused_where_it_cannot_share_partitions(tmp_path, args, says)
     lines = [line for line in result.output.splitlines() if line.strip()]
     assert len(lines) == 1 and says in lines[0], result.output
     assert not (tmp_path / "out.jsonl").exists()
+
