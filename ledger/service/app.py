@@ -592,11 +592,82 @@ def create_app(settings: Settings) -> FastAPI:
                 "properties": {k: {"type": "string"} for k in ("type", "title", "detail", "rule")} | {"status": {"type": "integer"}},
                 "required": ["type", "title", "status", "detail", "rule"],
             }
+            schema["components"]["schemas"]["Accepted"] = ACCEPTED_SCHEMA
+            _document_answers(schema)
             app.openapi_schema = schema
         return app.openapi_schema
 
     app.openapi = openapi
     return app
+
+
+ACCEPTED_SCHEMA = {
+    "type": "object",
+    "description": "An event the ledger holds: just recorded (201) or found by its event id (200, a retry)",
+    "required": [
+        "accepted", "event_id", "event_type", "model", "version", "sequence", "hash", "prev_hash",
+        "position", "recorded_at", "duplicate", "event", "recorded_by",
+    ],
+    "properties": {
+        "accepted": {"const": True},
+        "event_id": {"type": "string", "format": "uuid"},
+        "event_type": {"type": "string"},
+        "model": {"type": "string"},
+        "version": {"type": ["integer", "null"]},
+        "sequence": {"type": "integer", "minimum": 1},
+        "hash": {"type": "string", "pattern": "^[0-9a-f]{64}$"},
+        "prev_hash": {"type": "string", "pattern": "^[0-9a-f]{64}$"},
+        "position": {"type": "string", "description": "partition:offset in the log", "pattern": "^[0-9]+:[0-9]+$"},
+        "recorded_at": {"type": "string", "format": "date-time"},
+        "duplicate": {"type": "boolean", "description": "true when the event id was already recorded (nothing new was written)"},
+        "event": {"type": "object", "description": "The event as stored, with the ledger's sequence, prev_hash, recorded_at and actor"},
+        "recorded_by": {"type": "string", "description": "The principal whose token recorded this request"},
+    },
+}
+
+# The errors each route can answer (application/problem+json, see problems.py); a
+# route's 422 replaces FastAPI's own HTTPValidationError, which this service never sends.
+_ERRORS = {
+    "/v1/events": (400, 401, 403, 409, 422, 503),
+    "/v1/batches": (400, 401, 403, 409, 422, 503),
+    "/v1/models": (401, 403, 503),
+    "/v1/models/{model}": (401, 403, 404, 503),
+    "/v1/models/{model}/versions/{version}": (401, 403, 404, 422, 503),
+    "/v1/lineage": (401, 403, 404, 422, 503),
+    "/v1/audit": (401, 403, 422, 503),
+    "/v1/decisions/pending": (401, 403, 503),
+    "/v1/checkpoints": (401, 403, 503),
+    "/v1/checkpoints/latest": (401, 403, 404, 422, 503),
+    "/v1/proofs/inclusion": (401, 403, 404, 409, 422, 503),
+    "/v1/proofs/consistency": (401, 403, 404, 409, 422, 503),
+    "/readyz": (503,),
+}
+
+
+def _document_answers(schema: dict) -> None:
+    from ledger.service.problems import TITLES
+
+    problem = {MEDIA_TYPE: {"schema": {"$ref": "#/components/schemas/Problem"}}}
+    accepted = {"application/json": {"schema": {"$ref": "#/components/schemas/Accepted"}}}
+    batch = {"application/json": {"schema": {
+        "type": "object", "required": ["accepted"],
+        "properties": {"accepted": {"type": "array", "items": {"$ref": "#/components/schemas/Accepted"}}},
+    }}}
+    kinds = {400: "malformed-request", 401: "unauthenticated", 403: "forbidden", 404: "not-found", 409: "conflict", 422: "invalid-event", 503: "unavailable"}
+    for path, operations in schema["paths"].items():
+        for operation in operations.values():
+            responses = operation["responses"]
+            responses.pop("422", None)
+            for status in _ERRORS.get(path, ()):
+                responses[str(status)] = {"description": TITLES[kinds[status]], "content": problem}
+            if path == "/v1/events":
+                responses["201"] = {"description": "Recorded", "content": accepted}
+                responses["200"] = {"description": "Already recorded (a retry with the same event id)", "content": accepted}
+            elif path == "/v1/batches":
+                responses["201"] = {"description": "Recorded, all or none", "content": batch}
+                responses["200"] = {"description": "Every event already recorded (a retry)", "content": batch}
+    schema["components"]["schemas"].pop("HTTPValidationError", None)
+    schema["components"]["schemas"].pop("ValidationError", None)
 
 
 def openapi_document() -> str:
