@@ -310,11 +310,6 @@ def decide(
         recorded_at = state.last_recorded_at
     records: list[NewRecord] = []
     slots: list[Accepted | Event] = []
-    # Several drafts: the state's growing sets are extended in place on a copy
-    # (see rules.thaw), not copied once per event.
-    batch = len(drafts) > 1
-    if batch:
-        state = rules.thaw(state)
     for index, draft in enumerate(drafts):
         event_id = str(draft.event_id)
         existing = find(event_id)
@@ -355,7 +350,7 @@ def decide(
             fingerprint=encoded.fingerprint,
             data=encoded.data,
         )
-        state = rules.apply(state, event, record.hash, in_place=batch)
+        state = rules.apply(state, event, record.hash)
         records.append(record)
         slots.append(event)
-    return Decision(records, rules.freeze(state) if batch else state, slots)
+    return Decision(records, state, slots)
