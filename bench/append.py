@@ -1,6 +1,6 @@
 """How many events per second the append path accepts, per backend.
 
-    python bench/append.py [--events 500] [--batches 20] [--batch-size 100] [--rounds 3]
+    python bench/append.py [--events 500] [--batches 20] [--batch-size 100] [--rounds 3] [--history 0]
                            [--switches 20] [--kafka HOST:PORT | --no-kafka]
 
 Prints accepted events/s for
@@ -82,8 +82,17 @@ class Timed:
         )
 
 
-def single(url: str, events: int) -> Timed:
+def _history(ledger: Ledger, events: int) -> None:
+    """``events`` earlier events on each model, appended before the measurement:
+    what an append costs on a stream with a past, not only on a new one."""
+    for model in MODELS:
+        for start in range(0, events, 500):
+            ledger.emit_many([samples.snapshot(model, f"past-{i}") for i in range(start, min(start + 500, events))])
+
+
+def single(url: str, events: int, history: int = 0) -> Timed:
     with Ledger.open(url) as ledger:
+        _history(ledger, history)
         ledger.emit(samples.snapshot("warm-up"))  # connections and writer role, not measured
         drafts = [samples.snapshot(MODELS[i % len(MODELS)], f"single-{i}") for i in range(events)]
         with Timed(events) as timed:
@@ -92,8 +101,9 @@ def single(url: str, events: int) -> Timed:
         return timed
 
 
-def batched(url: str, batches: int, size: int) -> Timed:
+def batched(url: str, batches: int, size: int, history: int = 0) -> Timed:
     with Ledger.open(url) as ledger:
+        _history(ledger, history)
         ledger.emit(samples.snapshot("warm-up", "batched"))
         groups = [
             [samples.snapshot(MODELS[b % len(MODELS)], f"batch-{b}-{i}") for i in range(size)] for b in range(batches)
@@ -207,8 +217,8 @@ def _drop_topic(bootstrap: str, topic: str) -> None:
 def _embedded_round(tmp: Path, args) -> dict[str, Timed]:
     """One round of every embedded measurement, ours and the references, in turn."""
     figures = {
-        "ours single": single(f"sqlite:///{tmp / 'single.db'}", args.events),
-        "ours batched": batched(f"sqlite:///{tmp / 'batched.db'}", args.batches, args.batch_size),
+        "ours single": single(f"sqlite:///{tmp / 'single.db'}", args.events, args.history),
+        "ours batched": batched(f"sqlite:///{tmp / 'batched.db'}", args.batches, args.batch_size, args.history),
     }
     size = len(samples.snapshot("churn", "size").model_dump_json())
     figures["sqlite single"] = sqlite_rows(tmp / "raw.db", args.events, size)
@@ -235,6 +245,10 @@ def main() -> None:
     parser.add_argument(
         "--rounds", type=int, default=3,
         help="embedded rounds, each measuring ours and the references in turn; figures are the median round's (default 3)",
+    )
+    parser.add_argument(
+        "--history", type=int, default=0,
+        help="earlier events appended to each of the 4 models before the embedded measurement (default 0)",
     )
     parser.add_argument("--switches", type=int, default=20, help="alternating-writer appends on Kafka (default 20)")
     parser.add_argument("--kafka", default=None, help="HOST:PORT (default: LEDGER_TEST_KAFKA or scripts/kafka.sh)")
@@ -273,7 +287,8 @@ def main() -> None:
         return f"{_median(values):6.0%}"
 
     median = f"median of {len(rounds)} rounds" if len(rounds) > 1 else "one round"
-    print(f"embedded (SQLite, synchronous=FULL), {median}")
+    past = f", {args.history:,} earlier events per model" if args.history else ""
+    print(f"embedded (SQLite, synchronous=FULL), {median}{past}")
     print("  single  ", line("ours single"))
     print(f"  batched ({args.batch_size})", line("ours batched"))
     size = len(samples.snapshot("churn", "size").model_dump_json())
