@@ -1,6 +1,6 @@
 """How many events per second the append path accepts, per backend.
 
-    python bench/append.py [--events 500] [--batches 20] [--batch-size 100]
+    python bench/append.py [--events 500] [--batches 20] [--batch-size 100] [--rounds 3] [--history 0]
                            [--switches 20] [--kafka HOST:PORT | --no-kafka]
 
 Prints accepted events/s for
@@ -17,7 +17,10 @@ store's rates on SQLite, measured in the same run: once with its own small event
 same fields as ours. Every line gives the CPU time of this process per event
 (``time.process_time``) beside the wall rate, and the ratios against the
 references are printed at the end: on a shared machine only same-run ratios mean
-anything.
+anything. The embedded measurements run ``--rounds`` times, ours and the
+references one after the other in each round; each line is the median round's, each
+ratio the median of the rounds' ratios (with their spread), so one burst of another
+process's disk or CPU use moves a figure less.
 
 Each run uses a fresh SQLite file and a fresh Kafka topic (deleted afterwards).
 The broker defaults to ``LEDGER_TEST_KAFKA``, else ``scripts/kafka.sh bootstrap``.
@@ -79,8 +82,17 @@ class Timed:
         )
 
 
-def single(url: str, events: int) -> Timed:
+def _history(ledger: Ledger, events: int) -> None:
+    """``events`` earlier events on each model, appended before the measurement:
+    what an append costs on a stream with a past, not only on a new one."""
+    for model in MODELS:
+        for start in range(0, events, 500):
+            ledger.emit_many([samples.snapshot(model, f"past-{i}") for i in range(start, min(start + 500, events))])
+
+
+def single(url: str, events: int, history: int = 0) -> Timed:
     with Ledger.open(url) as ledger:
+        _history(ledger, history)
         ledger.emit(samples.snapshot("warm-up"))  # connections and writer role, not measured
         drafts = [samples.snapshot(MODELS[i % len(MODELS)], f"single-{i}") for i in range(events)]
         with Timed(events) as timed:
@@ -89,8 +101,9 @@ def single(url: str, events: int) -> Timed:
         return timed
 
 
-def batched(url: str, batches: int, size: int) -> Timed:
+def batched(url: str, batches: int, size: int, history: int = 0) -> Timed:
     with Ledger.open(url) as ledger:
+        _history(ledger, history)
         ledger.emit(samples.snapshot("warm-up", "batched"))
         groups = [
             [samples.snapshot(MODELS[b % len(MODELS)], f"batch-{b}-{i}") for i in range(size)] for b in range(batches)
@@ -201,11 +214,42 @@ def _drop_topic(bootstrap: str, topic: str) -> None:
         admin.close()
 
 
+def _embedded_round(tmp: Path, args) -> dict[str, Timed]:
+    """One round of every embedded measurement, ours and the references, in turn."""
+    figures = {
+        "ours single": single(f"sqlite:///{tmp / 'single.db'}", args.events, args.history),
+        "ours batched": batched(f"sqlite:///{tmp / 'batched.db'}", args.batches, args.batch_size, args.history),
+    }
+    size = len(samples.snapshot("churn", "size").model_dump_json())
+    figures["sqlite single"] = sqlite_rows(tmp / "raw.db", args.events, size)
+    rates = peer(tmp, args.events, args.batches, args.batch_size)
+    if rates is not None:
+        figures["peer single"], figures["peer batched"] = rates
+        figures["peer-fields single"], figures["peer-fields batched"] = peer(
+            tmp, args.events, args.batches, args.batch_size, fields=True
+        )
+    return figures
+
+
+def _median(values: list[float]) -> float:
+    ordered = sorted(values)
+    middle = len(ordered) // 2
+    return ordered[middle] if len(ordered) % 2 else (ordered[middle - 1] + ordered[middle]) / 2
+
+
 def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
     parser.add_argument("--events", type=int, default=500, help="single appends (default 500)")
     parser.add_argument("--batches", type=int, default=20, help="batched appends (default 20)")
     parser.add_argument("--batch-size", type=int, default=100, help="events per batch (default 100)")
+    parser.add_argument(
+        "--rounds", type=int, default=3,
+        help="embedded rounds, each measuring ours and the references in turn; figures are the median round's (default 3)",
+    )
+    parser.add_argument(
+        "--history", type=int, default=0,
+        help="earlier events appended to each of the 4 models before the embedded measurement (default 0)",
+    )
     parser.add_argument("--switches", type=int, default=20, help="alternating-writer appends on Kafka (default 20)")
     parser.add_argument("--kafka", default=None, help="HOST:PORT (default: LEDGER_TEST_KAFKA or scripts/kafka.sh)")
     parser.add_argument("--no-kafka", action="store_true", help="only the embedded log")
@@ -213,34 +257,63 @@ def main() -> None:
     args = parser.parse_args()
 
     print(f"load average {os.getloadavg()[0]:.1f} on {os.cpu_count()} CPUs (figures below are from this one run)")
-    with tempfile.TemporaryDirectory() as tmp:
-        print("embedded (SQLite, synchronous=FULL)")
-        ours_single = single(f"sqlite:///{Path(tmp) / 'single.db'}", args.events)
-        print("  single  ", ours_single)
-        ours_batched = batched(f"sqlite:///{Path(tmp) / 'batched.db'}", args.batches, args.batch_size)
-        print(f"  batched ({args.batch_size})", ours_batched)
-        size = len(samples.snapshot("churn", "size").model_dump_json())
-        print(f"SQLite itself, one {size}-byte row per transaction, WAL, synchronous=FULL")
-        raw = sqlite_rows(Path(tmp) / "raw.db", args.events, size)
-        print("  single  ", raw)
-        rates = peer(Path(tmp), args.events, args.batches, args.batch_size)
-        if rates is None:
-            print("peer (pyeventsourcing on SQLite): not installed (pip install eventsourcing)")
-        else:
-            print("peer (pyeventsourcing on SQLite, its defaults, its own one-string events)")
-            print("  single  ", rates[0])
-            print(f"  batched ({args.batch_size})", rates[1])
-            like = peer(Path(tmp), args.events, args.batches, args.batch_size, fields=True)
-            print("peer (pyeventsourcing on SQLite, its defaults, events carrying our snapshot's fields)")
-            print("  single  ", like[0])
-            print(f"  batched ({args.batch_size})", like[1])
-        print("same-run ratios")
-        print(f"  ours single / SQLite single           {ours_single.rate / raw.rate:6.0%}  (target >= 75%)")
-        if rates is not None:
-            print(f"  ours batched / peer batched            {ours_batched.rate / rates[1].rate:6.0%}  (target >= 100%)")
-            print(f"  ours batched / peer batched, same fields {ours_batched.rate / like[1].rate:6.0%}")
-            print(f"  ours single / peer single              {ours_single.rate / rates[0].rate:6.0%}")
-        print(f"load average {os.getloadavg()[0]:.1f} at the end")
+    rounds: list[dict[str, Timed]] = []
+    for number in range(args.rounds):
+        with tempfile.TemporaryDirectory() as tmp:
+            rounds.append(_embedded_round(Path(tmp), args))
+        ours = rounds[-1]
+        print(
+            f"  round {number + 1}: ours single {ours['ours single'].rate:.0f}/s, batched {ours['ours batched'].rate:.0f}/s; "
+            f"SQLite single {ours['sqlite single'].rate:.0f}/s"
+            + (f"; peer batched {ours['peer batched'].rate:.0f}/s" if "peer batched" in ours else "")
+            + f"  (load {os.getloadavg()[0]:.1f})"
+        )
+
+    def line(key: str) -> str:
+        # The round whose rate is the median, so wall and CPU figures belong together.
+        ranked = sorted((figures[key] for figures in rounds), key=lambda timed: timed.rate)
+        return str(ranked[len(ranked) // 2])
+
+    def ratio(ours: str, reference: str) -> str:
+        values = [figures[ours].rate / figures[reference].rate for figures in rounds]
+        spread = f" (rounds {min(values):.0%}..{max(values):.0%})" if len(values) > 1 else ""
+        return f"{_median(values):6.0%}{spread}"
+
+    def cpu_ratio(reference: str, ours: str) -> str:
+        values = [
+            (figures[reference].cpu / figures[reference].count) / (figures[ours].cpu / figures[ours].count)
+            for figures in rounds
+        ]
+        return f"{_median(values):6.0%}"
+
+    median = f"median of {len(rounds)} rounds" if len(rounds) > 1 else "one round"
+    past = f", {args.history:,} earlier events per model" if args.history else ""
+    print(f"embedded (SQLite, synchronous=FULL), {median}{past}")
+    print("  single  ", line("ours single"))
+    print(f"  batched ({args.batch_size})", line("ours batched"))
+    size = len(samples.snapshot("churn", "size").model_dump_json())
+    print(f"SQLite itself, one {size}-byte row per transaction, WAL, synchronous=FULL")
+    print("  single  ", line("sqlite single"))
+    has_peer = "peer batched" in rounds[0]
+    if not has_peer:
+        print("peer (pyeventsourcing on SQLite): not installed (pip install eventsourcing)")
+    else:
+        print("peer (pyeventsourcing on SQLite, its defaults, its own one-string events)")
+        print("  single  ", line("peer single"))
+        print(f"  batched ({args.batch_size})", line("peer batched"))
+        print("peer (pyeventsourcing on SQLite, its defaults, events carrying our snapshot's fields)")
+        print("  single  ", line("peer-fields single"))
+        print(f"  batched ({args.batch_size})", line("peer-fields batched"))
+    print("same-run ratios of rates (median of the rounds' ratios), and of CPU per event (reference's / ours)")
+    print(f"  ours single / SQLite single              {ratio('ours single', 'sqlite single')}  (target >= 75%)"
+          f"  CPU {cpu_ratio('sqlite single', 'ours single')}")
+    if has_peer:
+        print(f"  ours batched / peer batched              {ratio('ours batched', 'peer batched')}  (target >= 100%)"
+              f"  CPU {cpu_ratio('peer batched', 'ours batched')}")
+        print(f"  ours batched / peer batched, same fields {ratio('ours batched', 'peer-fields batched')}"
+              f"  CPU {cpu_ratio('peer-fields batched', 'ours batched')}")
+        print(f"  ours single / peer single                {ratio('ours single', 'peer single')}")
+    print(f"load average {os.getloadavg()[0]:.1f} at the end")
 
     bootstrap = None if args.no_kafka else (args.kafka or _default_kafka())
     if not bootstrap:

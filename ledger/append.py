@@ -106,9 +106,12 @@ def _plain(values: dict | list | tuple) -> bool:
     NUL character and every float is finite: the common case, one loop per
     container over the dump the append path encodes from anyway. Only when it
     says no are the precise checks (which name the field) run."""
-    for key, item in values.items() if type(values) is dict else enumerate(values):
-        if type(key) is str and "\x00" in key:
-            return False
+    if type(values) is dict:
+        for key in values:
+            if type(key) is str and "\x00" in key:
+                return False
+        values = values.values()
+    for item in values:
         kind = type(item)
         if kind is str:
             if "\x00" in item:
@@ -204,7 +207,7 @@ class Appender:
             known = view.find_all(ids)
             decision = decide(
                 self.state(view, model), known.get, drafts,
-                expected_sequence=expected_sequence, clock=self.clock, dumps=dumps,
+                expected_sequence=expected_sequence, clock=self.clock, dumps=dumps, ids=ids,
             )
             outcome["decision"] = decision
             outcome["snapshot"] = self.keep_snapshot(view, decision.state) if decision.records else None
@@ -290,13 +293,14 @@ def decide(
     expected_sequence: int | None = None,
     clock: Callable[[], datetime] = utcnow,
     dumps: list[dict] | None = None,
+    ids: list[str] | None = None,
 ) -> Decision:
     """Decide drafts of one model (checked by :func:`check_drafts`) against
     ``state``: pure but for ``clock``. ``find`` looks an event id up in the stream,
     so a retry is answered as a duplicate. Raises what the rules raise.
     ``dumps`` are the drafts' ``model_dump()`` as :func:`check_drafts` made them,
     their numbers checked finite (not changed here, so a plan run again can use
-    them again)."""
+    them again); ``ids`` the drafts' event ids as text, when the caller has them."""
     model = state.model
     if expected_sequence is not None and state.sequence != expected_sequence:
         raise ConflictError(
@@ -310,13 +314,8 @@ def decide(
         recorded_at = state.last_recorded_at
     records: list[NewRecord] = []
     slots: list[Accepted | Event] = []
-    # Several drafts: the state's growing sets are extended in place on a copy
-    # (see rules.thaw), not copied once per event.
-    batch = len(drafts) > 1
-    if batch:
-        state = rules.thaw(state)
     for index, draft in enumerate(drafts):
-        event_id = str(draft.event_id)
+        event_id = ids[index] if ids is not None else str(draft.event_id)
         existing = find(event_id)
         if existing is not None:
             stored = codec.decode(existing.data)
@@ -355,7 +354,7 @@ def decide(
             fingerprint=encoded.fingerprint,
             data=encoded.data,
         )
-        state = rules.apply(state, event, record.hash, in_place=batch)
+        state = rules.apply(state, event, record.hash)
         records.append(record)
         slots.append(event)
-    return Decision(records, rules.freeze(state) if batch else state, slots)
+    return Decision(records, state, slots)

@@ -16,7 +16,7 @@ from __future__ import annotations
 import hashlib
 from abc import ABC, abstractmethod
 from collections.abc import Callable, Iterable, Iterator, Sequence
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from typing import NamedTuple
 
 
@@ -38,10 +38,12 @@ class NewRecord:
     event_type: str
     fingerprint: bytes
     data: bytes
+    hash: str = field(init=False, repr=False, compare=False)
+    """SHA-256 of ``data``, hashed once: the append path chains to it and the
+    backend stores it beside the bytes."""
 
-    @property
-    def hash(self) -> str:
-        return hashlib.sha256(self.data).hexdigest()
+    def __post_init__(self) -> None:
+        object.__setattr__(self, "hash", hashlib.sha256(self.data).hexdigest())
 
 
 @dataclass(frozen=True, slots=True)

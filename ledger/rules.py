@@ -9,10 +9,13 @@ state. No I/O here: the append path and the tests drive it with plain events.
 from __future__ import annotations
 
 import math
+from collections.abc import Mapping
+from collections.abc import Set as AbstractSet
 from dataclasses import dataclass, field, replace
 from datetime import datetime, timedelta, timezone
 
 from ledger import identity
+from ledger.growing import grown_map, grown_set
 from ledger.errors import InvalidEvent, RuleViolation
 from ledger.events import (
     GENESIS_HASH,
@@ -106,15 +109,16 @@ class ModelState:
     model: str
     sequence: int = 0
     last_hash: str = GENESIS_HASH
-    snapshots: frozenset[str] = frozenset()
+    snapshots: AbstractSet[str] = frozenset()
+    """Snapshot ids registered on the stream (a :class:`ledger.growing.GrowingSet` once grown)."""
     versions: dict[int, VersionState] = field(default_factory=dict)
     deployed: dict[str, int] = field(default_factory=dict)
     """Environment → version currently deployed there."""
     retired: bool = False
     last_recorded_at: datetime | None = None
-    feedback: dict[str, tuple[int, str]] = field(default_factory=dict)
+    feedback: Mapping[str, tuple[int, str]] = field(default_factory=dict)
     """``FeedbackRecorded`` event id → (version, environment) it is about."""
-    alerts: frozenset[str] = frozenset()
+    alerts: AbstractSet[str] = frozenset()
     """Event ids of this model's drift and degradation alerts (what a retraining may
     name as its trigger)."""
 
@@ -405,25 +409,11 @@ def feedback_problems(event: FeedbackRecorded) -> list[str]:
     return problems
 
 
-def thaw(state: ModelState) -> ModelState:
-    """A working copy of ``state`` whose growing collections (snapshots, alerts,
-    feedback) are mutable and owned by the caller, for :func:`apply` with
-    ``in_place=True`` and :func:`freeze` at the end: a batch of events then copies
-    them twice instead of once per event (a stream's snapshot ids and alerts only
-    grow; copying them for every event made a batch cost its stream's length)."""
-    return replace(state, snapshots=set(state.snapshots), alerts=set(state.alerts), feedback=dict(state.feedback))
-
-
-def freeze(state: ModelState) -> ModelState:
-    """The ordinary state :func:`thaw` and in-place :func:`apply` worked on."""
-    # The feedback dict is the working copy's own already; nothing changes it after this.
-    return replace(state, snapshots=frozenset(state.snapshots), alerts=frozenset(state.alerts))
-
-
-def apply(state: ModelState, event: Event, event_hash: str, *, in_place: bool = False) -> ModelState:
-    """The state after ``event`` (already accepted, with its sequence).
-    ``in_place``: ``state`` comes from :func:`thaw`, and its growing collections
-    are extended rather than copied (the returned state shares them)."""
+def apply(state: ModelState, event: Event, event_hash: str) -> ModelState:
+    """The state after ``event`` (already accepted, with its sequence). The
+    growing collections (snapshots, alerts, feedback) are grown in O(1), sharing
+    storage with ``state``'s, which stays as it was (:mod:`ledger.growing`): an
+    event costs the same on a stream of years as on a new one."""
     versions = state.versions
     deployed = state.deployed
     snapshots = state.snapshots
@@ -435,10 +425,7 @@ def apply(state: ModelState, event: Event, event_hash: str, *, in_place: bool = 
         return {**versions, number: replace(versions[number], **changes)}
 
     if isinstance(event, DataSnapshotted):
-        if in_place:
-            snapshots.add(event.snapshot_id)
-        else:
-            snapshots = snapshots | {event.snapshot_id}
+        snapshots = grown_set(snapshots, event.snapshot_id)
     elif isinstance(event, ModelTrained):
         versions = {
             **versions,
@@ -465,10 +452,7 @@ def apply(state: ModelState, event: Event, event_hash: str, *, in_place: bool = 
     elif isinstance(event, ModelDeployed):
         deployed = {**deployed, event.environment: event.version}
     elif isinstance(event, DriftDetected | PerformanceDegraded):
-        if in_place:
-            alerts.add(str(event.event_id))
-        else:
-            alerts = alerts | {str(event.event_id)}
+        alerts = grown_set(alerts, str(event.event_id))
     elif isinstance(event, ModelRetired):
         if event.version is None:
             retired = True
@@ -477,10 +461,7 @@ def apply(state: ModelState, event: Event, event_hash: str, *, in_place: bool = 
             versions = update(event.version, retired=True)
             deployed = {env: v for env, v in deployed.items() if v != event.version}
     elif isinstance(event, FeedbackRecorded):
-        if in_place:
-            feedback[str(event.event_id)] = (event.version, event.environment)
-        else:
-            feedback = {**feedback, str(event.event_id): (event.version, event.environment)}
+        feedback = grown_map(feedback, str(event.event_id), (event.version, event.environment))
     return ModelState(
         model=state.model,
         sequence=event.sequence or state.sequence + 1,

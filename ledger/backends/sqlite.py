@@ -110,15 +110,20 @@ class _View(StreamView):
         for start in range(0, len(ids), 500):
             chunk = ids[start : start + 500]
             marks = ", ".join("?" * len(chunk))
-            query = f"SELECT event_id, {_COLUMNS} FROM events WHERE model = ? AND event_id IN ({marks})"
+            # ``+model``: keeps SQLite from answering through the (model, sequence)
+            # index, which it picks for a long IN list and which reads the whole
+            # stream; the event id index finds each id in a few pages.
+            query = f"SELECT event_id, {_COLUMNS} FROM events WHERE +model = ? AND event_id IN ({marks})"
             params: tuple = (self.model, *chunk)
             if self._head is _UNREAD:
                 # The append reads the head next: one statement instead of two (a
                 # statement is a good part of a one-event append's CPU). The head
                 # row comes tagged with a NULL event id, which no event has.
+                # Only its sequence and hash are read: the other columns (the
+                # event's bytes among them) are not fetched.
                 query = (
-                    f"{query} UNION ALL SELECT * FROM (SELECT NULL, {_COLUMNS} FROM events"
-                    " WHERE model = ? ORDER BY sequence DESC LIMIT 1)"
+                    f"{query} UNION ALL SELECT * FROM (SELECT NULL, NULL, NULL, sequence, NULL, NULL, NULL, NULL, hash"
+                    " FROM events WHERE model = ? ORDER BY sequence DESC LIMIT 1)"
                 )
                 params += (self.model,)
                 self._head = None

@@ -1,7 +1,7 @@
-"""A batch of drafts is decided on a working copy of the stream's state whose
-growing sets are extended in place (``rules.thaw``/``freeze``): the state after the
-batch must be the state after the same events one by one, and the state the batch
-started from must not change (a writer keeps it as the stream's committed state)."""
+"""A batch of drafts is decided on the stream's state, whose growing sets share
+storage from one event to the next (``ledger.growing``): the state after the batch
+must be the state after the same events one by one, and the state the batch started
+from must not change (a writer keeps it as the stream's committed state)."""
 
 from __future__ import annotations
 
@@ -37,7 +37,7 @@ def test_a_batch_ends_in_the_state_of_the_same_events_one_by_one():
     check_drafts(drafts)
     batched = decide(start, lambda event_id: None, drafts, clock=lambda: now).state
     assert batched == one_by_one
-    assert isinstance(batched.snapshots, frozenset) and isinstance(batched.alerts, frozenset)
+    assert not hasattr(batched.snapshots, "add") and not hasattr(batched.alerts, "add")  # immutable
     assert batched.snapshots == {"s1", "s2"} and len(batched.alerts) == 3 and len(batched.feedback) == 1
 
 

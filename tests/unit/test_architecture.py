@@ -31,6 +31,7 @@ PURE = (
     "ledger.jsonio",
     "ledger.event_ids",
     "ledger.rule_snapshots",
+    "ledger.growing",
 )
 IO_LIBRARIES = ("kafka", "fastavro", "sqlalchemy", "click")
 CLI = "ledger.cli"

@@ -21,6 +21,8 @@ SAMPLES = {
     "dict[str, int]": {"production": 2},
     "datetime | None": datetime(2026, 3, 1, 12, 0, tzinfo=UTC),
     "dict[str, tuple[int, str]]": {"f-1": (2, "production")},
+    "AbstractSet[str]": frozenset({"e-1", "e-2"}),
+    "Mapping[str, tuple[int, str]]": {"f-1": (2, "production")},
 }
 
 
