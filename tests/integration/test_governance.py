@@ -65,7 +65,9 @@ def refused(log, kind, actor, fields, code, words):
 TRAINED = [("snapshot", "etl", SNAPSHOT), ("train", "alice", TRAIN), ("evaluate", "ci", PASSED)]
 
 
-@pytest.mark.parametrize("approver", ["Alice", "ALICE", "\uff41lice", "\u0430lice"])
+@pytest.mark.parametrize(
+    "approver", ["Alice", "ALICE", "\uff41lice", "\u0430lice", "aIice", "\u0430\u04cf\u0456\u0441\u0435", "\u0410\u04c0\u0406\u0421\u0415"]
+)
 def test_the_trainer_under_another_spelling_cannot_approve(log, approver):
     accepted(log, *TRAINED)
     code = 2 if approver == "\u0430lice" else 1  # mixed scripts: refused as a name first
