@@ -125,12 +125,41 @@ def skeleton(name: str) -> str:
     return unicodedata.normalize("NFD", "".join(prototypes.get(ch, ch) for ch in decomposed))
 
 
+def _letters(name: str) -> tuple[str, ...]:
+    """The name's characters as displayed: compatibility forms unified, invisible
+    characters dropped, runs of spaces made one, decomposed (NFD) — case kept."""
+    kept = "".join(ch for ch in unicodedata.normalize("NFKC", name) if not _ignorable(ord(ch)))
+    return tuple(unicodedata.normalize("NFD", _SPACES.sub(" ", kept).strip()))
+
+
+@lru_cache(maxsize=4096)
+def _looks(ch: str) -> frozenset[str]:
+    """The look-alike classes ``ch`` may be read as, in either case: ``I`` is read
+    as ``l`` and as ``i``; ``ӏ`` (Cyrillic palochka) as ``i`` and, as ``Ӏ``, as ``l``."""
+    prototypes = _prototypes()
+    return frozenset(prototypes.get(v, v) for v in {ch, ch.lower(), ch.upper(), ch.casefold()} if len(v) == 1)
+
+
+@lru_cache(maxsize=4096)
+def _alike(a: str, b: str) -> bool:
+    """Letter by letter, each pair can be read as one letter, in some case.
+
+    The skeleton alone compares case-folded names, and folding loses what a
+    capital looks like: ``aIice`` (capital I) folds to ``aiice``, whose skeleton is
+    not ``alice``'s, though a reader sees ``alice``; all-Cyrillic ``аӏісе`` is the same
+    through the palochka's capital. A per-letter relation (not closed over chains of
+    look-alikes, which would make ``t`` and ``r`` one letter) catches both."""
+    x, y = _letters(a), _letters(b)
+    return len(x) == len(y) and all(_looks(p) & _looks(q) for p, q in zip(x, y))
+
+
 def same_person(a: str | None, b: str | None) -> bool:
     """Whether two declared names stand for one identity (case, compatibility
-    forms, invisible characters and look-alike letters set aside)."""
+    forms, invisible characters and look-alike letters set aside). Erring towards
+    "same" is the safe side for four eyes."""
     if a is None or b is None:
         return False
-    return skeleton(a) == skeleton(b)
+    return skeleton(a) == skeleton(b) or _alike(a, b)
 
 
 def check_name(name: str, what: str = "actor") -> str:

@@ -12,17 +12,50 @@ from __future__ import annotations
 
 from collections.abc import Iterable
 
+from sqlalchemy import select
+from sqlalchemy.engine import Engine
+
 from ledger.identity import visible
 from ledger.log import EventLog
 from ledger.verify import verify
+from projections import tables
+
+HEADS_OF = "audit"
+"""The projection whose stream heads stand for the views' (every projection applies
+the same records; the audit trail applies every one of them)."""
 
 OK, UNCHECKED = "ok", "unchecked"
 
 
-def stream_problems(log: EventLog) -> dict[str, str]:
-    """model → its stream's first problem, for every model whose stream fails."""
-    report = verify(log.read(), home=getattr(log, "partition_for", None))
-    return {p.model: visible(str(p)) for p in report.problems if p.model is not None}
+def applied_heads(engine: Engine) -> dict[str, tuple[int, str]]:
+    """model → ``(sequence, hash)`` of the last event the views applied from its stream."""
+    s = tables.streams.c
+    with engine.connect() as conn:
+        rows = conn.execute(select(s.model, s.sequence, s.hash).where(s.projection == HEADS_OF))
+        return {model: (sequence, hash_) for model, sequence, hash_ in rows}
+
+
+def stream_problems(log: EventLog, views: Engine | None = None) -> dict[str, str]:
+    """model → its stream's first problem, for every model whose stream fails.
+
+    With ``views``, each stream must also still hold the last event the views
+    applied from it: a log whose last events were deleted (and perhaps replaced by
+    others, chained anew) verifies on its own, but not against what was read from it."""
+    heads = applied_heads(views) if views is not None else None
+    report = verify(log.read(), home=getattr(log, "partition_for", None), heads=heads)
+    problems = {}
+    for p in report.problems:
+        if p.model is None or p.model in problems:
+            continue
+        text = visible(str(p))
+        if heads and p.model in heads and p.kind in ("missing", "altered") and p.sequence == heads[p.model][0]:
+            text = (
+                f"the log no longer holds event #{p.sequence} that these views applied ({text}): the log was "
+                "rewritten after the views were built; rebuild them (ledger project --rebuild) and check the "
+                "log against a saved checkpoint (ledger verify --checkpoint)"
+            )
+        problems[p.model] = text
+    return problems
 
 
 def verdict(model: str | None, problems: dict[str, str] | None) -> str:
@@ -44,7 +77,9 @@ def warnings(problems: dict[str, str] | None, models: Iterable[str | None]) -> l
         return []
     seen = sorted({m for m in models if m in problems})
     return [
-        f"warning: the views of {visible(m)!r} cannot be trusted: its stream fails verification ({problems[m]}); "
+        f"warning: the views of {visible(m)!r} cannot be trusted: {problems[m]}"
+        if problems[m].startswith("the log no longer holds")
+        else f"warning: the views of {visible(m)!r} cannot be trusted: its stream fails verification ({problems[m]}); "
         "run `ledger verify`"
         for m in seen
     ]

@@ -142,7 +142,8 @@ def views_db(ctx: click.Context, *, refresh: bool):
 
     log = open_ledger(ctx, must_exist=True).log
     project(log, engine)
-    settings(ctx)["stream_problems"] = trust.stream_problems(log)  # tampering after the views were built too
+    # Tampering after the views were built too, and a log that no longer holds what they applied.
+    settings(ctx)["stream_problems"] = trust.stream_problems(log, engine)
     return engine
 
 

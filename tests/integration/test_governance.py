@@ -65,7 +65,9 @@ def refused(log, kind, actor, fields, code, words):
 TRAINED = [("snapshot", "etl", SNAPSHOT), ("train", "alice", TRAIN), ("evaluate", "ci", PASSED)]
 
 
-@pytest.mark.parametrize("approver", ["Alice", "ALICE", "\uff41lice", "\u0430lice"])
+@pytest.mark.parametrize(
+    "approver", ["Alice", "ALICE", "\uff41lice", "\u0430lice", "aIice", "\u0430\u04cf\u0456\u0441\u0435", "\u0410\u04c0\u0406\u0421\u0415"]
+)
 def test_the_trainer_under_another_spelling_cannot_approve(log, approver):
     accepted(log, *TRAINED)
     code = 2 if approver == "\u0430lice" else 1  # mixed scripts: refused as a name first
@@ -278,6 +280,35 @@ def test_views_mark_a_model_whose_stream_was_tampered_with_after_they_were_built
     assert fan.exit_code == 0 and fan.stderr == ""
     frozen = _ledger(log, views, "models", "--no-refresh", "--json")
     assert {m["verified"] for m in json.loads(frozen.stdout)} == {"unchecked"}
+
+
+@pytest.mark.parametrize("replace", [False, True], ids=["last-event-deleted", "last-event-replaced"])
+def test_views_mark_a_model_whose_applied_events_the_log_no_longer_holds(log, tmp_path, replace):
+    # Deleting a stream's last event (and, to hide it, recording another in its
+    # place) leaves a log that verifies on its own; the views still show the deleted
+    # event. They know which event they applied last: the log must still hold it.
+    import sqlite3
+
+    accepted(log, *TRAINED, ("snapshot", "etl", {**SNAPSHOT, "model": "fan"}), ("approve", "bob", APPROVE))
+    views = tmp_path / "views.db"
+    assert {m["model"]: m["verified"] for m in json.loads(_ledger(log, views, "models", "--json").stdout)} == {
+        "pump": "ok", "fan": "ok"
+    }
+    conn = sqlite3.connect(log)
+    with conn:
+        conn.execute("DELETE FROM events WHERE model = 'pump' AND sequence = 4")
+    conn.close()
+    if replace:
+        accepted(log, ("reject", "mallory", {**APPROVE, "reason": "rewritten"}))
+    assert CliRunner().invoke(main, ["--log", f"sqlite:///{log}", "verify"]).exit_code == 0  # the log alone: intact
+
+    models = _ledger(log, views, "models")
+    assert models.exit_code == 0, models.output
+    marks = {line.split()[0]: line.split()[-1] for line in models.stdout.splitlines()[1:]}
+    assert marks == {"fan": "ok", "pump": "FAILED"}
+    warning = [line for line in models.stderr.splitlines() if "'pump'" in line]
+    assert len(warning) == 1 and "#4" in warning[0] and "rebuild" in warning[0], models.stderr
+    assert json.loads(_ledger(log, views, "show", "pump@1", "--json").stdout)["verified"] == "FAILED"
 
 
 def test_export_does_not_overwrite_a_file_unless_forced(log, tmp_path):

@@ -19,9 +19,16 @@ SAME = [
     ("alice", "alice\u202e"),  # right-to-left override
     ("jose garcia", "Jose  Garcia"),
     ("jos\u00e9", "jose\u0301"),  # composed and decomposed é
+    # Case folding loses what a capital looks like: these pass the skeleton of the
+    # folded names and were accepted as a second pair of eyes.
+    ("alice", "aIice"),  # capital I for l, plain ASCII
+    ("alice", "AIice"),
+    ("bill", "biII"),
+    ("alice", "\u0430\u04cf\u0456\u0441\u0435"),  # all Cyrillic аӏісе (palochka for l)
+    ("alice", "\u0410\u04c0\u0406\u0421\u0415"),  # АӀІСЕ
 ]
 
-DIFFERENT = [("alice", "bob"), ("alice", "alicia"), ("zoe", "Zo\u00eb"), ("jose", "jos\u00e9")]
+DIFFERENT = [("alice", "bob"), ("alice", "alicia"), ("zoe", "Zo\u00eb"), ("jose", "jos\u00e9"), ("tom", "rom"), ("tim", "kim")]
 
 
 @pytest.mark.parametrize(("a", "b"), SAME)
