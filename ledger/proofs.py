@@ -155,7 +155,14 @@ class ProofSource:
                 best[signed.checkpoint.origin] = signed
         return sorted(best.values(), key=lambda s: (cp.partition_of(s.checkpoint.origin), s.checkpoint.origin))
 
+    def _known(self, partition: int) -> None:
+        partitions = self.log.partitions()
+        if partition not in partitions:
+            have = ", ".join(str(p) for p in partitions)
+            raise NotFound(f"the log has no partition {partition} (its partitions: {have})")
+
     def latest_of(self, partition: int) -> SignedCheckpoint:
+        self._known(partition)
         mine = [s for s in self.latest() if cp.partition_of(s.checkpoint.origin) == partition]
         if not mine:
             raise NotFound(f"no checkpoint of partition {partition} is signed yet (run `ledger checkpoint`)")
@@ -164,6 +171,7 @@ class ProofSource:
     def _signed(self, partition: int, size: int | None, *, covering: int = 0) -> SignedCheckpoint:
         """The stored checkpoint of ``partition`` of ``size`` (the latest when None),
         the most co-signed of equals."""
+        self._known(partition)
         mine = [s for s in self._all() if _partition(s.checkpoint.origin) == partition]
         if size is not None:
             mine = [s for s in mine if s.checkpoint.size == size]

@@ -42,6 +42,7 @@ from fastapi.responses import JSONResponse, PlainTextResponse, Response
 from fastapi.security import HTTPAuthorizationCredentials, HTTPBearer
 from prometheus_client import CONTENT_TYPE_LATEST, generate_latest
 from pydantic import ValidationError
+from starlette.exceptions import HTTPException as StarletteHTTPException
 from starlette.routing import Route
 
 from ledger import config, jsonio
@@ -223,6 +224,32 @@ class Service:
             self.engine.dispose()
 
 
+def _query_names(route) -> frozenset[str]:
+    """The query parameters ``route`` takes, its dependencies' included (kept on the route)."""
+    names = getattr(route, "_ledger_query_names", None)
+    if names is None:
+        found, pending = set(), [route.dependant]
+        while pending:
+            dependant = pending.pop()
+            found.update(p.alias for p in dependant.query_params)
+            pending.extend(dependant.dependencies)
+        names = route._ledger_query_names = frozenset(found)
+    return names
+
+
+async def _known_query(request: Request) -> None:
+    """A query parameter the route does not take is refused, not ignored: a
+    mistyped filter (``?modle=churn``) must not answer as if nothing were asked."""
+    route = request.scope.get("route")
+    if route is None or not hasattr(route, "dependant"):
+        return
+    known = _query_names(route)
+    unknown = sorted(set(request.query_params) - known)
+    if unknown:
+        takes = ", ".join(sorted(known)) or "none"
+        raise Problem(422, "invalid-request", f"unknown query parameter {unknown[0]!r} (this route takes: {takes})")
+
+
 def create_app(settings: Settings) -> FastAPI:
     service = Service(settings)
 
@@ -239,6 +266,7 @@ def create_app(settings: Settings) -> FastAPI:
         version="1",
         summary="Record and read the lifecycle of ML models: an event-sourced, tamper-evident ledger.",
         lifespan=lifespan,
+        dependencies=[Depends(_known_query)],
     )
     app.state.service = service
     bearer = HTTPBearer(auto_error=False, description="A principal's token (`ledger principals add`).")
@@ -249,8 +277,17 @@ def create_app(settings: Settings) -> FastAPI:
 
     @app.exception_handler(RequestValidationError)
     async def _invalid(request: Request, exc: RequestValidationError):
+        # Only reads and proofs get here (the append routes validate by hand).
         detail = "; ".join(f"{'.'.join(str(p) for p in e['loc'])}: {e['msg']}" for e in exc.errors())
-        return Problem(422, "invalid-event", detail).response()
+        return Problem(422, "invalid-request", detail).response()
+
+    @app.exception_handler(StarletteHTTPException)
+    async def _http(request: Request, exc: StarletteHTTPException):
+        kind = {404: "not-found", 405: "method-not-allowed"}.get(exc.status_code, "malformed-request")
+        what = f"{request.method} {request.url.path}"
+        detail = {404: f"no such route: {what}", 405: f"method not allowed: {what}"}.get(exc.status_code, str(exc.detail))
+        return Problem(exc.status_code, kind, detail, headers=dict(exc.headers or {})).response()
+
 
     @app.exception_handler(Exception)
     async def _unexpected(request: Request, exc: Exception):
@@ -541,6 +578,7 @@ def create_app(settings: Settings) -> FastAPI:
         event_type: str | None = None,
         since: str | None = None,
         until: str | None = None,
+        version: Annotated[int | None, Query(ge=1, le=2**31 - 1)] = None,
         limit: Annotated[int | None, Query(ge=1, le=100_000)] = None,
     ):
         from projections import queries
@@ -549,7 +587,8 @@ def create_app(settings: Settings) -> FastAPI:
             "audit",
             lambda engine: {
                 "events": queries.audit(
-                    engine, model=model, actor=actor, event_type=event_type, since=since, until=until, limit=limit
+                    engine, model=model, actor=actor, event_type=event_type, since=since, until=until, limit=limit,
+                    version=version,
                 )
             },
         )

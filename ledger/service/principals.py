@@ -41,6 +41,7 @@ from dataclasses import dataclass
 from pathlib import Path
 
 from ledger.errors import InputError
+from ledger.identity import same_person
 
 log = logging.getLogger(__name__)
 
@@ -202,6 +203,11 @@ def add_principal(path: str | Path, name: str, roles: list[str], *, replace: boo
         data.setdefault("principals", {})
     if name in data["principals"] and not replace:
         raise InputError(f"principal {name!r} already exists in {path} (use --replace to issue a new token)")
+    alias = next((other for other in data["principals"] if other != name and same_person(other, name)), None)
+    if alias is not None:
+        # Four eyes compares principals as people: two tokens for one person would
+        # let them act as two.
+        raise InputError(f"principal {name!r} is the same person as {alias!r} in {path}: use that principal (--replace to re-key it)")
     token = new_token()
     data["principals"][name] = {"token_sha256": token_hash(token), "roles": checked}
     tmp = path.with_name(f".{path.name}.{os.getpid()}.tmp")

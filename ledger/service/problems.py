@@ -15,14 +15,16 @@ status      type                             when
 400         /problems/malformed-request      not JSON, not an object, too large
 401         /problems/unauthenticated        no or unknown bearer token
 403         /problems/forbidden              the principal lacks the role, or names another actor
-404         /problems/not-found              unknown model, version or lineage node
+404         /problems/not-found              unknown model, version, lineage node or route
+405         /problems/method-not-allowed     a route asked with a method it does not answer
 409         /problems/rule-violation         a lifecycle rule refused the event (``rule``)
 409         /problems/conflict               ``expected_sequence`` not met, or the writer role
                                              was lost too often (retry with the same event ids)
 409         /problems/damaged-stream         the model's stream is damaged; nothing is accepted
 422         /problems/invalid-event          the JSON is not a valid event of its type
-422         /problems/invalid-request        a proof's query is impossible (a tree size that
-                                             does not hold the event, old size above new)
+422         /problems/invalid-request        a read's or proof's query is malformed or impossible
+                                             (an unknown parameter, a version below 1, a tree
+                                             size that does not hold the event, old size above new)
 503         /problems/unavailable            not ready, or the log did not answer in time:
                                              outcome unknown, retry with the same event ids
 ==========  ===============================  ============================================
@@ -46,6 +48,7 @@ TITLES = {
     "damaged-stream": "The model's stream is damaged",
     "invalid-event": "Invalid event",
     "invalid-request": "Invalid request",
+    "method-not-allowed": "Method not allowed",
     "unavailable": "Service unavailable",
     "internal": "Internal error",
 }

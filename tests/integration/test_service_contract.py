@@ -70,3 +70,33 @@ def test_every_error_the_document_lists_is_a_problem(path):
             if int(status) >= 400:
                 assert list(response.get("content", {})) == ["application/problem+json"], (method, path, status)
                 assert response["content"]["application/problem+json"]["schema"] == {"$ref": "#/components/schemas/Problem"}
+
+
+def test_unknown_routes_methods_and_query_parameters_are_problems(server, tokens):
+    with client(server, tokens["reader"]) as http:
+        for answer, status in [
+            (http.get("/v1/nothing-here"), 404),
+            (http.delete("/v1/models"), 405),
+            # A mistyped filter must not answer the whole trail as if nothing were asked.
+            (http.get("/v1/audit", params={"modle": "churn"}), 422),
+            (http.get("/v1/models", params={"as_of": "2026-01-01"}), 422),
+        ]:
+            assert answer.status_code == status, answer.text
+            assert answer.headers["content-type"].startswith("application/problem+json"), answer.headers
+            assert answer.json()["status"] == status
+        typo = http.get("/v1/audit", params={"modle": "churn"}).json()
+        assert typo["type"] == "/problems/invalid-request" and "'modle'" in typo["detail"]
+        # A malformed read parameter is an invalid request, not an invalid event.
+        assert http.get("/v1/models/churn/versions/0").json()["type"] == "/problems/invalid-request"
+
+
+def test_the_audit_trail_filters_by_version(server, tokens):
+    with client(server, tokens["etl"]) as http:
+        assert http.post("/v1/events", json=body(samples.snapshot("churn", actor="etl"))).status_code == 201
+    with client(server, tokens["alice"]) as http:
+        for version in (1, 2):
+            assert http.post("/v1/events", json=body(samples.trained("churn", version))).status_code == 201
+    with client(server, tokens["reader"]) as http:
+        trail = http.get("/v1/audit", params={"model": "churn", "version": 2}).json()["events"]
+        assert [(e["event_type"], e["version"]) for e in trail] == [("ModelTrained", 2)]
+        check("/v1/audit", "get", http.get("/v1/audit", params={"version": 0}))  # 422

@@ -234,6 +234,8 @@ def test_hostile_and_impossible_queries_get_one_problem(server, tokens, log_url,
             assert answer.status_code == status, (path, params, answer.text)
             assert answer.headers["content-type"] == PROBLEM and "Traceback" not in answer.text
             assert answer.json()["status"] == status and answer.json()["detail"]
+            if params.get("partition") == 999:
+                assert "has no partition 999" in answer.json()["detail"], answer.text
     with client(server, None) as http:
         assert http.get("/v1/checkpoints/latest", params={"partition": partition}).status_code == 401
     with client(server, tokens["etl"]) as http:  # no read role

@@ -84,3 +84,16 @@ def test_serve_refuses_a_missing_principals_file_in_one_line(tmp_path):
     result = CliRunner().invoke(main, ["serve", "--principals", str(tmp_path / "none.toml")])
     assert result.exit_code == 2 and "cannot read the principals file" in result.output
     assert "Traceback" not in result.output
+
+
+@pytest.mark.parametrize("alias", ["ALICE", "Alice", "aIice"])
+def test_a_second_principal_for_the_same_person_is_refused(tmp_path, alias):
+    # Four eyes compares principals as people: two tokens for one person would let
+    # them train as one and approve as the other.
+    path = tmp_path / "p.toml"
+    add_principal(path, "alice", ["train"])
+    before = path.read_bytes()
+    result = CliRunner().invoke(main, ["principals", "add", alias, "--role", "approve", "--file", str(path)])
+    assert result.exit_code == 2, result.output
+    assert "is the same person as 'alice'" in result.stderr and len(result.stderr.strip().splitlines()) == 1
+    assert path.read_bytes() == before
