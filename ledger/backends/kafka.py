@@ -121,7 +121,7 @@ from kafka.protocol.consumer.offsets import IsolationLevel
 
 from ledger import codec, rule_snapshots
 from ledger.backends import kafka_state
-from ledger.errors import BackendError, ConflictError, DecodeError, InputError, RuleViolation
+from ledger.errors import BackendError, ConflictError, DecodeError, InputError, LedgerError, RuleViolation
 from ledger.log import EventLog, NewRecord, PlanFn, Position, RoundPlanFn, StoredRecord, StreamHead, StreamView
 
 log = logging.getLogger(__name__)
@@ -954,7 +954,25 @@ class KafkaLog(EventLog):
                         except _NeedsNewWriter:
                             self._drop_producer(partition)
                             continue
-                records = plan(lambda name: _View(self, partition, index, name))
+                try:
+                    records = plan(lambda name: _View(self, partition, index, name))
+                except LedgerError:
+                    if expected is None:
+                        raise
+                    records = None
+                if expected is not None and not records:
+                    # A refusal, or nothing to write (a retry's duplicates), decided on
+                    # the unchecked index would reach the caller with no send to tell
+                    # whether the index was stale: confirmed against the partition as
+                    # it is, and planned again.
+                    expected = None
+                    with self._kafka_errors(f"preparing to append to partition {partition}"):
+                        try:
+                            index = self._catch_up(partition, fresh)
+                        except _NeedsNewWriter:
+                            self._drop_producer(partition)
+                            continue
+                    records = plan(lambda name: _View(self, partition, index, name))
                 if not records:
                     return []
                 for r in records:
