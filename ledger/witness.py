@@ -25,7 +25,7 @@ from collections.abc import Callable
 from pathlib import Path
 
 from ledger import merkle, notes
-from ledger.checkpoints import Inconsistent, VerificationFailed, require_signatures
+from ledger.checkpoints import Inconsistent, VerificationFailed, require_log_key, require_signatures
 from ledger.errors import BackendError, InputError
 from ledger.notes import NoteError, SignedCheckpoint, Signer, Verifier
 
@@ -81,6 +81,7 @@ consistency proof between them (from the log; the witness trusts none of it)."""
 
 class Witness:
     def __init__(self, signer: Signer, state: WitnessState, log_key: Verifier):
+        require_log_key(log_key, "--log-key")
         self.signer = signer
         self.state = state
         self.log_key = log_key

@@ -497,3 +497,65 @@ def test_kafka_checkpoints_cover_each_partition_and_witnesses_cosign_there(kafka
     assert ok.exit_code == 0, ok.output
     assert ok.output.count(": consistent") == len(latest)
     assert cli(kafka_log_url, "verify", *args, "--key", str(log_pub)).exit_code == 0
+
+
+# --------------------------------------------------------------- the log's key, not a witness's
+
+
+def _one_line_error(result, *parts):
+    assert result.exit_code == 2, result.output
+    lines = result.stderr.splitlines()
+    assert len(lines) == 1 and lines[0].startswith("error: "), result.stderr
+    assert "Traceback" not in result.output
+    for part in parts:
+        assert part in lines[0], lines[0]
+
+
+def test_a_witness_key_given_as_the_logs_key_is_refused_everywhere(world):
+    """A checkpoint or receipt carrying only a witness's cosignature must never
+    pass as the log's: a cosignature/v1 key is refused wherever the log's key goes."""
+    where, url, log_key, log_pub = world
+    w_key, w_pub = keypair(where, "witness.test", "w1", "--witness")
+    assert cli(url, "checkpoint", "--key", str(log_key)).exit_code == 0
+    assert cli(url, "witness", "--key", str(w_key), "--state", str(where / "w.json"), "--log-key", str(log_pub)).exit_code == 0
+    assert cli(url, "checkpoint", "--key", str(log_key), "--out", str(where / "saved.cp")).exit_code == 0
+    saved = (where / "saved.cp").read_text()
+    witness_only = where / "witonly.cp"
+    witness_only.write_text("".join(line for line in saved.splitlines(keepends=True) if not line.startswith("— ledger.test/models ")))
+    assert cp.read_checkpoint_file(witness_only).note.signed_by(cp.load_verifier(w_pub))
+    assert cli(url, "prove", first_event_id(where / "log.db", 3), "--out", str(where / "e.receipt")).exit_code == 0
+    assert cli(url, "export", "--out", str(where / "all.avro")).exit_code == 0
+    refusal = ("--key must be the log's Ed25519 key;", "is a witness key: give it as --witness-key")
+    for checkpoint_file in (witness_only, where / "saved.cp"):
+        _one_line_error(cli(url, "verify", "--checkpoint", str(checkpoint_file), "--key", str(w_pub)), *refusal)
+    _one_line_error(cli(url, "verify", "--receipt", str(where / "e.receipt"), "--key", str(w_pub)), *refusal)
+    _one_line_error(cli(url, "verify", "--receipt", str(where / "e.receipt"), "--key", w_pub.read_text().strip()), *refusal)
+    _one_line_error(
+        cli(url, "verify", "--file", str(where / "all.avro"), "--checkpoint", str(witness_only), "--key", str(w_pub)), *refusal
+    )
+    _one_line_error(
+        cli(url, "witness", "--key", str(w_key), "--state", str(where / "w2.json"), "--log-key", str(w_pub)),
+        "--log-key must be the log's Ed25519 key;", "is a witness key",
+    )
+    before = stored_checkpoints(where / "log.db")
+    _one_line_error(cli(url, "checkpoint", "--key", str(w_key)), "--key must be the log's Ed25519 key;", "is a witness key")
+    assert stored_checkpoints(where / "log.db") == before
+    # With the log's key, the witness-only checkpoint is refused: it carries no log signature.
+    refused = cli(url, "verify", "--checkpoint", str(witness_only), "--key", str(log_pub), "--witness-key", str(w_pub))
+    assert refused.exit_code == 1 and "carries no valid signature of the log key" in refused.output
+
+
+def test_a_plain_witness_key_signs_no_checkpoint_of_the_log(world):
+    """A witness with a plain Ed25519 key (made without --witness) signs the text as
+    the log does; its key names the witness, not the log the checkpoint's origin names."""
+    where, url, log_key, _ = world
+    w_key, w_pub = keypair(where, "witness.test", "w1")
+    assert cli(url, "checkpoint", "--key", str(log_key)).exit_code == 0
+    assert cli(url, "witness", "--key", str(w_key), "--state", str(where / "w.json"), "--log-key", str(where / "log.pub")).exit_code == 0
+    assert cli(url, "checkpoint", "--key", str(log_key), "--out", str(where / "saved.cp")).exit_code == 0
+    saved = (where / "saved.cp").read_text()
+    witness_only = where / "witonly.cp"
+    witness_only.write_text("".join(line for line in saved.splitlines(keepends=True) if not line.startswith("— ledger.test/models ")))
+    result = cli(url, "verify", "--checkpoint", str(witness_only), "--key", str(w_pub))
+    assert result.exit_code == 1, result.output
+    assert "witness.test" in result.output and "ledger.test/models/0" in result.output
