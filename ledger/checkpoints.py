@@ -160,8 +160,13 @@ def require_signatures(
             f"{log_key.name}+{log_key.key_id:08x}"
         )
     witnesses = [w for w in witness_keys if (w.name, w.key_id) != (log_key.name, log_key.key_id)]
-    if min_witnesses > len({(w.name, w.key_id) for w in witnesses}):
-        raise InputError(f"--min-witnesses {min_witnesses} is more than the {len(witnesses)} witness key(s) given")
+    distinct = {(w.name, w.key_id) for w in witnesses}
+    if min_witnesses > len(distinct):
+        repeated = sorted({f"{n}+{k:08x}" for n, k in distinct if sum((w.name, w.key_id) == (n, k) for w in witnesses) > 1})
+        why = f" ({', '.join(repeated)} given more than once: the same key counts once)" if repeated else ""
+        raise InputError(
+            f"--min-witnesses {min_witnesses} is more than the {len(distinct)} distinct witness key(s) given{why}"
+        )
     have = signed.note.signed_by_count(witnesses)
     if have < min_witnesses:
         raise VerificationFailed(
@@ -383,7 +388,7 @@ class Checkpointer:
                 try:
                     check_extends(tree, latest.checkpoint)
                 except Inconsistent as exc:
-                    log.error("refusing to sign %s: %s", origin, exc)
+                    # Raised, not also logged: the caller says it once (the CLI as its one error line).
                     raise Inconsistent(f"refusing to sign a checkpoint of {origin}: {exc}") from exc
                 if latest.checkpoint.size == tree.size and not force:
                     self.signed_sizes[partition] = tree.size

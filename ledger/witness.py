@@ -18,7 +18,6 @@ transparency-dev witnesses did. An auditor counts either with
 from __future__ import annotations
 
 import json
-import logging
 import os
 import tempfile
 from collections.abc import Callable
@@ -29,7 +28,6 @@ from ledger.checkpoints import Inconsistent, VerificationFailed, require_log_key
 from ledger.errors import BackendError, InputError
 from ledger.notes import NoteError, SignedCheckpoint, Signer, Verifier
 
-log = logging.getLogger(__name__)
 
 
 class WitnessState:
@@ -104,8 +102,7 @@ class Witness:
                     f"consistent with {new.origin}@{old.size}, which this witness co-signed ({exc}); "
                     "the log was rewritten or forked"
                 )
-                log.error(message)
-                raise Inconsistent(message) from exc
+                raise Inconsistent(message) from exc  # not also logged: the caller says it once
             if old.size == new.size and last.note.signed_by(self.signer.verifier()):
                 merged = notes.cosign(SignedCheckpoint(new, signed.note), self.signer)
                 return merged

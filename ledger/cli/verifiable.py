@@ -219,9 +219,10 @@ def witness(ctx: click.Context, key_path: str, state_path: str, log_key: str, fo
             try:
                 cosigned = witness_.cosign(latest, proof)
             except cp.Inconsistent as exc:
+                # The REFUSED line is the refusal's one line (not repeated as "error: ...").
                 click.echo(f"REFUSED {exc}", err=True)
                 _notify(notify_config, str(exc), origin)
-                raise
+                ctx.exit(EXIT_FAILED)
             store.add(cosigned)
             click.echo(f"co-signed {origin}@{cosigned.checkpoint.size}")
 

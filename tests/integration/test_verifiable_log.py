@@ -170,6 +170,7 @@ def test_the_log_never_signs_a_checkpoint_inconsistent_with_one_it_signed(world)
     refused = cli(url, "checkpoint", "--key", str(log_key))
     assert refused.exit_code == 1
     assert "refusing to sign a checkpoint of ledger.test/models/0" in refused.output
+    assert refused.stderr.count("refusing to sign") == 1, refused.stderr  # said once
     assert "Traceback" not in refused.output
     assert [s.checkpoint.size for s in stored_checkpoints(where / "log.db")] == [15]
 
@@ -262,6 +263,7 @@ def test_a_witness_refuses_a_forked_history_loudly(world, tmp_path):
     assert result.exit_code == 1
     assert "REFUSED witness witness.test refuses checkpoint ledger.test/models/0@16" in result.output
     assert "which this witness co-signed" in result.output
+    assert result.stderr.count("refuses checkpoint") == 1, result.stderr  # said once
     assert "Traceback" not in result.output
     assert state.read_text() == before
     alert = json.loads(alerts.read_text().splitlines()[0])
@@ -282,6 +284,7 @@ def test_a_witness_refuses_a_rolled_back_log(world):
     result = cli(url, "witness", "--key", str(w_key), "--state", str(where / "w.json"), "--log-key", str(log_pub))
     assert result.exit_code == 1
     assert "refuses checkpoint ledger.test/models/0@12" in result.output and "a log never shrinks" in result.output
+    assert result.stderr.count("refuses checkpoint") == 1, result.stderr  # said once
 
 
 def test_a_damaged_witness_state_is_bad_input_and_left_alone(world):
@@ -559,3 +562,50 @@ def test_a_plain_witness_key_signs_no_checkpoint_of_the_log(world):
     result = cli(url, "verify", "--checkpoint", str(witness_only), "--key", str(w_pub))
     assert result.exit_code == 1, result.output
     assert "witness.test" in result.output and "ledger.test/models/0" in result.output
+
+
+def test_the_same_witness_key_twice_is_named_as_such(world):
+    where, url, log_key, log_pub = world
+    w_key, w_pub = keypair(where, "witness.test", "w1", "--witness")
+    assert cli(url, "checkpoint", "--key", str(log_key)).exit_code == 0
+    assert cli(url, "witness", "--key", str(w_key), "--state", str(where / "w.json"), "--log-key", str(log_pub)).exit_code == 0
+    assert cli(url, "checkpoint", "--key", str(log_key), "--out", str(where / "saved.cp")).exit_code == 0
+    result = cli(
+        url, "verify", "--checkpoint", str(where / "saved.cp"), "--key", str(log_pub),
+        "--witness-key", str(w_pub), "--witness-key", w_pub.read_text().strip(), "--min-witnesses", "2",
+    )
+    _one_line_error(result, "the same key", "witness.test+", "1 distinct witness key(s)")
+
+
+def test_a_refusal_is_said_once_on_the_real_commands_stderr(world):
+    """Run as a user runs it (a process, logging unconfigured): a refused
+    checkpoint or witness says so in one line on stderr, not once per layer."""
+    import subprocess
+    import sys
+
+    where, url, log_key, log_pub = world
+    w_key, _ = keypair(where, "witness.test", "w1", "--witness")
+    assert cli(url, "checkpoint", "--key", str(log_key)).exit_code == 0
+    assert cli(url, "witness", "--key", str(w_key), "--state", str(where / "w.json"), "--log-key", str(log_pub)).exit_code == 0
+    conn = sqlite3.connect(where / "log.db")
+    conn.execute("DELETE FROM events WHERE position > 12")
+    conn.commit()
+    conn.close()
+
+    def run(*args):
+        env = {**os.environ, "PYTHONPATH": os.pathsep.join([os.getcwd(), os.environ.get("PYTHONPATH", "")])}
+        env = {k: v for k, v in env.items() if not k.startswith("LEDGER_NOTIFY_")}
+        return subprocess.run([sys.executable, "-m", "ledger.cli", "--log", url, *args], capture_output=True, text=True, env=env, timeout=120)
+
+    refused = run("checkpoint", "--key", str(log_key))
+    assert refused.returncode == 1, refused.stderr
+    assert refused.stderr.splitlines() == [refused.stderr.strip()] and refused.stderr.startswith("error: refusing to sign"), refused.stderr
+    conn = sqlite3.connect(where / "log.db")
+    conn.execute("DROP TABLE checkpoints")
+    conn.commit()
+    conn.close()
+    assert cli(url, "checkpoint", "--key", str(log_key)).exit_code == 0
+    witness = run("witness", "--key", str(w_key), "--state", str(where / "w.json"), "--log-key", str(log_pub))
+    assert witness.returncode == 1, witness.stderr
+    lines = witness.stderr.splitlines()
+    assert len(lines) == 1 and "REFUSED" in lines[0] and "refuses checkpoint ledger.test/models/0@12" in lines[0], witness.stderr
