@@ -132,6 +132,8 @@ def verify(ctx: click.Context, model: str | None, evidence_file: str | None, hea
             from ledger.evidence import recorded_heads
 
             heads = recorded_heads(heads_file)
+            if model is not None and model not in heads:
+                raise InputError(f"{heads_file} records no head of model {model!r}: there is nothing to check it against")
         report = open_ledger(ctx, must_exist=True).verify(model, heads=heads)
         if model is not None and not report.streams:
             raise NotFound(f"unknown model {model!r}: the log holds no record of it")
