@@ -286,6 +286,23 @@ def recorded_heads(path: Path) -> dict[str, tuple[int, str]]:
     return _checked_heads(path, report.get("heads") if isinstance(report, dict) else None, "sequence", "hash")
 
 
+_MARKER_SEARCH = 1 << 20
+
+
+def _unreadable(path: Path, exc: Exception) -> Exception:
+    """The error for a file fastavro cannot read: one without a ledger evidence
+    format marker near its start (a text file, a database) is not evidence at all
+    (bad input); one with it is an evidence file damaged past reading."""
+    try:
+        with path.open("rb") as handle:
+            head = handle.read(_MARKER_SEARCH)
+    except OSError:
+        head = b""
+    if b"ledger-evidence/" not in head:
+        return InputError(f"{path} is not a ledger evidence file (no {FORMAT} marker)")
+    return DecodeError(f"{path} is damaged: {type(exc).__name__}: {exc}")
+
+
 def verify_file(path: Path) -> Report:
     """Check an evidence file offline: every chain from its anchor to its head."""
     path = Path(path)
@@ -298,6 +315,9 @@ def verify_file(path: Path) -> Report:
             # The record name of the decoded copy is kept: ModelApproved and
             # ApprovalRejected have the same fields.
             reader = fastavro.reader(handle, return_record_name=True, return_record_name_override=True)
+        except Exception as exc:  # noqa: BLE001 - fastavro raises many types on a file that is no Avro container
+            raise _unreadable(path, exc) from exc
+        try:
             metadata = reader.metadata
             if metadata.get("ledger.format") not in FORMATS:
                 raise InputError(f"{path} is not a ledger evidence file (no {FORMAT} marker)")
@@ -434,6 +454,9 @@ def _tree_rows(path: Path) -> tuple[dict, list[tuple[int, bytes]]]:
     with handle:
         try:
             reader = fastavro.reader(handle)
+        except Exception as exc:  # noqa: BLE001 - fastavro raises many types on a file that is no Avro container
+            raise _unreadable(path, exc) from exc
+        try:
             metadata = dict(reader.metadata)
             if metadata.get("ledger.format") != FORMAT:
                 raise InputError(f"{path} is not a ledger evidence file (no {FORMAT} marker)")
