@@ -159,11 +159,14 @@ def require_signatures(
             f"checkpoint {origin}@{signed.checkpoint.size} carries no valid signature of the log key "
             f"{log_key.name}+{log_key.key_id:08x}"
         )
+    witness_keys = list(witness_keys)
     witnesses = [w for w in witness_keys if (w.name, w.key_id) != (log_key.name, log_key.key_id)]
     distinct = {(w.name, w.key_id) for w in witnesses}
     if min_witnesses > len(distinct):
         repeated = sorted({f"{n}+{k:08x}" for n, k in distinct if sum((w.name, w.key_id) == (n, k) for w in witnesses) > 1})
         why = f" ({', '.join(repeated)} given more than once: the same key counts once)" if repeated else ""
+        if len(witnesses) < len(witness_keys):
+            why += " (the log's own key is no witness)"
         raise InputError(
             f"--min-witnesses {min_witnesses} is more than the {len(distinct)} distinct witness key(s) given{why}"
         )

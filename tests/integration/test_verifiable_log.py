@@ -243,7 +243,7 @@ def test_a_witness_cosigns_and_an_auditor_can_require_it(world):
     assert short.exit_code == 1 and "1 valid witness signature(s), 2 required" in short.output
     # The log's own key does not count as a witness.
     self_witness = cli(url, "verify", "--checkpoint", str(where / "latest.cp"), "--key", str(log_pub), "--witness-key", str(log_pub), "--min-witnesses", "1")
-    assert self_witness.exit_code == 2
+    assert self_witness.exit_code == 2 and "the log's own key is no witness" in self_witness.stderr
 
 
 def test_a_witness_refuses_a_forked_history_loudly(world, tmp_path):
