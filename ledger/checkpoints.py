@@ -46,7 +46,7 @@ from ledger import merkle, notes
 from ledger.checkpoint_store import CheckpointStore, SqliteCheckpoints
 from ledger.errors import InputError, LedgerError, NotFound
 from ledger.log import EventLog, StoredRecord
-from ledger.notes import Checkpoint, NoteError, Receipt, SignedCheckpoint, Signer, Verifier
+from ledger.notes import ALG_ED25519, Checkpoint, NoteError, Receipt, SignedCheckpoint, Signer, Verifier
 
 log = logging.getLogger(__name__)
 
@@ -98,6 +98,31 @@ def load_verifier(text_or_path: str | Path) -> Verifier:
         raise InputError(f"{text_or_path} is no public key: {exc}") from exc
 
 
+def require_log_key(key: Verifier | Signer, option: str = "--key", given: str | None = None) -> None:
+    """The log signs its checkpoints with a plain Ed25519 signed-note key (type
+    0x01); witnesses cosign with c2sp.org/tlog-cosignature keys (type 0x04). A
+    cosignature key taken for the log's would make a checkpoint carrying nothing
+    but a witness's cosignature pass as the log's, so it is refused outright."""
+    if key.algorithm != ALG_ED25519:
+        shown = given if given is not None else f"{key.name}+{key.key_id:08x}"
+        hint = ": give it as --witness-key" if option == "--key" and isinstance(key, Verifier) else ""
+        raise InputError(f"{option} must be the log's Ed25519 key; {shown} is a witness key{hint}")
+
+
+def load_log_verifier(text_or_path: str | Path, option: str = "--key") -> Verifier:
+    """The log's public key (see :func:`load_verifier`), never a witness's."""
+    verifier = load_verifier(text_or_path)
+    require_log_key(verifier, option, str(text_or_path))
+    return verifier
+
+
+def load_log_signer(path: str | Path, option: str = "--key") -> Signer:
+    """The log's private key (see :func:`load_signer`), never a witness's."""
+    signer = load_signer(path)
+    require_log_key(signer, option, str(path))
+    return signer
+
+
 def parse_signed(text: str | bytes, where: str = "the checkpoint") -> SignedCheckpoint:
     try:
         return SignedCheckpoint.parse(text)
@@ -118,15 +143,33 @@ def require_signatures(
 ) -> None:
     """The checkpoint is signed by the log's key and co-signed by at least
     ``min_witnesses`` distinct keys of ``witness_keys``."""
+    require_log_key(log_key)
     origin = signed.checkpoint.origin
+    match = _ORIGIN.fullmatch(origin)
+    if match is None or match["name"] != log_key.name:
+        # The origin is <log key name>/<partition> (origin_for): a key of another
+        # name (a witness's plain Ed25519 key, say) may have signed the text, but
+        # it is not this log's signature.
+        raise VerificationFailed(
+            f"checkpoint {origin}@{signed.checkpoint.size} is not a checkpoint of the log key "
+            f"{log_key.name}+{log_key.key_id:08x} (its origin names another log)"
+        )
     if not signed.note.signed_by(log_key):
         raise VerificationFailed(
             f"checkpoint {origin}@{signed.checkpoint.size} carries no valid signature of the log key "
             f"{log_key.name}+{log_key.key_id:08x}"
         )
+    witness_keys = list(witness_keys)
     witnesses = [w for w in witness_keys if (w.name, w.key_id) != (log_key.name, log_key.key_id)]
-    if min_witnesses > len({(w.name, w.key_id) for w in witnesses}):
-        raise InputError(f"--min-witnesses {min_witnesses} is more than the {len(witnesses)} witness key(s) given")
+    distinct = {(w.name, w.key_id) for w in witnesses}
+    if min_witnesses > len(distinct):
+        repeated = sorted({f"{n}+{k:08x}" for n, k in distinct if sum((w.name, w.key_id) == (n, k) for w in witnesses) > 1})
+        why = f" ({', '.join(repeated)} given more than once: the same key counts once)" if repeated else ""
+        if len(witnesses) < len(witness_keys):
+            why += " (the log's own key is no witness)"
+        raise InputError(
+            f"--min-witnesses {min_witnesses} is more than the {len(distinct)} distinct witness key(s) given{why}"
+        )
     have = signed.note.signed_by_count(witnesses)
     if have < min_witnesses:
         raise VerificationFailed(
@@ -314,6 +357,7 @@ class Checkpointer:
     checkpoint already stored for its origin."""
 
     def __init__(self, log_: EventLog, signer: Signer, store: CheckpointStore | None = None):
+        require_log_key(signer)
         self.log = log_
         self.signer = signer
         self.store = store if store is not None else store_for(log_)
@@ -347,7 +391,7 @@ class Checkpointer:
                 try:
                     check_extends(tree, latest.checkpoint)
                 except Inconsistent as exc:
-                    log.error("refusing to sign %s: %s", origin, exc)
+                    # Raised, not also logged: the caller says it once (the CLI as its one error line).
                     raise Inconsistent(f"refusing to sign a checkpoint of {origin}: {exc}") from exc
                 if latest.checkpoint.size == tree.size and not force:
                     self.signed_sizes[partition] = tree.size

@@ -29,6 +29,7 @@ import copy
 import hashlib
 import io
 import json
+import re
 from collections.abc import Iterable
 from datetime import datetime, timezone
 from pathlib import Path
@@ -221,9 +222,48 @@ def export(
     return {"file": str(out), "events": len(rows), "chains": chains, "unreadable": len(unreadable)}
 
 
+_SHA256_HEX = re.compile(r"[0-9a-f]{64}")
+"""Lowercase, as every hash in the ledger is written (events' ``prev_hash``, the
+service's schema): a head in another spelling is malformed, not "altered"."""
+_MAX_SEQUENCE = 2**63 - 1  # an Avro long
+
+
+def _shown(value) -> str:
+    text = repr(value)
+    return text if len(text) <= 24 else text[:20] + "…"
+
+
+def _checked_heads(path: Path, heads, sequence_key: str, hash_key: str) -> dict[str, tuple[int, str]]:
+    """``{model: (sequence, hash)}`` from a file's heads, each one checked: a head
+    that could never match (a malformed hash, a sequence no stream can reach) is bad
+    input, not a "missing" or "altered" event; no head at all checks nothing."""
+    if not isinstance(heads, dict):
+        raise InputError(f"{path} holds no chain heads (an evidence file or a `ledger verify --json` report)")
+    if not heads:
+        raise InputError(f"{path} records no chain heads: there is nothing to check the log against")
+    checked = {}
+    for model, head in heads.items():
+        if not isinstance(head, dict):
+            raise InputError(f"{path}: the head of {_shown(model)} is not an object with {sequence_key} and {hash_key}")
+        sequence, digest = head.get(sequence_key), head.get(hash_key)
+        if type(sequence) is not int or not 1 <= sequence <= _MAX_SEQUENCE:
+            raise InputError(
+                f"{path}: the head of {_shown(model)} has {sequence_key} {_shown(sequence)}: "
+                "not a whole number from 1 to 2^63-1"
+            )
+        if not isinstance(digest, str) or not _SHA256_HEX.fullmatch(digest):
+            raise InputError(
+                f"{path}: the head of {_shown(model)} has {hash_key} {_shown(digest)}: "
+                "not a SHA-256 in 64 lowercase hex digits"
+            )
+        checked[model] = (sequence, digest)
+    return checked
+
+
 def recorded_heads(path: Path) -> dict[str, tuple[int, str]]:
     """Per model, the chain head recorded in an evidence file or in the JSON report
-    of ``ledger verify --json``: ``{model: (sequence, hash)}``."""
+    of ``ledger verify --json``: ``{model: (sequence, hash)}``. At least one, each
+    well formed (else :class:`InputError`)."""
     path = Path(path)
     try:
         raw = path.read_bytes()
@@ -235,13 +275,32 @@ def recorded_heads(path: Path) -> dict[str, tuple[int, str]]:
             if metadata.get("ledger.format") not in FORMATS:
                 raise InputError(f"{path} is not a ledger evidence file (no {FORMAT} marker)")
             chains = json.loads(metadata["ledger.chains"])
-            return {m: (int(c["head_sequence"]), str(c["head_hash"])) for m, c in chains.items()}
+            return _checked_heads(path, chains, "head_sequence", "head_hash")
         report = json.loads(raw.decode("utf-8"))
-        return {m: (int(h["sequence"]), str(h["hash"])) for m, h in report["heads"].items()}
     except InputError:
         raise
     except (ValueError, KeyError, TypeError, EOFError, AttributeError) as exc:
-        raise InputError(f"{path} holds no chain heads (an evidence file or a `ledger verify --json` report): {exc}") from exc
+        raise InputError(
+            f"{path} holds no chain heads (an evidence file or a `ledger verify --json` report): {type(exc).__name__}"
+        ) from exc
+    return _checked_heads(path, report.get("heads") if isinstance(report, dict) else None, "sequence", "hash")
+
+
+_MARKER_SEARCH = 1 << 20
+
+
+def _unreadable(path: Path, exc: Exception) -> Exception:
+    """The error for a file fastavro cannot read: one without a ledger evidence
+    format marker near its start (a text file, a database) is not evidence at all
+    (bad input); one with it is an evidence file damaged past reading."""
+    try:
+        with path.open("rb") as handle:
+            head = handle.read(_MARKER_SEARCH)
+    except OSError:
+        head = b""
+    if b"ledger-evidence/" not in head:
+        return InputError(f"{path} is not a ledger evidence file (no {FORMAT} marker)")
+    return DecodeError(f"{path} is damaged: {type(exc).__name__}: {exc}")
 
 
 def verify_file(path: Path) -> Report:
@@ -256,6 +315,9 @@ def verify_file(path: Path) -> Report:
             # The record name of the decoded copy is kept: ModelApproved and
             # ApprovalRejected have the same fields.
             reader = fastavro.reader(handle, return_record_name=True, return_record_name_override=True)
+        except Exception as exc:  # noqa: BLE001 - fastavro raises many types on a file that is no Avro container
+            raise _unreadable(path, exc) from exc
+        try:
             metadata = reader.metadata
             if metadata.get("ledger.format") not in FORMATS:
                 raise InputError(f"{path} is not a ledger evidence file (no {FORMAT} marker)")
@@ -392,6 +454,9 @@ def _tree_rows(path: Path) -> tuple[dict, list[tuple[int, bytes]]]:
     with handle:
         try:
             reader = fastavro.reader(handle)
+        except Exception as exc:  # noqa: BLE001 - fastavro raises many types on a file that is no Avro container
+            raise _unreadable(path, exc) from exc
+        try:
             metadata = dict(reader.metadata)
             if metadata.get("ledger.format") != FORMAT:
                 raise InputError(f"{path} is not a ledger evidence file (no {FORMAT} marker)")

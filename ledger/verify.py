@@ -32,6 +32,8 @@ class Report:
     streams: dict[str, StreamReport] = field(default_factory=dict)
     unreadable: list[Problem] = field(default_factory=list)
     """Records that belong to no readable stream (undecodable, no key)."""
+    heads_checked: int | None = None
+    """How many heads recorded earlier were checked (None: none were asked for)."""
 
     @property
     def problems(self) -> list[Problem]:
@@ -54,10 +56,13 @@ class Report:
     def summary(self, where: str = "") -> str:
         unreadable = self.unreadable_records
         extra = f", {unreadable} unreadable record(s)" if unreadable else ""
+        if self.heads_checked is not None:
+            extra += f", {self.heads_checked} recorded head(s) checked"
         status = "intact" if self.ok else f"{len(self.problems)} problem(s)"
         return f"{len(self.streams)} stream(s), {self.events} event(s){extra}{where}: {status}"
 
     def as_dict(self) -> dict:
+        extra = {} if self.heads_checked is None else {"heads_checked": self.heads_checked}
         return {
             "ok": self.ok,
             "streams": len(self.streams),
@@ -67,6 +72,7 @@ class Report:
                 m: {"sequence": s.head_sequence, "hash": s.head_hash} for m, s in sorted(self.streams.items())
             },
             "problems": [asdict(p) for p in self.problems],
+            **extra,
         }
 
 
@@ -140,6 +146,8 @@ def verify(
     for name, stream in list(streams.items()):
         walk(name, stream)
     streams.clear()
+    if heads is not None:
+        report.heads_checked = sum(1 for name in heads if model is None or name == model)
     for name, (sequence, expected) in sorted((heads or {}).items()):
         if model is not None and name != model:
             continue

@@ -18,18 +18,16 @@ transparency-dev witnesses did. An auditor counts either with
 from __future__ import annotations
 
 import json
-import logging
 import os
 import tempfile
 from collections.abc import Callable
 from pathlib import Path
 
 from ledger import merkle, notes
-from ledger.checkpoints import Inconsistent, VerificationFailed, require_signatures
+from ledger.checkpoints import Inconsistent, VerificationFailed, require_log_key, require_signatures
 from ledger.errors import BackendError, InputError
 from ledger.notes import NoteError, SignedCheckpoint, Signer, Verifier
 
-log = logging.getLogger(__name__)
 
 
 class WitnessState:
@@ -81,6 +79,7 @@ consistency proof between them (from the log; the witness trusts none of it)."""
 
 class Witness:
     def __init__(self, signer: Signer, state: WitnessState, log_key: Verifier):
+        require_log_key(log_key, "--log-key")
         self.signer = signer
         self.state = state
         self.log_key = log_key
@@ -103,8 +102,7 @@ class Witness:
                     f"consistent with {new.origin}@{old.size}, which this witness co-signed ({exc}); "
                     "the log was rewritten or forked"
                 )
-                log.error(message)
-                raise Inconsistent(message) from exc
+                raise Inconsistent(message) from exc  # not also logged: the caller says it once
             if old.size == new.size and last.note.signed_by(self.signer.verifier()):
                 merged = notes.cosign(SignedCheckpoint(new, signed.note), self.signer)
                 return merged

@@ -118,7 +118,7 @@ def checkpoint(ctx: click.Context, key_path: str, follow: bool, every: int | Non
     """
     if (every or interval) and not follow:
         raise click.UsageError("--every and --interval go with --follow")
-    signer = cp.load_signer(key_path)
+    signer = cp.load_log_signer(key_path)
     log_ = _open_log(ctx)
     checkpointer = cp.Checkpointer(log_, signer)
     count = len(log_.partitions())
@@ -195,7 +195,7 @@ def witness(ctx: click.Context, key_path: str, state_path: str, log_key: str, fo
     from ledger.witness import Witness, WitnessState
 
     signer = cp.load_signer(key_path)
-    verifier = cp.load_verifier(log_key)
+    verifier = cp.load_log_verifier(log_key, "--log-key")
     log_ = _open_log(ctx)
     store = cp.store_for(log_)
     witness_ = Witness(signer, WitnessState(state_path), verifier)
@@ -219,9 +219,10 @@ def witness(ctx: click.Context, key_path: str, state_path: str, log_key: str, fo
             try:
                 cosigned = witness_.cosign(latest, proof)
             except cp.Inconsistent as exc:
+                # The REFUSED line is the refusal's one line (not repeated as "error: ...").
                 click.echo(f"REFUSED {exc}", err=True)
                 _notify(notify_config, str(exc), origin)
-                raise
+                ctx.exit(EXIT_FAILED)
             store.add(cosigned)
             click.echo(f"co-signed {origin}@{cosigned.checkpoint.size}")
 
@@ -273,7 +274,7 @@ def verify_receipt(receipt: str, key: str, witness_keys: tuple[str, ...] = (), m
     """``verify --receipt FILE --key PUBKEY``: the exit code."""
     result = cp.verify_receipt(
         _read(receipt),
-        cp.load_verifier(key),
+        cp.load_log_verifier(key),
         witness_keys=[cp.load_verifier(k) for k in witness_keys],
         min_witnesses=min_witnesses,
     )
@@ -287,7 +288,7 @@ def verify_checkpoints(log_, checkpoint_files: tuple[str, ...], key: str, witnes
     checks = cp.verify_log(
         log_,
         [_read(f) for f in checkpoint_files],
-        cp.load_verifier(key),
+        cp.load_log_verifier(key),
         witness_keys=[cp.load_verifier(k) for k in witness_keys],
         min_witnesses=min_witnesses,
     )
@@ -313,7 +314,7 @@ def verify_file_checkpoints(evidence_file: str, checkpoint_files: tuple[str, ...
     checks = verify_file_against(
         Path(evidence_file),
         [_read(f) for f in checkpoint_files],
-        cp.load_verifier(key),
+        cp.load_log_verifier(key),
         witness_keys=[cp.load_verifier(k) for k in witness_keys],
         min_witnesses=min_witnesses,
     )
@@ -359,6 +360,7 @@ def extend_verify(command: click.Command) -> None:
             raise click.UsageError("give --receipt or --checkpoint, not both")
         if kwargs.get("model") or kwargs.get("heads_file") or kwargs.get("as_json"):
             raise click.UsageError("--receipt and --checkpoint do not go with --model, --heads or --json")
+        cp.load_log_verifier(log_key)  # a witness's key is refused before anything is read
         if receipt:
             if kwargs.get("evidence_file"):
                 raise click.UsageError("--receipt is checked on its own, without --file")

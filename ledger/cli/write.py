@@ -22,7 +22,7 @@ from ledger.jsonio import dumps
     metavar="FILE|-",
     help="The event's fields as a JSON object (- for stdin).",
 )
-@click.option("--expect-sequence", type=int, default=None, help="Fail with a conflict unless the model's stream is at this sequence.")
+@click.option("--expect-sequence", type=click.IntRange(min=0, max=2**63 - 1), default=None, help="Fail with a conflict unless the model's stream is at this sequence.")
 @click.option("--brief", is_flag=True, help="Print one line (type, model@version, sequence, hash) instead of JSON.")
 @click.pass_context
 def emit(ctx: click.Context, event_type: str, actor: str, source, expect_sequence: int | None, brief: bool) -> None:
@@ -132,6 +132,8 @@ def verify(ctx: click.Context, model: str | None, evidence_file: str | None, hea
             from ledger.evidence import recorded_heads
 
             heads = recorded_heads(heads_file)
+            if model is not None and model not in heads:
+                raise InputError(f"{heads_file} records no head of model {model!r}: there is nothing to check it against")
         report = open_ledger(ctx, must_exist=True).verify(model, heads=heads)
         if model is not None and not report.streams:
             raise NotFound(f"unknown model {model!r}: the log holds no record of it")

@@ -18,6 +18,24 @@ RLO = "bob\u202eecila"
 HUGE = "9" * 40
 DEPLOY = {"model": "pump", "version": 1, "environment": "production"}
 
+GOOD_HASH = "a" * 64
+HEADS_FILES = {
+    "empty": {"heads": {}},
+    "object": {},
+    "list": [],
+    "not-object": {"heads": []},
+    "short-hash": {"heads": {"pump": {"sequence": 5, "hash": "zz"}}},
+    "upper-hash": {"heads": {"pump": {"sequence": 5, "hash": "A" * 64}}},
+    "hash-number": {"heads": {"pump": {"sequence": 5, "hash": 7}}},
+    "huge-sequence": {"heads": {"pump": {"sequence": int(HUGE), "hash": GOOD_HASH}}},
+    "zero-sequence": {"heads": {"pump": {"sequence": 0, "hash": GOOD_HASH}}},
+    "negative-sequence": {"heads": {"pump": {"sequence": -1, "hash": GOOD_HASH}}},
+    "bool-sequence": {"heads": {"pump": {"sequence": True, "hash": GOOD_HASH}}},
+    "text-sequence": {"heads": {"pump": {"sequence": "5", "hash": GOOD_HASH}}},
+    "float-sequence": {"heads": {"pump": {"sequence": 5.5, "hash": GOOD_HASH}}},
+    "head-not-object": {"heads": {"pump": [5, GOOD_HASH]}},
+}
+
 # (args, stdin, exit code). "{log}", "{dir}" are filled in per test.
 CASES = [
     # emit
@@ -36,7 +54,8 @@ CASES = [
     (["emit", "deploy", "--actor", "x", "--json", "-"], json.dumps({**DEPLOY, "occurred_at": ESC}), 2),
     (["emit", "deploy", "--actor", "x", "--json", "-"], json.dumps({**DEPLOY, "sequence": 1}), 2),
     (["emit", "deploy", "--actor", "x", "--json", "{dir}/missing.json"], "", 2),
-    (["emit", "deploy", "--actor", "x", "--json", "-", "--expect-sequence", HUGE], json.dumps(DEPLOY), 1),  # a conflict
+    (["emit", "deploy", "--actor", "x", "--json", "-", "--expect-sequence", HUGE], json.dumps(DEPLOY), 2),  # a bad option
+    (["emit", "deploy", "--actor", "x", "--json", "-", "--expect-sequence", "-1"], json.dumps(DEPLOY), 2),
     (["emit", "deploy", "--actor", "alice", "--json", "-"], json.dumps({**DEPLOY, "version": 7}), 1),  # version-exists
     (["emit", "retire", "--actor", "x", "--json", "-"], '{"model": "ghost"}', 1),
     (["emit", "evaluate", "--actor", "x", "--json", "-"], json.dumps({"model": "pump", "version": 1, "evaluation_snapshot_id": "s1", "metrics": {"roc_auc": 0.1}, "thresholds": {"roc_auc": 0.7}, "passed": "yes"}), 2),
@@ -66,8 +85,11 @@ CASES = [
     # auditors
     (["verify", "--model", ESC], None, 4),
     (["verify", "--file", "{dir}/missing.avro"], None, 2),
-    (["verify", "--file", "{log}"], None, 1),  # not evidence: verification fails
+    (["verify", "--file", "{log}"], None, 2),  # not a ledger evidence file
+    (["verify", "--file", "{dir}/notes.txt"], None, 2),
     (["verify", "--heads", "{dir}/missing.json"], None, 2),
+    *[(["verify", "--heads", f"{{dir}}/heads-{name}.json"], None, 2) for name in HEADS_FILES],
+    (["verify", "--model", "pump", "--heads", "{dir}/heads-other-model.json"], None, 2),  # no head of pump: nothing checked
     (["export", "--out", "{log}"], None, 2),
     (["export", "--out", "{dir}/e.avro", "--since", ESC], None, 2),
     (["export", "--out", "{dir}/e.avro", "--model", ESC], None, 4),
@@ -110,6 +132,10 @@ CASES = [
 def world(tmp_path_factory):
     root = tmp_path_factory.mktemp("hostile")
     log = root / "log.db"
+    for name, content in HEADS_FILES.items():
+        (root / f"heads-{name}.json").write_text(json.dumps(content))
+    (root / "heads-other-model.json").write_text(json.dumps({"heads": {"fan": {"sequence": 1, "hash": GOOD_HASH}}}))
+    (root / "notes.txt").write_text("not an evidence file\n")
     with Ledger.open(f"sqlite:///{log}") as ledger:
         for draft in samples.lifecycle("pump"):
             ledger.emit(draft)

@@ -201,6 +201,25 @@ def test_an_event_rewritten_at_the_recorded_head_is_caught(ledger_file, tmp_path
     assert "altered: fan#5" in result.output
 
 
+def test_heads_say_how_many_were_checked_and_uppercase_hex_is_malformed(ledger_file, tmp_path):
+    import json
+
+    heads = tmp_path / "heads.json"
+    heads.write_text(verify(ledger_file, "--json").output)
+    result = verify(ledger_file, "--heads", str(heads))
+    assert result.exit_code == 0 and "2 recorded head(s) checked: intact" in result.output
+    one = verify(ledger_file, "--model", "fan", "--heads", str(heads))
+    assert one.exit_code == 0 and "1 recorded head(s) checked: intact" in one.output
+    # Hashes are lowercase hex everywhere in the ledger (events' prev_hash, the
+    # service's schema): the right head in uppercase is malformed, not "altered".
+    report = json.loads(heads.read_text())
+    report["heads"]["fan"]["hash"] = report["heads"]["fan"]["hash"].upper()
+    heads.write_text(json.dumps(report))
+    upper = verify(ledger_file, "--heads", str(heads))
+    assert upper.exit_code == 2 and upper.stdout == "", upper.output
+    assert "fan" in upper.stderr and "64 lowercase hex digits" in upper.stderr
+
+
 def test_heads_from_a_file_that_holds_none_is_bad_input(ledger_file, tmp_path):
     bogus = tmp_path / "x.json"
     bogus.write_text('{"no": "heads"}')

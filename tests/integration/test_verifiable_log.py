@@ -170,6 +170,7 @@ def test_the_log_never_signs_a_checkpoint_inconsistent_with_one_it_signed(world)
     refused = cli(url, "checkpoint", "--key", str(log_key))
     assert refused.exit_code == 1
     assert "refusing to sign a checkpoint of ledger.test/models/0" in refused.output
+    assert refused.stderr.count("refusing to sign") == 1, refused.stderr  # said once
     assert "Traceback" not in refused.output
     assert [s.checkpoint.size for s in stored_checkpoints(where / "log.db")] == [15]
 
@@ -242,7 +243,7 @@ def test_a_witness_cosigns_and_an_auditor_can_require_it(world):
     assert short.exit_code == 1 and "1 valid witness signature(s), 2 required" in short.output
     # The log's own key does not count as a witness.
     self_witness = cli(url, "verify", "--checkpoint", str(where / "latest.cp"), "--key", str(log_pub), "--witness-key", str(log_pub), "--min-witnesses", "1")
-    assert self_witness.exit_code == 2
+    assert self_witness.exit_code == 2 and "the log's own key is no witness" in self_witness.stderr
 
 
 def test_a_witness_refuses_a_forked_history_loudly(world, tmp_path):
@@ -262,6 +263,7 @@ def test_a_witness_refuses_a_forked_history_loudly(world, tmp_path):
     assert result.exit_code == 1
     assert "REFUSED witness witness.test refuses checkpoint ledger.test/models/0@16" in result.output
     assert "which this witness co-signed" in result.output
+    assert result.stderr.count("refuses checkpoint") == 1, result.stderr  # said once
     assert "Traceback" not in result.output
     assert state.read_text() == before
     alert = json.loads(alerts.read_text().splitlines()[0])
@@ -282,6 +284,7 @@ def test_a_witness_refuses_a_rolled_back_log(world):
     result = cli(url, "witness", "--key", str(w_key), "--state", str(where / "w.json"), "--log-key", str(log_pub))
     assert result.exit_code == 1
     assert "refuses checkpoint ledger.test/models/0@12" in result.output and "a log never shrinks" in result.output
+    assert result.stderr.count("refuses checkpoint") == 1, result.stderr  # said once
 
 
 def test_a_damaged_witness_state_is_bad_input_and_left_alone(world):
@@ -497,3 +500,112 @@ def test_kafka_checkpoints_cover_each_partition_and_witnesses_cosign_there(kafka
     assert ok.exit_code == 0, ok.output
     assert ok.output.count(": consistent") == len(latest)
     assert cli(kafka_log_url, "verify", *args, "--key", str(log_pub)).exit_code == 0
+
+
+# --------------------------------------------------------------- the log's key, not a witness's
+
+
+def _one_line_error(result, *parts):
+    assert result.exit_code == 2, result.output
+    lines = result.stderr.splitlines()
+    assert len(lines) == 1 and lines[0].startswith("error: "), result.stderr
+    assert "Traceback" not in result.output
+    for part in parts:
+        assert part in lines[0], lines[0]
+
+
+def test_a_witness_key_given_as_the_logs_key_is_refused_everywhere(world):
+    """A checkpoint or receipt carrying only a witness's cosignature must never
+    pass as the log's: a cosignature/v1 key is refused wherever the log's key goes."""
+    where, url, log_key, log_pub = world
+    w_key, w_pub = keypair(where, "witness.test", "w1", "--witness")
+    assert cli(url, "checkpoint", "--key", str(log_key)).exit_code == 0
+    assert cli(url, "witness", "--key", str(w_key), "--state", str(where / "w.json"), "--log-key", str(log_pub)).exit_code == 0
+    assert cli(url, "checkpoint", "--key", str(log_key), "--out", str(where / "saved.cp")).exit_code == 0
+    saved = (where / "saved.cp").read_text()
+    witness_only = where / "witonly.cp"
+    witness_only.write_text("".join(line for line in saved.splitlines(keepends=True) if not line.startswith("— ledger.test/models ")))
+    assert cp.read_checkpoint_file(witness_only).note.signed_by(cp.load_verifier(w_pub))
+    assert cli(url, "prove", first_event_id(where / "log.db", 3), "--out", str(where / "e.receipt")).exit_code == 0
+    assert cli(url, "export", "--out", str(where / "all.avro")).exit_code == 0
+    refusal = ("--key must be the log's Ed25519 key;", "is a witness key: give it as --witness-key")
+    for checkpoint_file in (witness_only, where / "saved.cp"):
+        _one_line_error(cli(url, "verify", "--checkpoint", str(checkpoint_file), "--key", str(w_pub)), *refusal)
+    _one_line_error(cli(url, "verify", "--receipt", str(where / "e.receipt"), "--key", str(w_pub)), *refusal)
+    _one_line_error(cli(url, "verify", "--receipt", str(where / "e.receipt"), "--key", w_pub.read_text().strip()), *refusal)
+    _one_line_error(
+        cli(url, "verify", "--file", str(where / "all.avro"), "--checkpoint", str(witness_only), "--key", str(w_pub)), *refusal
+    )
+    _one_line_error(
+        cli(url, "witness", "--key", str(w_key), "--state", str(where / "w2.json"), "--log-key", str(w_pub)),
+        "--log-key must be the log's Ed25519 key;", "is a witness key",
+    )
+    before = stored_checkpoints(where / "log.db")
+    _one_line_error(cli(url, "checkpoint", "--key", str(w_key)), "--key must be the log's Ed25519 key;", "is a witness key")
+    assert stored_checkpoints(where / "log.db") == before
+    # With the log's key, the witness-only checkpoint is refused: it carries no log signature.
+    refused = cli(url, "verify", "--checkpoint", str(witness_only), "--key", str(log_pub), "--witness-key", str(w_pub))
+    assert refused.exit_code == 1 and "carries no valid signature of the log key" in refused.output
+
+
+def test_a_plain_witness_key_signs_no_checkpoint_of_the_log(world):
+    """A witness with a plain Ed25519 key (made without --witness) signs the text as
+    the log does; its key names the witness, not the log the checkpoint's origin names."""
+    where, url, log_key, _ = world
+    w_key, w_pub = keypair(where, "witness.test", "w1")
+    assert cli(url, "checkpoint", "--key", str(log_key)).exit_code == 0
+    assert cli(url, "witness", "--key", str(w_key), "--state", str(where / "w.json"), "--log-key", str(where / "log.pub")).exit_code == 0
+    assert cli(url, "checkpoint", "--key", str(log_key), "--out", str(where / "saved.cp")).exit_code == 0
+    saved = (where / "saved.cp").read_text()
+    witness_only = where / "witonly.cp"
+    witness_only.write_text("".join(line for line in saved.splitlines(keepends=True) if not line.startswith("— ledger.test/models ")))
+    result = cli(url, "verify", "--checkpoint", str(witness_only), "--key", str(w_pub))
+    assert result.exit_code == 1, result.output
+    assert "witness.test" in result.output and "ledger.test/models/0" in result.output
+
+
+def test_the_same_witness_key_twice_is_named_as_such(world):
+    where, url, log_key, log_pub = world
+    w_key, w_pub = keypair(where, "witness.test", "w1", "--witness")
+    assert cli(url, "checkpoint", "--key", str(log_key)).exit_code == 0
+    assert cli(url, "witness", "--key", str(w_key), "--state", str(where / "w.json"), "--log-key", str(log_pub)).exit_code == 0
+    assert cli(url, "checkpoint", "--key", str(log_key), "--out", str(where / "saved.cp")).exit_code == 0
+    result = cli(
+        url, "verify", "--checkpoint", str(where / "saved.cp"), "--key", str(log_pub),
+        "--witness-key", str(w_pub), "--witness-key", w_pub.read_text().strip(), "--min-witnesses", "2",
+    )
+    _one_line_error(result, "the same key", "witness.test+", "1 distinct witness key(s)")
+
+
+def test_a_refusal_is_said_once_on_the_real_commands_stderr(world):
+    """Run as a user runs it (a process, logging unconfigured): a refused
+    checkpoint or witness says so in one line on stderr, not once per layer."""
+    import subprocess
+    import sys
+
+    where, url, log_key, log_pub = world
+    w_key, _ = keypair(where, "witness.test", "w1", "--witness")
+    assert cli(url, "checkpoint", "--key", str(log_key)).exit_code == 0
+    assert cli(url, "witness", "--key", str(w_key), "--state", str(where / "w.json"), "--log-key", str(log_pub)).exit_code == 0
+    conn = sqlite3.connect(where / "log.db")
+    conn.execute("DELETE FROM events WHERE position > 12")
+    conn.commit()
+    conn.close()
+
+    def run(*args):
+        env = {**os.environ, "PYTHONPATH": os.pathsep.join([os.getcwd(), os.environ.get("PYTHONPATH", "")])}
+        env = {k: v for k, v in env.items() if not k.startswith("LEDGER_NOTIFY_")}
+        return subprocess.run([sys.executable, "-m", "ledger.cli", "--log", url, *args], capture_output=True, text=True, env=env, timeout=120)
+
+    refused = run("checkpoint", "--key", str(log_key))
+    assert refused.returncode == 1, refused.stderr
+    assert refused.stderr.splitlines() == [refused.stderr.strip()] and refused.stderr.startswith("error: refusing to sign"), refused.stderr
+    conn = sqlite3.connect(where / "log.db")
+    conn.execute("DROP TABLE checkpoints")
+    conn.commit()
+    conn.close()
+    assert cli(url, "checkpoint", "--key", str(log_key)).exit_code == 0
+    witness = run("witness", "--key", str(w_key), "--state", str(where / "w.json"), "--log-key", str(log_pub))
+    assert witness.returncode == 1, witness.stderr
+    lines = witness.stderr.splitlines()
+    assert len(lines) == 1 and "REFUSED" in lines[0] and "refuses checkpoint ledger.test/models/0@12" in lines[0], witness.stderr

@@ -70,3 +70,29 @@ def test_a_malformed_proof_is_refused_in_one_line(mangle, why):
 def test_bytes_that_are_not_utf8_are_refused():
     with pytest.raises(InputError, match="not UTF-8"):
         ConsistencyProof.parse(b"old 1\n\xff\n\n")
+
+
+def test_a_witness_cosignature_key_is_never_the_logs_key():
+    """Only the log's Ed25519 (type 0x01) signature makes a checkpoint the log's:
+    a witness's cosignature/v1 (type 0x04) key given as the log's key is bad input,
+    and a checkpoint carrying only a witness's cosignature is no checkpoint of the log."""
+    from ledger import notes
+    from ledger.checkpoints import require_signatures
+
+    witness = Signer.generate("witness.test", notes.ALG_COSIGNATURE)
+    _, saved, proof = _world()
+    cosigned = notes.cosign(proof.checkpoint, witness)
+    witness_only = notes.SignedCheckpoint(cosigned.checkpoint, notes.Note(cosigned.note.text, cosigned.note.signatures[1:]))
+    for signed in (cosigned, witness_only):
+        with pytest.raises(InputError, match="witness key"):
+            require_signatures(signed, witness.verifier())
+    with pytest.raises(InputError, match="witness key"):
+        verify_consistency(str(ConsistencyProof(proof.old_size, proof.path, witness_only)), saved, witness.verifier())
+    with pytest.raises(VerificationFailed, match="no valid signature of the log key"):
+        require_signatures(witness_only, SIGNER.verifier(), [witness.verifier()], 1)
+    # A plain Ed25519 key of another name signed the text (a witness without
+    # --witness): it names another log than the checkpoint's origin.
+    plain = Signer.generate("witness.test")
+    other_only = notes.SignedCheckpoint(proof.checkpoint.checkpoint, notes.parse(notes.sign(proof.checkpoint.note.text, plain)))
+    with pytest.raises(VerificationFailed, match="origin"):
+        require_signatures(other_only, plain.verifier())
