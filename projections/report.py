@@ -27,6 +27,7 @@ from sqlalchemy.engine import Engine
 
 from ledger.errors import NotFound
 from ledger.identity import same_person  # the four-eyes rule's own comparison
+from ledger.identity import visible
 from projections import lineage as _lineage
 from projections import metrics as _metrics
 from projections import queries
@@ -445,11 +446,24 @@ def gather(
     }
 
 
+def _shown(value):
+    """A value as the report prints it: strings through :func:`ledger.identity.visible`
+    (what :func:`ledger.cli.output.escaped` applies), anything else as it is."""
+    return visible(value) if isinstance(value, str) else value
+
+
 def _template():
     import jinja2
 
     text = resources.files("projections").joinpath("report.html.j2").read_text(encoding="utf-8")
-    env = jinja2.Environment(autoescape=True, undefined=jinja2.StrictUndefined, trim_blocks=True, lstrip_blocks=True)
+    # ``finalize`` runs on every {{ value }} before autoescaping: the CLI's rule for
+    # control, format and bidi characters (``\x1b``, ``\u202e``) on every stored
+    # string, so no output expression can forget it and the report spells a hostile
+    # value the way `ledger show` and `ledger audit` print it.
+    env = jinja2.Environment(
+        autoescape=True, undefined=jinja2.StrictUndefined, trim_blocks=True, lstrip_blocks=True, finalize=_shown
+    )
+    env.filters["visible"] = _shown
     env.filters["when"] = lambda v: "" if v is None else str(v).replace(".000000Z", "Z")
     env.filters["num"] = lambda v: "" if v is None else (format(v, "g") if isinstance(v, float) else str(v))
     return env.from_string(text)

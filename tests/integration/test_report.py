@@ -7,7 +7,7 @@ from html.parser import HTMLParser
 
 import pytest
 from click.testing import CliRunner
-from report_world import HOSTILE, HOSTILE_ACTOR, play
+from report_world import HOSTILE, HOSTILE_ACTOR, play, play_controls, raw_controls
 from tampering import build_ledger, middle_forged
 
 from ledger.cli import main
@@ -60,6 +60,30 @@ def test_hostile_strings_stay_text(urls, tmp_path):
     text = "".join(parsed.text)
     assert HOSTILE[:200] in text and HOSTILE_ACTOR in text  # shown, as text
     assert "<script" not in html.lower()
+
+
+def test_control_and_bidi_characters_are_shown_escaped_as_the_cli_prints_them(tmp_path):
+    # Autoescaping makes markup text; it leaves a right-to-left override (the artifact
+    # "a\u202etxt.exe" would display as "aexe.txt"), ESC and BEL in place.
+    log_url, db_url = f"sqlite:///{tmp_path / 'log.db'}", f"sqlite:///{tmp_path / 'views.db'}"
+    with open_log(log_url) as log:
+        play_controls(log)
+    code, output, html = write(["--log", log_url, "--db", db_url], tmp_path)
+    assert code == 0, output
+    assert raw_controls(html.replace("\t", "")) == []
+    parsed = Tags()
+    parsed.feed(html)
+    text = "".join(parsed.text)
+    shown = CliRunner().invoke(main, ["--log", log_url, "--db", db_url, "show", "ctl@1"])
+    assert shown.exit_code == 0, shown.output
+    for escaped in (
+        "file:///a\\u202etxt.exe", "git:\\x1b]0;pwned\\x07", "\\x1b]0;OWNED\\x07\\x1b[2J=1", "m\\x1b[5m", "auc\\u202e",
+        "ok\\x1b[2J\\x0aFAKE: approved by carol",
+    ):
+        assert escaped in text, escaped
+        assert escaped.split("=")[0] in shown.stdout, escaped  # the same spelling as `ledger show`
+    timeline = html[html.index('<table class="timeline">'):]
+    assert "ok\\x1b[2J\\x0aFAKE: approved by carol" in timeline[: timeline.index("</table>")]
 
 
 def test_self_contained_and_what_it_says(urls, tmp_path):
