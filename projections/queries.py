@@ -290,6 +290,8 @@ def version_detail(database: Engine | Connection, model: str, version: int, *, a
                     "thresholds": {name: threshold for name, _, threshold in metrics if threshold is not None},
                 }
             )
+        on_behalf = _recorded_by(conn, model, [e["event_id"] for e in evaluations])
+        evaluations = [{**e, "recorded_by": on_behalf.get(e["event_id"])} for e in evaluations]
         deployments = [
             _deployment(dict(r), as_of)
             for r in conn.execute(

@@ -134,7 +134,8 @@ def _maker_checker(detail: dict, reviews: list[dict]) -> dict:
     """Who held which role, and who held two. A role is held by the event's actor and,
     when a principal recorded it on the actor's behalf (event schema v4's
     ``recorded_by``), by that principal too: a runner that recorded alice's training
-    and dave's deployment trained and deployed."""
+    and dave's deployment trained and deployed; one that recorded ci's evaluation
+    evaluated."""
 
     def held(name: str | None, recorder: str | None) -> str | None:
         return None if name is None else f"{name} (recorded by {recorder})" if recorder else name
@@ -147,9 +148,9 @@ def _maker_checker(detail: dict, reviews: list[dict]) -> dict:
     )
     trainer = people(detail["trained_by"], detail.get("trained_recorded_by"))
     approver = people(detail["approved_by"], approval.get("recorded_by"))
-    evaluators = sorted({e["evaluated_by"] for e in detail["evaluations"]})
+    evaluators = {held(e["evaluated_by"], e.get("recorded_by")): people(e["evaluated_by"], e.get("recorded_by")) for e in detail["evaluations"]}
     deployers = {held(d["deployed_by"], d.get("recorded_by")): people(d["deployed_by"], d.get("recorded_by")) for d in detail["deployments"]}
-    roles = [("trainer", p) for p in trainer] + [("evaluator", e) for e in evaluators]
+    roles = [("trainer", p) for p in trainer] + [("evaluator", p) for ps in evaluators.values() for p in ps]
     roles += [("approver", p) for p in approver]
     roles += [("rejecter", detail["rejected_by"])] if detail["rejected_by"] else []
     roles += [("deployer", p) for ps in deployers.values() for p in ps]
@@ -165,7 +166,7 @@ def _maker_checker(detail: dict, reviews: list[dict]) -> dict:
     # the one who trained.
     return {
         "trainer": held(detail["trained_by"], detail.get("trained_recorded_by")),
-        "evaluators": evaluators,
+        "evaluators": sorted(evaluators),
         "approver": held(detail["approved_by"], approval.get("recorded_by")),
         "rejecter": detail["rejected_by"],
         "deployers": sorted(deployers),

@@ -290,7 +290,8 @@ def _version_text(d: dict, cut) -> str:
             f"{k}={_number(v)}" + (f" (min {_number(e['thresholds'][k])})" if k in e["thresholds"] else "")
             for k, v in sorted(e["metrics"].items())
         )
-        evaluations.append(f"{_when(e['evaluated_at'])} by {e['evaluated_by']} on {e['evaluation_snapshot_id']}: {verdict}  {metrics}")
+        recorder = f" (recorded by {e['recorded_by']})" if e.get("recorded_by") else ""
+        evaluations.append(f"{_when(e['evaluated_at'])} by {e['evaluated_by']}{recorder} on {e['evaluation_snapshot_id']}: {verdict}  {metrics}")
     lines += _section("Evaluations", evaluations)
     lines += _section(
         "Approvals",

@@ -3,6 +3,7 @@ strings recorded in the ledger stay text. (The browser test is test_report_brows
 
 from __future__ import annotations
 
+import json
 from html.parser import HTMLParser
 
 import pytest
@@ -237,3 +238,43 @@ def test_four_eyes_counts_who_recorded_an_event_on_anothers_behalf(tmp_path):
     shown = CliRunner().invoke(main, ["--log", log_url, "--db", f"sqlite:///{tmp_path / 'views.db'}", "show", "churn@1"])
     assert shown.exit_code == 0, shown.output
     assert "production: since" in shown.stdout and "by dave (recorded by runner)" in shown.stdout
+
+
+def maker_checker(html: str, model: str, version: int) -> str:
+    """The text of one version's maker-checker table."""
+    start = html.index(f'<table class="maker-checker" data-model="{model}" data-version="{version}">')
+    parsed = Tags()
+    parsed.feed(html[start: html.index("</table>", start)])
+    return " ".join(" ".join(parsed.text).split())
+
+
+def test_four_eyes_counts_who_recorded_an_evaluation(tmp_path):
+    # A runner that records the evaluation holds the evaluator's role as well as the
+    # actor it names (ci): v1, it also recorded alice's training; v2, carol's approval.
+    from ledger import samples
+    from ledger.append import Appender
+
+    log_url = f"sqlite:///{tmp_path / 'log.db'}"
+    with open_log(log_url) as log:
+        appender = Appender(log)
+        for draft, runner in [
+            (samples.snapshot("churn"), None),
+            (samples.trained("churn", 1, actor="alice"), "runner"),
+            (samples.evaluated("churn", 1), "runner"),
+            (samples.approved("churn", 1, actor="bob"), None),
+            (samples.trained("churn", 2, actor="alice"), None),
+            (samples.evaluated("churn", 2), "runner"),
+            (samples.approved("churn", 2, actor="carol"), "runner"),
+        ]:
+            appender.append([draft.model_copy(update={"recorded_by": runner})])
+    urls = ["--log", log_url, "--db", f"sqlite:///{tmp_path / 'views.db'}"]
+    code, output, html = write(urls, tmp_path)
+    assert code == 0, output
+    v1, v2 = maker_checker(html, "churn", 1), maker_checker(html, "churn", 2)
+    assert "ci (recorded by runner)" in v1 and "trainer and evaluator: runner" in v1 and "distinct" not in v1
+    assert "ci (recorded by runner)" in v2 and "evaluator and approver: runner" in v2 and "distinct" not in v2
+    shown = CliRunner().invoke(main, [*urls, "show", "churn@2"])
+    assert shown.exit_code == 0, shown.output
+    assert "by ci (recorded by runner) on s1: passed" in shown.stdout
+    detail = CliRunner().invoke(main, [*urls, "show", "churn@2", "--json"])
+    assert [e["recorded_by"] for e in json.loads(detail.stdout)["evaluations"]] == ["runner"]
