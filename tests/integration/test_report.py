@@ -278,3 +278,43 @@ def test_four_eyes_counts_who_recorded_an_evaluation(tmp_path):
     assert "by ci (recorded by runner) on s1: passed" in shown.stdout
     detail = CliRunner().invoke(main, [*urls, "show", "churn@2", "--json"])
     assert [e["recorded_by"] for e in json.loads(detail.stdout)["evaluations"]] == ["runner"]
+
+
+class Headings(HTMLParser):
+    def __init__(self):
+        super().__init__()
+        self.h3: list[str] = []
+        self._inside = False
+
+    def handle_starttag(self, tag, attrs):
+        if tag == "h3":
+            self._inside = True
+            self.h3.append("")
+
+    def handle_endtag(self, tag):
+        if tag == "h3":
+            self._inside = False
+
+    def handle_data(self, data):
+        if self._inside:
+            self.h3[-1] += data
+
+
+def test_each_version_heading_names_its_state_once(tmp_path):
+    from ledger import samples
+    from ledger.append import Appender
+
+    log_url = f"sqlite:///{tmp_path / 'log.db'}"
+    with open_log(log_url) as log:
+        appender = Appender(log)
+        for draft in (
+            samples.snapshot("churn"), samples.trained("churn", 1), samples.retired("churn", 1),
+            samples.trained("churn", 2), samples.evaluated("churn", 2), samples.approved("churn", 2), samples.deployed("churn", 2),
+        ):
+            appender.append([draft])
+    code, output, html = write(["--log", log_url, "--db", f"sqlite:///{tmp_path / 'views.db'}"], tmp_path)
+    assert code == 0, output
+    headings = Headings()
+    headings.feed(html)
+    versions = [" ".join(h.split()) for h in headings.h3 if " version " in h]
+    assert versions == ["churn version 1 — retired", "churn version 2 — deployed in use"]
