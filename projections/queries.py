@@ -290,6 +290,8 @@ def version_detail(database: Engine | Connection, model: str, version: int, *, a
                     "thresholds": {name: threshold for name, _, threshold in metrics if threshold is not None},
                 }
             )
+        on_behalf = _recorded_by(conn, model, [e["event_id"] for e in evaluations])
+        evaluations = [{**e, "recorded_by": on_behalf.get(e["event_id"])} for e in evaluations]
         deployments = [
             _deployment(dict(r), as_of)
             for r in conn.execute(
@@ -669,6 +671,19 @@ def version_links(database: Engine | Connection, model: str, version: int, *, as
             for r in nodes("drift_alert")
         ]
     return {"snapshots": snapshots, "reviews": reviews, "drift_alerts": alerts}
+
+
+def version_document(
+    database: Engine | Connection, model: str, version: int, *, verified: str, as_of: AsOf | None = None
+) -> dict:
+    """One version in full, as ``ledger show MODEL@N --json`` prints it and
+    ``GET /v1/models/{model}/versions/{n}`` answers it (one function, so the two stay
+    one document): :func:`version_detail`, ``verified`` (its stream's mark,
+    :mod:`projections.trust`), :func:`version_links` and :func:`field_performance`."""
+    document = {**version_detail(database, model, version, as_of=as_of), "verified": verified}
+    document.update(version_links(database, model, version, as_of=as_of))
+    document["field_performance"] = field_performance(database, model, version=version, as_of=as_of)
+    return document
 
 
 # --- field performance -------------------------------------------------------------

@@ -27,6 +27,7 @@ from sqlalchemy.engine import Engine
 
 from ledger.errors import NotFound
 from ledger.identity import same_person  # the four-eyes rule's own comparison
+from ledger.identity import visible
 from projections import lineage as _lineage
 from projections import metrics as _metrics
 from projections import queries
@@ -133,7 +134,8 @@ def _maker_checker(detail: dict, reviews: list[dict]) -> dict:
     """Who held which role, and who held two. A role is held by the event's actor and,
     when a principal recorded it on the actor's behalf (event schema v4's
     ``recorded_by``), by that principal too: a runner that recorded alice's training
-    and dave's deployment trained and deployed."""
+    and dave's deployment trained and deployed; one that recorded ci's evaluation
+    evaluated."""
 
     def held(name: str | None, recorder: str | None) -> str | None:
         return None if name is None else f"{name} (recorded by {recorder})" if recorder else name
@@ -146,9 +148,9 @@ def _maker_checker(detail: dict, reviews: list[dict]) -> dict:
     )
     trainer = people(detail["trained_by"], detail.get("trained_recorded_by"))
     approver = people(detail["approved_by"], approval.get("recorded_by"))
-    evaluators = sorted({e["evaluated_by"] for e in detail["evaluations"]})
+    evaluators = {held(e["evaluated_by"], e.get("recorded_by")): people(e["evaluated_by"], e.get("recorded_by")) for e in detail["evaluations"]}
     deployers = {held(d["deployed_by"], d.get("recorded_by")): people(d["deployed_by"], d.get("recorded_by")) for d in detail["deployments"]}
-    roles = [("trainer", p) for p in trainer] + [("evaluator", e) for e in evaluators]
+    roles = [("trainer", p) for p in trainer] + [("evaluator", p) for ps in evaluators.values() for p in ps]
     roles += [("approver", p) for p in approver]
     roles += [("rejecter", detail["rejected_by"])] if detail["rejected_by"] else []
     roles += [("deployer", p) for ps in deployers.values() for p in ps]
@@ -164,7 +166,7 @@ def _maker_checker(detail: dict, reviews: list[dict]) -> dict:
     # the one who trained.
     return {
         "trainer": held(detail["trained_by"], detail.get("trained_recorded_by")),
-        "evaluators": evaluators,
+        "evaluators": sorted(evaluators),
         "approver": held(detail["approved_by"], approval.get("recorded_by")),
         "rejecter": detail["rejected_by"],
         "deployers": sorted(deployers),
@@ -445,11 +447,24 @@ def gather(
     }
 
 
+def _shown(value):
+    """A value as the report prints it: strings through :func:`ledger.identity.visible`
+    (what :func:`ledger.cli.output.escaped` applies), anything else as it is."""
+    return visible(value) if isinstance(value, str) else value
+
+
 def _template():
     import jinja2
 
     text = resources.files("projections").joinpath("report.html.j2").read_text(encoding="utf-8")
-    env = jinja2.Environment(autoescape=True, undefined=jinja2.StrictUndefined, trim_blocks=True, lstrip_blocks=True)
+    # ``finalize`` runs on every {{ value }} before autoescaping: the CLI's rule for
+    # control, format and bidi characters (``\x1b``, ``\u202e``) on every stored
+    # string, so no output expression can forget it and the report spells a hostile
+    # value the way `ledger show` and `ledger audit` print it.
+    env = jinja2.Environment(
+        autoescape=True, undefined=jinja2.StrictUndefined, trim_blocks=True, lstrip_blocks=True, finalize=_shown
+    )
+    env.filters["visible"] = _shown
     env.filters["when"] = lambda v: "" if v is None else str(v).replace(".000000Z", "Z")
     env.filters["num"] = lambda v: "" if v is None else (format(v, "g") if isinstance(v, float) else str(v))
     return env.from_string(text)

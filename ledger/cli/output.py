@@ -57,11 +57,13 @@ def _cell(value) -> str:
 
 def escaped(value):
     """``value`` (a result: dicts, lists, strings…) with every string's control and
-    invisible characters shown escaped, ready to be laid out as text for a terminal."""
+    invisible characters shown escaped, ready to be laid out as text for a terminal.
+    Keys too: hyper-parameter and metric names are printed. :func:`visible` escapes
+    the backslash as well, so two different keys never become one."""
     if isinstance(value, str):
         return visible(value)
     if isinstance(value, dict):
-        return {k: escaped(v) for k, v in value.items()}
+        return {escaped(k): escaped(v) for k, v in value.items()}
     if isinstance(value, list | tuple):
         return [escaped(v) for v in value]
     return value

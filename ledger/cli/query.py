@@ -202,9 +202,7 @@ def show(ctx, target, as_of_time, as_of_position, no_refresh, environment, fmt, 
     engine = views_db(ctx, refresh=not no_refresh)
     verified = _trusted(ctx, [{"model": model}], key="model")[0]["verified"]
     if version is not None:
-        detail = {**queries.version_detail(engine, model, version, as_of=cut), "verified": verified}
-        detail.update(queries.version_links(engine, model, version, as_of=cut))
-        detail["field_performance"] = queries.field_performance(engine, model, version=version, as_of=cut)
+        detail = queries.version_document(engine, model, version, verified=verified, as_of=cut)
         if out == "json":
             click.echo(dumps(detail))
         else:
@@ -290,7 +288,8 @@ def _version_text(d: dict, cut) -> str:
             f"{k}={_number(v)}" + (f" (min {_number(e['thresholds'][k])})" if k in e["thresholds"] else "")
             for k, v in sorted(e["metrics"].items())
         )
-        evaluations.append(f"{_when(e['evaluated_at'])} by {e['evaluated_by']} on {e['evaluation_snapshot_id']}: {verdict}  {metrics}")
+        recorder = f" (recorded by {e['recorded_by']})" if e.get("recorded_by") else ""
+        evaluations.append(f"{_when(e['evaluated_at'])} by {e['evaluated_by']}{recorder} on {e['evaluation_snapshot_id']}: {verdict}  {metrics}")
     lines += _section("Evaluations", evaluations)
     lines += _section(
         "Approvals",

@@ -551,11 +551,19 @@ def create_app(settings: Settings) -> FastAPI:
 
         return _read("show", lambda engine: {"model": model, "versions": queries.model_versions(engine, model)})
 
-    @app.get("/v1/models/{model}/versions/{version}", tags=["views"], summary="One version in full")
+    @app.get(
+        "/v1/models/{model}/versions/{version}",
+        tags=["views"],
+        summary="One version in full",
+        description="The document `ledger show MODEL@N --json` prints. `verified` is `unchecked`: "
+        "a read does not re-verify the model's stream (`ledger verify`, `/v1/checkpoints`).",
+    )
     def get_version(model: str, version: Annotated[int, Path(ge=1, le=2**31 - 1)], who: Annotated[Principal, Depends(reader)]):
-        from projections import queries
+        from projections import queries, trust
 
-        return _read("show", lambda engine: queries.version_detail(engine, model, version))
+        return _read(
+            "show", lambda engine: queries.version_document(engine, model, version, verified=trust.verdict(model, None))
+        )
 
     @app.get("/v1/lineage", tags=["views"], summary="What a node came from (up) or what came of it (down)")
     def get_lineage(

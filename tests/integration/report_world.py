@@ -77,3 +77,41 @@ def play(log) -> dict:
         ),
     )
     return accepted
+
+
+# Strings a terminal or a browser would act on rather than show: an OSC title change
+# ended by BEL, a screen clear, a blinking attribute, a right-to-left override that
+# makes "a\u202etxt.exe" display as "aexe.txt", a newline forging a second line.
+OSC_TITLE = "\x1b]0;OWNED\x07\x1b[2J"
+BLINK_METRIC = "m\x1b[5m"
+RLO_METRIC = "auc\u202e"
+RLO_ARTIFACT = "file:///a\u202etxt.exe"
+TITLE_CODE = "git:\x1b]0;pwned\x07"
+FORGED_LINE = "ok\x1b[2J\nFAKE: approved by carol"
+
+
+def play_controls(log) -> None:
+    """ctl v1: trained, evaluated and approved with control, format and bidi
+    characters in every free-text field that accepts them (what `ledger show` and
+    the report must print escaped, ``\\x1b``, ``\\u202e``)."""
+    appender = Appender(log, clock=lambda: at(6, 9))
+    for draft in (
+        samples.snapshot("ctl", "s1"),
+        ModelTrained(
+            model="ctl", version=1, actor="alice", snapshot_ids=("s1",), code_ref=TITLE_CODE,
+            hyperparameters={OSC_TITLE: "1", "note": FORGED_LINE}, artifact_uri=RLO_ARTIFACT, artifact_hash="sha256:x",
+        ),
+        ModelEvaluated(
+            model="ctl", version=1, actor="ci", evaluation_snapshot_id="s1",
+            metrics={BLINK_METRIC: 0.9, RLO_METRIC: 0.8}, thresholds={RLO_METRIC: 0.7}, passed=True,
+        ),
+        ModelApproved(model="ctl", version=1, actor="bob", reason=FORGED_LINE),
+    ):
+        appender.append([draft.model_copy(update={"occurred_at": at(6, 9)})])
+
+
+def raw_controls(text: str) -> list[str]:
+    """The characters of ``text`` a terminal would act on (newline aside)."""
+    import unicodedata
+
+    return [repr(ch) for ch in text if ch != "\n" and unicodedata.category(ch) in ("Cc", "Cf")]

@@ -34,6 +34,7 @@ from ledger.cli import main
 from ledger.config import open_log
 from ledger.events import ApprovalRejected
 from ledger.cli import query as query_cli
+from report_world import BLINK_METRIC, OSC_TITLE, RLO_ARTIFACT, RLO_METRIC, play_controls, raw_controls
 
 
 def at(day: int, hour: int) -> datetime:
@@ -255,6 +256,30 @@ def test_show_version_in_full(world):
     assert [(r["decision"], r["by"], r["reason"]) for r in rejected["reviews"]] == [("rejected", "dave", "auc too low")]
     assert [e["passed"] for e in rejected["evaluations"]] == [False]
     assert [a["event_id"] for a in world.json("show", "churn@1")["drift_alerts"]] == [alert]
+
+
+def test_show_version_prints_control_and_bidi_characters_escaped(tmp_path):
+    """Keys (hyper-parameter and metric names) as well as values: an OSC title
+    change, a screen clear or a right-to-left override recorded in the ledger reads
+    as what it is, and JSON keeps the stored strings exact."""
+    world = World(f"sqlite:///{tmp_path / 'log.db'}", f"sqlite:///{tmp_path / 'views.db'}", {})
+    with open_log(world.log_url) as log:
+        play_controls(log)
+    text = world.ok("show", "ctl@1")
+    assert raw_controls(text) == []
+    for shown in (
+        "\\x1b]0;OWNED\\x07\\x1b[2J  1",
+        "m\\x1b[5m=0.9",
+        "auc\\u202e=0.8 (min 0.7)",
+        "file:///a\\u202etxt.exe",
+        "git:\\x1b]0;pwned\\x07",
+        "approved by bob: ok\\x1b[2J\\x0aFAKE: approved by carol",
+    ):
+        assert shown in text, shown
+    detail = world.json("show", "ctl@1")
+    assert detail["hyperparameters"][OSC_TITLE] == "1"
+    assert detail["evaluations"][0]["metrics"] == {BLINK_METRIC: 0.9, RLO_METRIC: 0.8}
+    assert detail["artifact_uri"] == RLO_ARTIFACT
 
 
 def test_show_as_of_an_instant_or_a_log_position(world):

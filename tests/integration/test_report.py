@@ -3,11 +3,12 @@ strings recorded in the ledger stay text. (The browser test is test_report_brows
 
 from __future__ import annotations
 
+import json
 from html.parser import HTMLParser
 
 import pytest
 from click.testing import CliRunner
-from report_world import HOSTILE, HOSTILE_ACTOR, play
+from report_world import HOSTILE, HOSTILE_ACTOR, play, play_controls, raw_controls
 from tampering import build_ledger, middle_forged
 
 from ledger.cli import main
@@ -60,6 +61,30 @@ def test_hostile_strings_stay_text(urls, tmp_path):
     text = "".join(parsed.text)
     assert HOSTILE[:200] in text and HOSTILE_ACTOR in text  # shown, as text
     assert "<script" not in html.lower()
+
+
+def test_control_and_bidi_characters_are_shown_escaped_as_the_cli_prints_them(tmp_path):
+    # Autoescaping makes markup text; it leaves a right-to-left override (the artifact
+    # "a\u202etxt.exe" would display as "aexe.txt"), ESC and BEL in place.
+    log_url, db_url = f"sqlite:///{tmp_path / 'log.db'}", f"sqlite:///{tmp_path / 'views.db'}"
+    with open_log(log_url) as log:
+        play_controls(log)
+    code, output, html = write(["--log", log_url, "--db", db_url], tmp_path)
+    assert code == 0, output
+    assert raw_controls(html.replace("\t", "")) == []
+    parsed = Tags()
+    parsed.feed(html)
+    text = "".join(parsed.text)
+    shown = CliRunner().invoke(main, ["--log", log_url, "--db", db_url, "show", "ctl@1"])
+    assert shown.exit_code == 0, shown.output
+    for escaped in (
+        "file:///a\\u202etxt.exe", "git:\\x1b]0;pwned\\x07", "\\x1b]0;OWNED\\x07\\x1b[2J=1", "m\\x1b[5m", "auc\\u202e",
+        "ok\\x1b[2J\\x0aFAKE: approved by carol",
+    ):
+        assert escaped in text, escaped
+        assert escaped.split("=")[0] in shown.stdout, escaped  # the same spelling as `ledger show`
+    timeline = html[html.index('<table class="timeline">'):]
+    assert "ok\\x1b[2J\\x0aFAKE: approved by carol" in timeline[: timeline.index("</table>")]
 
 
 def test_self_contained_and_what_it_says(urls, tmp_path):
@@ -213,3 +238,83 @@ def test_four_eyes_counts_who_recorded_an_event_on_anothers_behalf(tmp_path):
     shown = CliRunner().invoke(main, ["--log", log_url, "--db", f"sqlite:///{tmp_path / 'views.db'}", "show", "churn@1"])
     assert shown.exit_code == 0, shown.output
     assert "production: since" in shown.stdout and "by dave (recorded by runner)" in shown.stdout
+
+
+def maker_checker(html: str, model: str, version: int) -> str:
+    """The text of one version's maker-checker table."""
+    start = html.index(f'<table class="maker-checker" data-model="{model}" data-version="{version}">')
+    parsed = Tags()
+    parsed.feed(html[start: html.index("</table>", start)])
+    return " ".join(" ".join(parsed.text).split())
+
+
+def test_four_eyes_counts_who_recorded_an_evaluation(tmp_path):
+    # A runner that records the evaluation holds the evaluator's role as well as the
+    # actor it names (ci): v1, it also recorded alice's training; v2, carol's approval.
+    from ledger import samples
+    from ledger.append import Appender
+
+    log_url = f"sqlite:///{tmp_path / 'log.db'}"
+    with open_log(log_url) as log:
+        appender = Appender(log)
+        for draft, runner in [
+            (samples.snapshot("churn"), None),
+            (samples.trained("churn", 1, actor="alice"), "runner"),
+            (samples.evaluated("churn", 1), "runner"),
+            (samples.approved("churn", 1, actor="bob"), None),
+            (samples.trained("churn", 2, actor="alice"), None),
+            (samples.evaluated("churn", 2), "runner"),
+            (samples.approved("churn", 2, actor="carol"), "runner"),
+        ]:
+            appender.append([draft.model_copy(update={"recorded_by": runner})])
+    urls = ["--log", log_url, "--db", f"sqlite:///{tmp_path / 'views.db'}"]
+    code, output, html = write(urls, tmp_path)
+    assert code == 0, output
+    v1, v2 = maker_checker(html, "churn", 1), maker_checker(html, "churn", 2)
+    assert "ci (recorded by runner)" in v1 and "trainer and evaluator: runner" in v1 and "distinct" not in v1
+    assert "ci (recorded by runner)" in v2 and "evaluator and approver: runner" in v2 and "distinct" not in v2
+    shown = CliRunner().invoke(main, [*urls, "show", "churn@2"])
+    assert shown.exit_code == 0, shown.output
+    assert "by ci (recorded by runner) on s1: passed" in shown.stdout
+    detail = CliRunner().invoke(main, [*urls, "show", "churn@2", "--json"])
+    assert [e["recorded_by"] for e in json.loads(detail.stdout)["evaluations"]] == ["runner"]
+
+
+class Headings(HTMLParser):
+    def __init__(self):
+        super().__init__()
+        self.h3: list[str] = []
+        self._inside = False
+
+    def handle_starttag(self, tag, attrs):
+        if tag == "h3":
+            self._inside = True
+            self.h3.append("")
+
+    def handle_endtag(self, tag):
+        if tag == "h3":
+            self._inside = False
+
+    def handle_data(self, data):
+        if self._inside:
+            self.h3[-1] += data
+
+
+def test_each_version_heading_names_its_state_once(tmp_path):
+    from ledger import samples
+    from ledger.append import Appender
+
+    log_url = f"sqlite:///{tmp_path / 'log.db'}"
+    with open_log(log_url) as log:
+        appender = Appender(log)
+        for draft in (
+            samples.snapshot("churn"), samples.trained("churn", 1), samples.retired("churn", 1),
+            samples.trained("churn", 2), samples.evaluated("churn", 2), samples.approved("churn", 2), samples.deployed("churn", 2),
+        ):
+            appender.append([draft])
+    code, output, html = write(["--log", log_url, "--db", f"sqlite:///{tmp_path / 'views.db'}"], tmp_path)
+    assert code == 0, output
+    headings = Headings()
+    headings.feed(html)
+    versions = [" ".join(h.split()) for h in headings.h3 if " version " in h]
+    assert versions == ["churn version 1 — retired", "churn version 2 — deployed in use"]

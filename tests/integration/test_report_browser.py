@@ -10,7 +10,7 @@ import os
 
 import pytest
 from click.testing import CliRunner
-from report_world import play
+from report_world import play, play_controls, raw_controls
 
 from cdp import Browser, find_browser
 from ledger.cli import main
@@ -111,3 +111,21 @@ def test_report_renders_offline_and_shows_what_the_ledger_holds(browser_path, wr
         pdf = tmp_path / "report.pdf"
         browser.print_pdf(pdf)
         assert pdf.read_bytes().startswith(b"%PDF")
+
+
+def test_a_right_to_left_override_in_a_stored_value_is_shown_escaped(browser_path, tmp_path):
+    # "file:///a\u202etxt.exe" displays as "file:///aexe.txt" if the override reaches
+    # the page: what the browser renders must name it, as `ledger show` prints it.
+    log_url, db_url = f"sqlite:///{tmp_path / 'log.db'}", f"sqlite:///{tmp_path / 'views.db'}"
+    with open_log(log_url) as log:
+        play_controls(log)
+    out = tmp_path / "report.html"
+    result = CliRunner().invoke(main, ["--log", log_url, "--db", db_url, "report", "--out", str(out)])
+    assert result.exit_code == 0, result.output
+    with Browser(browser_path) as browser:
+        browser.open(out.as_uri())
+        assert browser.console_errors() == []
+        page = browser.evaluate("document.body.innerText")
+        assert raw_controls(page.replace("\t", "")) == []
+        assert "file:///a\\u202etxt.exe" in page
+        assert "ok\\x1b[2J\\x0aFAKE: approved by carol" in page

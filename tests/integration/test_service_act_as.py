@@ -108,6 +108,32 @@ def test_the_event_stores_the_actor_and_the_principal_that_recorded_it(server, t
     assert "<td>alice (recorded by pipeline)</td>" in html.read_text()
 
 
+def test_the_version_answer_is_the_document_ledger_show_prints(server, tokens, log_url, tmp_path):
+    # The runner records ci's evaluation and carol's approval of alice's training:
+    # both carry recorded_by, over HTTP as in `ledger show churn@1 --json`, key for key.
+    pipeline = tokens["pipeline"]
+    assert post(server, pipeline, draft(samples.snapshot("churn"))).status_code == 201
+    assert post(server, tokens["alice"], draft(samples.trained("churn"))).status_code == 201
+    evaluated = post(server, pipeline, draft(samples.evaluated("churn"), actor="ci"))
+    assert evaluated.status_code == 201, evaluated.text
+    approved = post(server, pipeline, draft(samples.approved("churn"), actor="carol"))
+    assert approved.status_code == 201, approved.text
+    with client(server, tokens["reader"]) as http:
+        answer = http.get("/v1/models/churn/versions/1")
+    assert answer.status_code == 200, answer.text
+    version = answer.json()
+    assert [(r["decision"], r["by"], r["recorded_by"]) for r in version["reviews"]] == [("approved", "carol", "pipeline")]
+    assert [(e["evaluated_by"], e["recorded_by"]) for e in version["evaluations"]] == [("ci", "pipeline")]
+
+    views = f"sqlite:///{tmp_path / 'cli-views.db'}"
+    shown = CliRunner().invoke(main, ["--log", log_url, "--db", views, "show", "churn@1", "--json"])
+    assert shown.exit_code == 0, shown.output
+    document = json.loads(shown.stdout)
+    # The service does not re-read the whole log on a read: its mark says so.
+    assert (document["verified"], version["verified"]) == ("ok", "unchecked")
+    assert {**version, "verified": "ok"} == document
+
+
 def test_a_runner_that_trained_cannot_approve_by_naming_someone_else(server, tokens, log_url):
     pipeline = tokens["pipeline"]
     for event in (samples.snapshot("churn"), samples.trained("churn"), samples.evaluated("churn")):
