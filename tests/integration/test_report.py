@@ -212,30 +212,38 @@ def test_postgresql_views_give_the_same_metrics_and_report(urls, tmp_path, fresh
     assert pages[0] == pages[1]
 
 
+def recorded(tmp_path, steps) -> list[str]:
+    """A log of ``steps`` (draft, recording principal or None), appended the way the
+    service records them; the CLI's --log/--db arguments for it."""
+    from ledger.append import Appender
+
+    log_url = f"sqlite:///{tmp_path / 'log.db'}"
+    with open_log(log_url) as log:
+        appender = Appender(log)
+        for draft, runner in steps:
+            appender.append([draft.model_copy(update={"recorded_by": runner})])
+    return ["--log", log_url, "--db", f"sqlite:///{tmp_path / 'views.db'}"]
+
+
 def test_four_eyes_counts_who_recorded_an_event_on_anothers_behalf(tmp_path):
     # Through the service, a pipeline runner with act-as records events naming other
     # people (event schema v4's recorded_by). The rules keep it from approving what it
     # recorded the training of, but nothing stops it deploying: the report must still
     # see that one principal both trained (as alice) and deployed (as dave).
     from ledger import samples
-    from ledger.append import Appender
 
-    log_url = f"sqlite:///{tmp_path / 'log.db'}"
-    with open_log(log_url) as log:
-        appender = Appender(log)
-        for draft, runner in [
-            (samples.snapshot("churn"), None),
-            (samples.trained("churn", actor="alice"), "runner"),
-            (samples.evaluated("churn"), None),
-            (samples.approved("churn", actor="bob"), None),
-            (samples.deployed("churn", actor="dave"), "runner"),
-        ]:
-            appender.append([draft.model_copy(update={"recorded_by": runner})])
-    code, output, html = write(["--log", log_url, "--db", f"sqlite:///{tmp_path / 'views.db'}"], tmp_path)
+    urls = recorded(tmp_path, [
+        (samples.snapshot("churn"), None),
+        (samples.trained("churn", actor="alice"), "runner"),
+        (samples.evaluated("churn"), None),
+        (samples.approved("churn", actor="bob"), None),
+        (samples.deployed("churn", actor="dave"), "runner"),
+    ])
+    code, output, html = write(urls, tmp_path)
     assert code == 0, output
     assert "SAME PERSON: trainer and deployer: runner" in html
     assert "alice (recorded by runner)" in html and "dave (recorded by runner)" in html
-    shown = CliRunner().invoke(main, ["--log", log_url, "--db", f"sqlite:///{tmp_path / 'views.db'}", "show", "churn@1"])
+    shown = CliRunner().invoke(main, [*urls, "show", "churn@1"])
     assert shown.exit_code == 0, shown.output
     assert "production: since" in shown.stdout and "by dave (recorded by runner)" in shown.stdout
 
@@ -252,22 +260,16 @@ def test_four_eyes_counts_who_recorded_an_evaluation(tmp_path):
     # A runner that records the evaluation holds the evaluator's role as well as the
     # actor it names (ci): v1, it also recorded alice's training; v2, carol's approval.
     from ledger import samples
-    from ledger.append import Appender
 
-    log_url = f"sqlite:///{tmp_path / 'log.db'}"
-    with open_log(log_url) as log:
-        appender = Appender(log)
-        for draft, runner in [
-            (samples.snapshot("churn"), None),
-            (samples.trained("churn", 1, actor="alice"), "runner"),
-            (samples.evaluated("churn", 1), "runner"),
-            (samples.approved("churn", 1, actor="bob"), None),
-            (samples.trained("churn", 2, actor="alice"), None),
-            (samples.evaluated("churn", 2), "runner"),
-            (samples.approved("churn", 2, actor="carol"), "runner"),
-        ]:
-            appender.append([draft.model_copy(update={"recorded_by": runner})])
-    urls = ["--log", log_url, "--db", f"sqlite:///{tmp_path / 'views.db'}"]
+    urls = recorded(tmp_path, [
+        (samples.snapshot("churn"), None),
+        (samples.trained("churn", 1, actor="alice"), "runner"),
+        (samples.evaluated("churn", 1), "runner"),
+        (samples.approved("churn", 1, actor="bob"), None),
+        (samples.trained("churn", 2, actor="alice"), None),
+        (samples.evaluated("churn", 2), "runner"),
+        (samples.approved("churn", 2, actor="carol"), "runner"),
+    ])
     code, output, html = write(urls, tmp_path)
     assert code == 0, output
     v1, v2 = maker_checker(html, "churn", 1), maker_checker(html, "churn", 2)
