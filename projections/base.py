@@ -47,6 +47,9 @@ class Item:
     """No earlier event of its model was applied by this projection."""
     digest: str = ""
     """SHA-256 of the record's bytes, computed once per record (see :attr:`hash`)."""
+    event_id: str = ""
+    """The event's id as text, computed once per record ("" if unreadable): each
+    projection writes it, and ``str(UUID)`` is not free."""
 
     @property
     def hash(self) -> str:
