@@ -24,6 +24,7 @@ from __future__ import annotations
 import json
 from collections.abc import Sequence
 from functools import lru_cache
+from operator import itemgetter
 
 from sqlalchemy import bindparam, select, update
 from sqlalchemy.engine import Connection
@@ -64,6 +65,7 @@ STATE_FIELDS = (
 )
 """The columns of ``reg_version_states`` that describe the version (the others say
 when that description held)."""
+_described = itemgetter(*STATE_FIELDS)
 
 
 def status_of(state: dict) -> str:
@@ -221,7 +223,7 @@ class _Work:
             return
         new = {**current, **changes}
         new["status"] = status_of(new)
-        if all(new[f] == current[f] for f in STATE_FIELDS):
+        if _described(new) == _described(current):
             return
         current["to_offset"] = item.offset
         current["valid_to"] = item.at
