@@ -80,9 +80,7 @@ def _read(data: bytes, catalogue: _catalogue.Catalogue) -> tuple[_catalogue.Sche
     reader = catalogue.latest(writer.event_type)
     stream = io.BytesIO(body)
     try:
-        # Most records are written with the newest schema: no resolution to do, and
-        # fastavro skips its schema comparison and second parse (a third of a read).
-        record = schemaless_reader(stream, writer.parsed, None if reader is writer else reader.parsed)
+        record = schemaless_reader(stream, writer.parsed, reader.parsed)
     except Exception as exc:  # noqa: BLE001 - fastavro raises many types on corrupt input
         raise DecodeError(f"cannot decode {writer.event_type} body: {exc}") from exc
     if stream.tell() != len(body):
