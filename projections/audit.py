@@ -143,7 +143,7 @@ class Audit(Projection):
             "model": event.model,
             "version": event.version,
             "sequence": event.sequence,
-            "event_id": str(event.event_id),
+            "event_id": item.event_id,
             "summary": summarize(event),
             "hash": item.hash,
             "prev_hash": event.prev_hash,

@@ -14,20 +14,24 @@ tuples:
 Everything runs on the connection of the batch's transaction, so the rows and the
 positions still commit or roll back together. The one conversion the tables' types
 did per value — a NUL in text is stored as U+FFFD (:class:`projections.tables.String`)
-— is done here too, found by one scan of a batch's text rather than a call per value.
+— is done here too, found by one scan of a batch's text columns rather than a call per value.
 """
 
 from __future__ import annotations
 
+import re
 from collections.abc import Iterable, Sequence
 from functools import lru_cache
+from itertools import chain
 from operator import itemgetter
 
-from sqlalchemy import Table
+from sqlalchemy import Boolean, Float, Integer, Table
 from sqlalchemy.engine import Connection
 from sqlalchemy.exc import DBAPIError
 
 from projections.tables import NUL_REPLACEMENT
+
+_NOT_TEXT = (Integer, Float, Boolean)
 
 PG_MAX_PARAMETERS = 30_000
 """Parameters per multi-row statement on PostgreSQL (the protocol allows 65,535)."""
@@ -37,14 +41,34 @@ def _clean(value):
     return value.replace("\x00", NUL_REPLACEMENT) if isinstance(value, str) and "\x00" in value else value
 
 
-def _tuples(columns: Sequence[str], rows: Iterable[dict]) -> list[tuple]:
+def _tuples(table: Table, columns: Sequence[str], rows: Iterable[dict]) -> list[tuple]:
     get = itemgetter(*columns)
     values = [get(r) for r in rows] if len(columns) > 1 else [(get(r),) for r in rows]
-    # One C-level scan of the batch's text, joined, finds whether any value holds a
-    # NUL (three times cheaper than scanning its repr()); only then the per-value pass.
-    if "\x00" in "".join([v for row in values for v in row if isinstance(v, str)]):
+    if values and _has_nul(values, _text_positions(table, tuple(columns))):
         values = [tuple(_clean(v) for v in row) for row in values]
     return values
+
+
+@lru_cache(maxsize=256)
+def _text_positions(table: Table, columns: tuple[str, ...]) -> tuple[int, ...]:
+    """Where in a row the columns that may hold text are (all but numbers and booleans)."""
+    return tuple(i for i, c in enumerate(columns) if not isinstance(table.c[c].type, _NOT_TEXT))
+
+
+def _has_nul(values: list[tuple], positions: tuple[int, ...]) -> bool:
+    """Whether a text value of ``values`` holds a NUL: the text columns of every row
+    chained, the Nones dropped, joined and searched, every loop in C (a third
+    cheaper than a Python test per value, measured on the benchmark's rows)."""
+    if not positions:
+        return False
+    if len(positions) == 1:
+        texts = map(itemgetter(positions[0]), values)
+    else:
+        texts = chain.from_iterable(map(itemgetter(*positions), values))
+    try:
+        return "\x00" in "".join(filter(None, texts))
+    except TypeError:  # not only text in those columns: value by value
+        return any(isinstance(v, str) and "\x00" in v for row in values for v in row)
 
 
 @lru_cache(maxsize=256)
@@ -72,23 +96,64 @@ def _conflict(conn: Connection, keys: Sequence[str] | None, update: Sequence[str
 def _multi_row(conn: Connection, head: str, tail: str, width: int, values: list[tuple]) -> None:
     """PostgreSQL: ``head VALUES (…), (…) tail`` in as few statements as the
     parameter limit allows."""
-    row = "(" + ", ".join(["%s"] * width) + ")"
     per = max(1, PG_MAX_PARAMETERS // width)
     for start in range(0, len(values), per):
         chunk = values[start : start + per]
-        sql = f"{head} VALUES {', '.join([row] * len(chunk))}{tail}"
-        conn.exec_driver_sql(sql, tuple(v for r in chunk for v in r))
+        _execute_native(conn, f"{head} VALUES {_native_rows(len(chunk), ('',) * width)}{tail}", chunk)
+
+
+@lru_cache(maxsize=128)
+def _native_rows(rows: int, casts: tuple[str, ...]) -> str:
+    """``($1, $2), ($3, $4), …``: ``rows`` rows of ``len(casts)`` values in
+    PostgreSQL's own placeholders, each value followed by its cast ("" for none).
+    Full chunks of a batch are the same text, built once."""
+    width = len(casts)
+    return ", ".join(
+        "(" + ", ".join(f"${r * width + j + 1}{casts[j]}" for j in range(width)) + ")" for r in range(rows)
+    )
+
+
+def _execute_native(conn: Connection, statement: str, chunk: list[tuple]) -> None:
+    """Run a statement written with ``$n`` placeholders through psycopg's raw cursor,
+    on the connection of the batch's transaction. psycopg's ordinary cursor parses
+    ``%s`` placeholders with a regular expression, uncached for a statement this
+    long: in a profile of a PostgreSQL rebuild that parsing was 6 million regex
+    matches, over half the benchmark process's CPU."""
+    params = [v for row in chunk for v in row]
+    dbapi = conn.dialect.loaded_dbapi
+    raw_cursor = getattr(dbapi, "RawCursor", None)
+    if raw_cursor is None:  # psycopg before 3.2: its own conversion of %s
+        conn.exec_driver_sql(re.sub(r"\$\d+", "%s", statement), tuple(params))
+        return
+    try:
+        with raw_cursor(conn.connection.dbapi_connection) as cursor:
+            cursor.execute(statement, params)
+    except dbapi.Error as exc:
+        # The projections' error handling (db.errors) speaks SQLAlchemy's family.
+        raise DBAPIError.instance(statement, None, exc, dbapi.Error) from exc
 
 
 def _write(conn: Connection, table: Table, rows: Sequence[dict], keys: Sequence[str] | None, ignore: bool) -> None:
     if not rows:
         return
     columns = _columns(table, rows)
-    values = _tuples(columns, rows)
-    name, cols = _names(conn, table, columns)
+    values = _tuples(table, columns, rows)
     tail = ""
     if keys is not None or ignore:
         tail = _conflict(conn, keys, [c for c in columns if keys is None or c not in keys])
+    _send(conn, table, columns, values, tail)
+
+
+def insert_values(conn: Connection, table: Table, columns: Sequence[str], values: list[tuple]) -> None:
+    """Insert ``values`` (tuples in the order of ``columns``) as they are: the
+    database's own bulk path with nothing done in Python per row — what
+    ``bench/project.py`` measures the folds' writes against."""
+    if values:
+        _send(conn, table, tuple(columns), values, "")
+
+
+def _send(conn: Connection, table: Table, columns: tuple[str, ...], values: list[tuple], tail: str) -> None:
+    name, cols = _names(conn, table, columns)
     if conn.dialect.name == "postgresql":
         if tail:
             _multi_row(conn, f"INSERT INTO {name} ({cols})", tail, len(columns), values)
@@ -134,21 +199,20 @@ def update(conn: Connection, table: Table, rows: Sequence[dict], *, keys: Sequen
     keys, columns = tuple(keys), tuple(columns)
     q = conn.dialect.identifier_preparer.quote
     name = conn.dialect.identifier_preparer.format_table(table)
-    values = _tuples(columns + keys, rows)
+    values = _tuples(table, columns + keys, rows)
     if conn.dialect.name == "postgresql":
         # One statement for the batch: UPDATE … FROM (VALUES …) joined on the keys.
         # The VALUES list carries no types; each column is cast to the table's.
         width = len(columns) + len(keys)
-        casts = [table.c[c].type.compile(conn.dialect) for c in columns + keys]
-        row = "(" + ", ".join(f"%s::{t}" for t in casts) + ")"
+        casts = tuple(f"::{table.c[c].type.compile(conn.dialect)}" for c in columns + keys)
         alias = ", ".join(q(f"v_{c}") for c in columns + keys)
         sets = ", ".join(f"{q(c)} = v.{q(f'v_{c}')}" for c in columns)
         where = " AND ".join(f"{name}.{q(k)} = v.{q(f'v_{k}')}" for k in keys)
         per = max(1, PG_MAX_PARAMETERS // width)
         for start in range(0, len(values), per):
             chunk = values[start : start + per]
-            sql = f"UPDATE {name} SET {sets} FROM (VALUES {', '.join([row] * len(chunk))}) AS v ({alias}) WHERE {where}"
-            conn.exec_driver_sql(sql, tuple(v for r in chunk for v in r))
+            sql = f"UPDATE {name} SET {sets} FROM (VALUES {_native_rows(len(chunk), casts)}) AS v ({alias}) WHERE {where}"
+            _execute_native(conn, sql, chunk)
         return
     sets = ", ".join(f"{q(c)} = ?" for c in columns)
     where = " AND ".join(f"{q(k)} = ?" for k in keys)

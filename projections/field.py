@@ -36,7 +36,7 @@ class FieldPerformance(Projection):
                 "environment": e.environment,
                 "partition": item.partition,
                 "offset": item.offset,
-                "event_id": str(e.event_id),
+                "event_id": item.event_id,
                 "recorded_at": item.at,
                 "reported_by": e.actor,
             }

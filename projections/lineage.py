@@ -234,7 +234,7 @@ class Lineage(Projection):
 
     def _trained(self, conn: Connection, item: Item) -> None:
         e: ModelTrained = item.event
-        run = run_node(e.model, str(e.event_id))
+        run = run_node(e.model, item.event_id)
         version = version_node(e.model, e.version)
         run_attrs = {
             "code_ref": e.code_ref,
@@ -262,7 +262,7 @@ class Lineage(Projection):
 
     def _evaluated(self, conn: Connection, item: Item) -> None:
         e: ModelEvaluated = item.event
-        node = evaluation_node(e.model, str(e.event_id))
+        node = evaluation_node(e.model, item.event_id)
         attrs = {
             "metrics": dict(e.metrics),
             "thresholds": dict(e.thresholds),
@@ -278,7 +278,7 @@ class Lineage(Projection):
     def _reviewed(self, conn: Connection, item: Item) -> None:
         e = item.event
         decision = "approved" if isinstance(e, ModelApproved) else "rejected"
-        node = approval_node(e.model, str(e.event_id))
+        node = approval_node(e.model, item.event_id)
         source = self._latest(conn, e.model, e.version, "evaluation") or version_node(e.model, e.version)
         attrs = {"decision": decision, "by": e.actor, "reason": e.reason}
         self._node(item, node, "approval", f"{e.model}@{e.version} {decision} by {e.actor}", attrs, version=e.version)
@@ -286,7 +286,7 @@ class Lineage(Projection):
 
     def _deployed(self, conn: Connection, item: Item) -> None:
         e: ModelDeployed = item.event
-        node = deployment_node(e.model, str(e.event_id))
+        node = deployment_node(e.model, item.event_id)
         source = self._latest(conn, e.model, e.version, "approval") or version_node(e.model, e.version)
         attrs = {"environment": e.environment, "by": e.actor, "replaced_version": e.replaced_version}
         self._node(
@@ -297,7 +297,7 @@ class Lineage(Projection):
 
     def _drift(self, conn: Connection, item: Item) -> None:
         e: DriftDetected = item.event
-        node = drift_node(e.model, str(e.event_id))
+        node = drift_node(e.model, item.event_id)
         source = self._latest(conn, e.model, e.version, "deployment", e.environment) or version_node(e.model, e.version)
         attrs = {
             "metric": e.metric,
@@ -317,7 +317,7 @@ class Lineage(Projection):
 
     def _feedback(self, conn: Connection, item: Item) -> None:
         e: FeedbackRecorded = item.event
-        node = feedback_node(e.model, str(e.event_id))
+        node = feedback_node(e.model, item.event_id)
         source = self._latest(conn, e.model, e.version, "deployment", e.environment) or version_node(e.model, e.version)
         attrs = {
             "window_start": e.window_start.isoformat(),
@@ -339,7 +339,7 @@ class Lineage(Projection):
 
     def _degraded(self, conn: Connection, item: Item) -> None:
         e: PerformanceDegraded = item.event
-        node = degradation_node(e.model, str(e.event_id))
+        node = degradation_node(e.model, item.event_id)
         attrs = {
             "metric": e.metric,
             "value": e.value,

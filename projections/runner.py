@@ -127,10 +127,12 @@ class _Read:
     at: str | None
     digest: str
     """The SHA-256 of the record's bytes, computed once for every projection."""
+    event_id: str
 
 
 def _read(record: StoredRecord) -> _Read:
-    return _Read(record, *read_record(record), record.hash)
+    event, problem, at = read_record(record)
+    return _Read(record, event, problem, at, record.hash, "" if event is None else str(event.event_id))
 
 
 def _chunks(iterable: Iterable, size: int) -> Iterator[list]:
@@ -187,6 +189,19 @@ class _ReadAhead:
         self._thread.join()
 
 
+class _InLine:
+    """The batches read and decoded in the applying thread, one after the other."""
+
+    def __init__(self, batches: Iterator[list]):
+        self._batches = batches
+
+    def __iter__(self) -> Iterator[list]:
+        return self._batches
+
+    def close(self) -> None:
+        self._batches.close()
+
+
 class Runner:
     def __init__(
         self,
@@ -196,6 +211,7 @@ class Runner:
         as_of: AsOf | None = None,
         batch_size: int | None = None,
         load: bool = False,
+        read_ahead: bool = True,
     ):
         """``load``: fill the views as a bulk load (for a rebuild into empty tables):
         transactions (of :data:`LOAD_BATCH_SIZE` records unless ``batch_size`` says
@@ -222,6 +238,8 @@ class Runner:
         still the database's; otherwise it is dropped and read again."""
         self._heads_known: dict[str, dict[str, tuple[int, str]]] = {}
         self.load = load
+        self.read_ahead = read_ahead
+        """Decode the next batch in a thread while one is written (:class:`_ReadAhead`)."""
         self._sync = "normal"
         self._expected: dict[int, int] | None = None
         """In a consumer group: per partition, the position the batch in hand was
@@ -411,6 +429,7 @@ class Runner:
                     stale=stale,
                     first=head is None,
                     digest=read.digest,
+                    event_id=read.event_id,
                 )
             )
             if not stale:
@@ -515,7 +534,7 @@ class Runner:
             for chunk in _chunks(self._records(log, self._start(stored)), size):
                 yield [r for r in map(_read, chunk) if self._inside(r)]
 
-        ahead = _ReadAhead(batches())
+        ahead = _ReadAhead(batches()) if self.read_ahead else _InLine(batches())
         try:
             for reads in ahead:
                 if reads:
@@ -761,13 +780,14 @@ def project(
     batch_size: int | None = None,
     on_batch: Callable[[Batch], None] | None = None,
     should_stop: Callable[[], bool] | None = None,
+    read_ahead: bool = True,
 ) -> RunReport:
     """Bring the views in ``engine`` up to date with ``log`` (from scratch with
     ``rebuild``; a cut always rebuilds, since it describes the views at one moment)."""
     if rebuild or as_of is not None:
         db.drop(engine)
     fresh = rebuild or as_of is not None
-    runner = Runner(engine, as_of=as_of, batch_size=batch_size, load=fresh)
+    runner = Runner(engine, as_of=as_of, batch_size=batch_size, load=fresh, read_ahead=read_ahead)
     return runner.run(log, on_batch=on_batch, should_stop=should_stop)
 
 

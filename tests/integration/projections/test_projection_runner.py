@@ -69,6 +69,15 @@ def test_incremental_runs_and_a_rebuild_give_identical_rows(log, engine, new_db_
     assert incremental.count("\n") > 1000
 
 
+def test_a_rebuild_without_the_read_ahead_thread_gives_the_same_rows(log, engine, new_db_url, open_engine):
+    populate(log, models=6, rounds=3, seed=11)
+    project(log, engine, rebuild=True, batch_size=40)
+    inline = open_engine(new_db_url())
+    report = project(log, inline, rebuild=True, batch_size=40, read_ahead=False)
+    assert report.records == len(list(log.read()))
+    assert db.dump(inline) == db.dump(engine)
+
+
 def test_a_projection_added_later_catches_up_on_its_own(log, engine, new_db_url, open_engine):
     play(log)
     Runner(engine, [Audit()]).run(log)
