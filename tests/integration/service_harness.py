@@ -68,7 +68,9 @@ class Server:
             except httpx.HTTPError:
                 pass
             time.sleep(0.1)
-        raise RuntimeError(f"ledger serve not ready after {timeout} s:\n{self.output()}")
+        output = self.output()
+        self.stop()  # __exit__ does not run when __enter__ raises: nothing is left running
+        raise RuntimeError(f"ledger serve not ready after {timeout} s:\n{output}")
 
     def output(self) -> str:
         self._out.flush()
