@@ -5,14 +5,17 @@ from __future__ import annotations
 
 import json
 import time
+import tomllib
 import uuid
 
 import httpx
 import pytest
+import tomli_w
 
 from ledger import samples
 from ledger.config import open_log
-from ledger.service.principals import add_principal
+from ledger.errors import InputError
+from ledger.service.principals import add_principal, new_token, token_hash
 from tests.integration.service_harness import Server, client, make_principals
 
 PROBLEM = "application/problem+json"
@@ -129,8 +132,15 @@ def test_four_eyes_compares_principals(server, tokens, tmp_path):
         assert own.status_code == 409 and own.json()["rule"] == "four-eyes"
         claimed = http.post("/v1/events", json={"event_type": "approve", "model": "churn", "version": 1, "actor": "bob"})
         assert claimed.status_code == 403
-    # Another principal whose name is the same identity (ledger.identity): still one person.
-    alias = add_principal(tmp_path / "principals.toml", "SOLO", ["approve"])
+    # `principals add` refuses another principal whose name is the same identity
+    # (ledger.identity); one written into the file by hand is still one person.
+    path = tmp_path / "principals.toml"
+    with pytest.raises(InputError, match="the same person as 'solo'"):
+        add_principal(path, "SOLO", ["approve"])
+    data = tomllib.loads(path.read_text())
+    alias = new_token()
+    data["principals"]["SOLO"] = {"token_sha256": token_hash(alias), "roles": ["approve"]}
+    path.write_bytes(tomli_w.dumps(data).encode())
     time.sleep(1.2)
     with client(server, alias) as http:
         again = http.post("/v1/events", json={"event_type": "approve", "model": "churn", "version": 1})
