@@ -769,6 +769,16 @@ class KafkaLog(EventLog):
         something was written since, which the next send's offset tells."""
         return not fresh and index.readable and index.own_last is not None and index.next_offset == index.own_last + 1
 
+    def _caught_up(self, partition: int, fresh: bool) -> _PartitionIndex | None:
+        """:meth:`_catch_up`; None when an open transaction needs a new writer (the
+        producer is dropped: the caller starts its attempt again)."""
+        with self._kafka_errors(f"preparing to append to partition {partition}"):
+            try:
+                return self._catch_up(partition, fresh)
+            except _NeedsNewWriter:
+                self._drop_producer(partition)
+                return None
+
     def _catch_up(self, partition: int, fresh: bool) -> _PartitionIndex:
         index = self._index[partition]
         end, settled = self._stable_end(partition, fresh)
@@ -948,12 +958,8 @@ class KafkaLog(EventLog):
                     # it): checked on the broker's answer to the send below, instead
                     # of an offset lookup before planning.
                     expected = index.own_last + 2 if self._trusts_index(index, fresh) else None
-                    if expected is None:
-                        try:
-                            index = self._catch_up(partition, fresh)
-                        except _NeedsNewWriter:
-                            self._drop_producer(partition)
-                            continue
+                if expected is None and (index := self._caught_up(partition, fresh)) is None:
+                    continue
                 try:
                     records = plan(lambda name: _View(self, partition, index, name))
                 except LedgerError:
@@ -966,12 +972,8 @@ class KafkaLog(EventLog):
                     # whether the index was stale: confirmed against the partition as
                     # it is, and planned again.
                     expected = None
-                    with self._kafka_errors(f"preparing to append to partition {partition}"):
-                        try:
-                            index = self._catch_up(partition, fresh)
-                        except _NeedsNewWriter:
-                            self._drop_producer(partition)
-                            continue
+                    if (index := self._caught_up(partition, fresh)) is None:
+                        continue
                     records = plan(lambda name: _View(self, partition, index, name))
                 if not records:
                     return []
