@@ -36,7 +36,8 @@ def applied_heads(engine: Engine) -> dict[str, tuple[int, str]]:
 
 
 def stream_problems(log: EventLog, views: Engine | None = None) -> dict[str, str]:
-    """model → its stream's first problem, for every model whose stream fails.
+    """model → why its views cannot be trusted (its stream's first problem), for
+    every model whose stream fails.
 
     With ``views``, each stream must also still hold the last event the views
     applied from it: a log whose last events were deleted (and perhaps replaced by
@@ -49,12 +50,13 @@ def stream_problems(log: EventLog, views: Engine | None = None) -> dict[str, str
             continue
         text = visible(str(p))
         if heads and p.model in heads and p.kind in ("missing", "altered") and p.sequence == heads[p.model][0]:
-            text = (
+            problems[p.model] = (
                 f"the log no longer holds event #{p.sequence} that these views applied ({text}): the log was "
                 "rewritten after the views were built; rebuild them (ledger project --rebuild) and check the "
                 "log against a saved checkpoint (ledger verify --checkpoint)"
             )
-        problems[p.model] = text
+        else:
+            problems[p.model] = f"its stream fails verification ({text}); run `ledger verify`"
     return problems
 
 
@@ -76,10 +78,4 @@ def warnings(problems: dict[str, str] | None, models: Iterable[str | None]) -> l
     if not problems:
         return []
     seen = sorted({m for m in models if m in problems})
-    return [
-        f"warning: the views of {visible(m)!r} cannot be trusted: {problems[m]}"
-        if problems[m].startswith("the log no longer holds")
-        else f"warning: the views of {visible(m)!r} cannot be trusted: its stream fails verification ({problems[m]}); "
-        "run `ledger verify`"
-        for m in seen
-    ]
+    return [f"warning: the views of {visible(m)!r} cannot be trusted: {problems[m]}" for m in seen]
