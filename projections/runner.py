@@ -99,7 +99,17 @@ class RunReport:
         self.records += batch.records
         self.unreadable += batch.unreadable
         self.batches += 1
-        for partition, offset in batch.positions.items():
+        self._advance(batch.positions)
+
+    def merge(self, report: RunReport) -> None:
+        """Count another run's report in (a follower's passes)."""
+        self.records += report.records
+        self.unreadable += report.unreadable
+        self.batches += report.batches
+        self._advance(report.positions)
+
+    def _advance(self, positions: dict[int, int]) -> None:
+        for partition, offset in positions.items():
             self.positions[partition] = max(offset, self.positions.get(partition, -1))
 
 
@@ -641,10 +651,7 @@ class Runner:
                     on_error(exc, delay)
                 stop.wait(delay)
                 continue
-            for name in ("records", "unreadable", "batches"):
-                setattr(total, name, getattr(total, name) + getattr(report, name))
-            for partition, offset in report.positions.items():
-                total.positions[partition] = max(offset, total.positions.get(partition, -1))
+            total.merge(report)
             if report.records == 0:
                 stop.wait(poll_interval)
         return total
@@ -708,10 +715,7 @@ class Runner:
                 seen = None
                 stop.wait(delay)
                 continue
-            for name in ("records", "unreadable", "batches"):
-                setattr(total, name, getattr(total, name) + getattr(report, name))
-            for partition, offset in report.positions.items():
-                total.positions[partition] = max(offset, total.positions.get(partition, -1))
+            total.merge(report)
         return total
 
     def _catch_up_owned(
