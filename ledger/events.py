@@ -27,6 +27,9 @@ from pydantic import (
 GENESIS_HASH = "0" * 64
 """``prev_hash`` of the first event of every model stream."""
 
+SHA256_HEX = "[0-9a-f]{64}"
+"""How every hash in the ledger is written: SHA-256, 64 lowercase hex digits."""
+
 ModelName = Annotated[
     str,
     StringConstraints(pattern=r"^[A-Za-z0-9][A-Za-z0-9._\-]{0,127}$"),
@@ -141,7 +144,7 @@ class Event(_Frozen):
     causation_id: str | None = None
     correlation_id: str | None = None
     sequence: int | None = Field(default=None, ge=1)
-    prev_hash: str | None = Field(default=None, pattern=r"^[0-9a-f]{64}$")
+    prev_hash: str | None = Field(default=None, pattern=f"^{SHA256_HEX}$")
 
     @property
     def is_draft(self) -> bool:

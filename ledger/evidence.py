@@ -39,7 +39,7 @@ import fastavro
 from ledger import catalogue as _catalogue
 from ledger import codec, merkle
 from ledger.errors import DecodeError, InputError
-from ledger.events import GENESIS_HASH
+from ledger.events import GENESIS_HASH, SHA256_HEX
 from ledger.log import Position, StoredRecord
 from ledger.verify import Problem, Report, verify
 
@@ -222,7 +222,7 @@ def export(
     return {"file": str(out), "events": len(rows), "chains": chains, "unreadable": len(unreadable)}
 
 
-_SHA256_HEX = re.compile(r"[0-9a-f]{64}")
+_SHA256_HEX = re.compile(SHA256_HEX)
 """Lowercase, as every hash in the ledger is written (events' ``prev_hash``, the
 service's schema): a head in another spelling is malformed, not "altered"."""
 _MAX_SEQUENCE = 2**63 - 1  # an Avro long

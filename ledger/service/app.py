@@ -48,7 +48,7 @@ from starlette.routing import Route
 from ledger import config, jsonio
 from ledger.append import check_drafts
 from ledger.errors import InputError
-from ledger.events import BY_CLI_NAME, BY_TYPE, EVENT_CLASSES, Event
+from ledger.events import BY_CLI_NAME, BY_TYPE, EVENT_CLASSES, SHA256_HEX, Event
 from ledger.service.metrics import Metrics
 from ledger.service.principals import Principal, Principals
 from ledger.service.problems import MEDIA_TYPE, Problem, from_error
@@ -662,8 +662,8 @@ ACCEPTED_SCHEMA = {
         "model": {"type": "string"},
         "version": {"type": ["integer", "null"]},
         "sequence": {"type": "integer", "minimum": 1},
-        "hash": {"type": "string", "pattern": "^[0-9a-f]{64}$"},
-        "prev_hash": {"type": "string", "pattern": "^[0-9a-f]{64}$"},
+        "hash": {"type": "string", "pattern": f"^{SHA256_HEX}$"},
+        "prev_hash": {"type": "string", "pattern": f"^{SHA256_HEX}$"},
         "position": {"type": "string", "description": "partition:offset in the log", "pattern": "^[0-9]+:[0-9]+$"},
         "recorded_at": {"type": "string", "format": "date-time"},
         "duplicate": {"type": "boolean", "description": "true when the event id was already recorded (nothing new was written)"},

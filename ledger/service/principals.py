@@ -41,6 +41,7 @@ from dataclasses import dataclass
 from pathlib import Path
 
 from ledger.errors import InputError
+from ledger.events import SHA256_HEX
 from ledger.identity import same_person
 
 log = logging.getLogger(__name__)
@@ -114,7 +115,7 @@ def _parse(text: str, where: str) -> dict[str, Principal]:
         if not isinstance(entry, dict):
             raise InputError(f"{where}: principals.{name} must be a table")
         digest = entry.get("token_sha256")
-        if not isinstance(digest, str) or not re.fullmatch(r"[0-9a-f]{64}", digest):
+        if not isinstance(digest, str) or not re.fullmatch(SHA256_HEX, digest):
             raise InputError(f"{where}: principals.{name}.token_sha256 must be 64 lowercase hex digits")
         if digest in hashes:
             raise InputError(f"{where}: principals.{name} shares its token with another principal")
