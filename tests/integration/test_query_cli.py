@@ -640,18 +640,22 @@ def test_replay_into_an_explicit_database_leaves_the_default_alone(tmp_path):
     assert [m["model"] for m in json.loads(shown.stdout)] == ["churn", "fraud"]
 
 
+def flip_last_byte(path, event_id) -> None:
+    """Alter one stored event of the embedded log in place (its last byte), as a
+    tamperer with the file would."""
+    conn = sqlite3.connect(path)
+    with conn:
+        data = conn.execute("SELECT data FROM events WHERE event_id = ?", (str(event_id),)).fetchone()[0]
+        conn.execute("UPDATE events SET data = ? WHERE event_id = ?", (data[:-1] + bytes([data[-1] ^ 1]), str(event_id)))
+    conn.close()
+
+
 def test_replay_of_a_tampered_log_builds_the_views_and_exits_1(tmp_path):
     path = tmp_path / "log.db"
     with open_log(f"sqlite:///{path}") as log:
         accepted = play(log)
     target = accepted["churn v1 approved"]
-    conn = sqlite3.connect(path)
-    data = conn.execute("SELECT data FROM events WHERE event_id = ?", (str(target.event.event_id),)).fetchone()[0]
-    changed = bytearray(data)
-    changed[-1] ^= 0x01
-    conn.execute("UPDATE events SET data = ? WHERE event_id = ?", (bytes(changed), str(target.event.event_id)))
-    conn.commit()
-    conn.close()
+    flip_last_byte(path, target.event.event_id)
     result = CliRunner().invoke(main, ["--log", f"sqlite:///{path}", "replay", "--db", f"sqlite:///{tmp_path / 'audit.db'}"])
     assert result.exit_code == 1, result.output
     assert result.stdout.startswith(f"replayed {EVENTS} event(s) into ")
@@ -670,11 +674,7 @@ def test_replay_verifying_in_a_second_process_reports_what_verifying_afterwards_
     with open_log(f"sqlite:///{path}") as log:
         accepted = play(log)
     target = accepted["fraud v1 trained"]
-    conn = sqlite3.connect(path)
-    data = conn.execute("SELECT data FROM events WHERE event_id = ?", (str(target.event.event_id),)).fetchone()[0]
-    conn.execute("UPDATE events SET data = ? WHERE event_id = ?", (data[:-1] + bytes([data[-1] ^ 1]), str(target.event.event_id)))
-    conn.commit()
-    conn.close()
+    flip_last_byte(path, target.event.event_id)
 
     def replay(name: str, *extra: str):
         return CliRunner().invoke(main, ["--log", f"sqlite:///{path}", "replay", "--db", f"sqlite:///{tmp_path / name}", *extra])
